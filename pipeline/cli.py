@@ -1,0 +1,90 @@
+"""The `enja` command: run the pipeline, evaluate a model, serve it, translate with it."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Callable, Sequence
+
+
+def _run(args: argparse.Namespace) -> int:
+    from enja.pipeline import local_runner
+
+    pushed = local_runner.run(
+        preset=args.preset, data_root=args.data_root, output_dir=args.output_dir
+    )
+    if pushed is None:
+        print("No model was blessed, so nothing was pushed.")
+        return 1
+    print(pushed)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from enja.models import evaluation
+
+    report = evaluation.evaluate_saved_model(args.model, args.src, args.ref)
+    print(json.dumps(report, ensure_ascii=False))
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from enja.serving import server
+
+    server.serve(
+        model_base_path=args.model_base_path,
+        model_name=args.model_name,
+        host=args.host,
+        port=args.port,
+    )
+    return 0
+
+
+def _translate(args: argparse.Namespace) -> int:
+    from enja.serving import client
+
+    return client.main(args)
+
+
+def _parser() -> argparse.ArgumentParser:
+    from enja.pipeline import configs
+
+    parser = argparse.ArgumentParser(prog="enja", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the local TFX pipeline and push a model")
+    run.add_argument("--preset", choices=sorted(configs.PRESETS), default=configs.DEFAULT_PRESET)
+    run.add_argument("--data-root", help="corpus folder (default: $ENJA_DATA_ROOT)")
+    run.add_argument("--output-dir", default="pipeline_output")
+    run.set_defaults(handler=_run)
+
+    evaluate = commands.add_parser("evaluate", help="translate a file and score it with BLEU")
+    evaluate.add_argument("--model", required=True, help="SavedModel directory")
+    evaluate.add_argument("--src", required=True, help="English file, one sentence a line")
+    evaluate.add_argument("--ref", required=True, help="Japanese reference file")
+    evaluate.set_defaults(handler=_evaluate)
+
+    serve = commands.add_parser("serve", help="serve pushed models over TF Serving's gRPC API")
+    serve.add_argument("--model-base-path", required=True)
+    serve.add_argument("--model-name", default=configs.ServingConfig.model_name)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8500)
+    serve.set_defaults(handler=_serve)
+
+    translate = commands.add_parser("translate", help="translate through a model server")
+    translate.add_argument("--server", default="localhost:8500")
+    translate.add_argument("--model-name", default=configs.ServingConfig.model_name)
+    translate.add_argument("--timeout", type=float, default=30.0)
+    translate.add_argument("text", nargs="*", help="sentences (default: stdin, one a line)")
+    translate.set_defaults(handler=_translate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    return handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
