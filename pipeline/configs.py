@@ -37,6 +37,8 @@ class VocabConfig:
 class ModelConfig:
     embedding_dim: int = 256
     units: int = 256
+    # Attention over the encoder outputs: "none" (the seed design), "luong" or "bahdanau".
+    attention: str = "luong"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,67 @@
+"""The exported SavedModel: raw English in, Japanese out, with no project code needed.
+
+It bundles the tf.Transform graph (tokenizing and vocabulary lookup), the trained
+encoder–decoder and in-graph decoding, and is saved from a `tf.Module` with
+`tf.saved_model.save`, which loads with both `tf.saved_model.load` and the TF1
+session loader used by TF Serving and BulkInferrer.
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from enja.models import contract, decoding
+from enja.models.seq2seq import Seq2Seq
+from enja.preprocessing import features
+
+
+class Translator(tf.Module):
+    """Translates batches of raw English sentences, the way the serving signatures do."""
+
+    def __init__(self, model: Seq2Seq, tf_transform_output: tft.TFTransformOutput,
+                 max_output_length: int):
+        super().__init__()
+        self._model = model
+        self._tft_layer = tf_transform_output.transform_features_layer()
+        # Keras 3 weights are tracked by name, which the TF1 session loader cannot
+        # restore ("Could not find variable ..."); tracking the underlying
+        # tf.Variables as well gives them the checkpoint keys it looks up.
+        self._variables = [weight.value for weight in model.trainer.weights]
+        self._target_tokens = tf.constant(
+            list(features.RESERVED_TOKENS)
+            + tf_transform_output.vocabulary_by_name(features.TARGET_VOCAB_NAME))
+        self._max_output_length = max_output_length
+        source_spec = tf_transform_output.raw_feature_spec()[features.SOURCE_KEY]
+        self._example_spec = {features.SOURCE_KEY: source_spec}
+
+    def _detokenize(self, ids: tf.Tensor) -> tf.Tensor:
+        """Joins the vocabulary tokens of `ids` with spaces, leaving out reserved ids."""
+        tokens = tf.gather(self._target_tokens, ids)
+        keep = tf.logical_or(ids >= features.NUM_RESERVED, tf.equal(ids, features.UNK_ID))
+        return tf.strings.reduce_join(tf.ragged.boolean_mask(tokens, keep), axis=1,
+                                      separator=" ")
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=contract.TEXT_INPUT)])
+    def translate(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
+        transformed = self._tft_layer({features.SOURCE_KEY: tf.reshape(text, [-1, 1])})
+        ids, scores = decoding.greedy_decode(
+            self._model, transformed[features.SOURCE_IDS_KEY], self._max_output_length)
+        return {contract.TRANSLATIONS_OUTPUT: self._detokenize(ids),
+                contract.SCORES_OUTPUT: scores}
+
+    @tf.function(input_signature=[
+        tf.TensorSpec([None], tf.string, name=contract.EXAMPLES_INPUT)])
+    def translate_examples(self, examples: tf.Tensor) -> dict[str, tf.Tensor]:
+        parsed = tf.io.parse_example(examples, self._example_spec)
+        outputs = self.translate(tf.reshape(parsed[features.SOURCE_KEY], [-1]))
+        # BulkInferrer wants [batch, 1] outputs.
+        return {name: value[:, None] for name, value in outputs.items()}
+
+
+def save(translator: Translator, export_dir: str) -> None:
+    """Saves `translator` with the signatures TF Serving and TFMA call."""
+    tf.saved_model.save(translator, export_dir, signatures={
+        contract.SERVING_SIGNATURE: translator.translate,
+        contract.EXAMPLES_SIGNATURE: translator.translate_examples,
+    })
+

@@ -1,0 +1,79 @@
+"""TFX Trainer entry point: trains the encoder–decoder and exports the translator.
+
+Named by dotted path (`enja.models.trainer.run_fn`) so TFX runs the installed
+package instead of packaging a module file.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import keras
+import tensorflow as tf
+import tensorflow_transform as tft
+from tfx import v1 as tfx
+from tfx_bsl.public import tfxio
+
+from enja.models import export, seq2seq
+from enja.pipeline.configs import DecodingConfig, ModelConfig, TrainingConfig
+from enja.preprocessing import features
+
+
+def _dataset(files: list[str], data_accessor: tfx.components.DataAccessor,
+             tf_transform_output: tft.TFTransformOutput, batch_size: int,
+             shuffle: bool) -> tf.data.Dataset:
+    """Transformed examples as (inputs, labels) batches for teacher forcing, one epoch."""
+    dataset = data_accessor.tf_dataset_factory(
+        files,
+        tfxio.TensorFlowDatasetOptions(batch_size=batch_size, num_epochs=1, shuffle=shuffle),
+        tf_transform_output.transformed_metadata.schema)
+
+    def split(batch: dict[str, tf.Tensor]) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+        target = batch[features.TARGET_IDS_KEY]
+        inputs = {seq2seq.SOURCE_INPUT: batch[features.SOURCE_IDS_KEY],
+                  seq2seq.TARGET_INPUT: target[:, :-1]}
+        return inputs, target[:, 1:]
+
+    return dataset.map(split, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def vocabulary_sizes(tf_transform_output: tft.TFTransformOutput) -> tuple[int, int]:
+    """Source and target vocabulary sizes, reserved ids included."""
+    return tuple(
+        tf_transform_output.vocabulary_size_by_name(name) + features.NUM_RESERVED
+        for name in (features.SOURCE_VOCAB_NAME, features.TARGET_VOCAB_NAME))
+
+
+def compile_model(model: keras.Model, config: TrainingConfig) -> None:
+    """Adam on the token cross-entropy, with padding positions left out of the loss."""
+    model.compile(
+        optimizer=keras.optimizers.Adam(config.learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True, ignore_class=features.PAD_ID),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+
+
+def run_fn(fn_args: tfx.components.FnArgs) -> None:
+    custom_config: dict[str, Any] = fn_args.custom_config
+    model_config = ModelConfig(**custom_config["model"])
+    training = TrainingConfig(**custom_config["training"])
+    decoding_config = DecodingConfig(**custom_config["decoding"])
+    tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+
+    train_data = _dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output,
+                          training.batch_size, shuffle=True)
+    eval_data = _dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output,
+                         training.batch_size, shuffle=False)
+    model = seq2seq.build(model_config, *vocabulary_sizes(tf_transform_output))
+    compile_model(model.trainer, training)
+    model.trainer.fit(
+        train_data,
+        validation_data=eval_data,
+        epochs=training.epochs,
+        callbacks=[keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)],
+        # A progress bar on a terminal, one line per epoch in logs.
+        verbose=1 if sys.stdout.isatty() else 2)
+
+    translator = export.Translator(model, tf_transform_output,
+                                   decoding_config.max_output_length)
+    export.save(translator, fn_args.serving_model_dir)

@@ -1,0 +1,55 @@
+"""Where the parallel corpus lives, and how users with a network fetch it."""
+from __future__ import annotations
+
+import os
+import tempfile
+import urllib.request
+
+DATA_ROOT_ENV = "ENJA_DATA_ROOT"
+DEFAULT_DOWNLOAD_DIR = os.path.join("data", "small_parallel_enja")
+# The public corpus (Yusuke Oda's small_parallel_enja), file by file.
+CORPUS_URL = "https://raw.githubusercontent.com/odashi/small_parallel_enja/master/{name}"
+CORPUS_FILES = ("train.en", "train.ja", "dev.en", "dev.ja")
+SPANS = 5
+
+
+class MissingCorpusError(FileNotFoundError):
+    pass
+
+
+def resolve_data_root(data_root: str | None) -> str:
+    """The corpus folder from the flag, else $ENJA_DATA_ROOT; fails saying how to get one."""
+    root = data_root or os.environ.get(DATA_ROOT_ENV)
+    how = (f"Pass --data-root DIR or set {DATA_ROOT_ENV}; to fetch the public corpus into "
+           f"{DEFAULT_DOWNLOAD_DIR}/, run `enja download-data`.")
+    if not root:
+        raise MissingCorpusError(f"No corpus folder given. {how}")
+    missing = [name for name in CORPUS_FILES if not os.path.isfile(os.path.join(root, name))]
+    if missing:
+        raise MissingCorpusError(
+            f"Corpus folder {root} lacks {', '.join(missing)}. {how}")
+    return os.path.abspath(root)
+
+
+def _write_atomically(path: str, data: bytes) -> None:
+    """Writes through a temporary file so an interrupted run leaves no partial corpus file."""
+    handle, tmp_path = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".partial-")
+    with os.fdopen(handle, "wb") as tmp:
+        tmp.write(data)
+    os.replace(tmp_path, path)
+
+
+def download(dest: str = DEFAULT_DOWNLOAD_DIR) -> str:
+    """Fetches the corpus into `dest` and cuts train.{en,ja} into the five 10k-pair spans."""
+    os.makedirs(dest, exist_ok=True)
+    for name in CORPUS_FILES:
+        with urllib.request.urlopen(CORPUS_URL.format(name=name), timeout=60) as response:
+            data = response.read()
+        _write_atomically(os.path.join(dest, name), data)
+        if name.startswith("train."):
+            lines = data.splitlines(keepends=True)
+            span_size = -(-len(lines) // SPANS)
+            for span in range(SPANS):
+                _write_atomically(os.path.join(dest, f"{name}.{span:03d}"),
+                                  b"".join(lines[span * span_size:(span + 1) * span_size]))
+    return dest

@@ -1,0 +1,52 @@
+"""Translating through any server that speaks TF Serving's gRPC API (`enja translate`)."""
+import argparse
+import itertools
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+
+import grpc
+import tensorflow as tf
+from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+from enja.models import contract
+from enja.serving.warmup import predict_request
+
+BATCH_SIZE = 32  # sentences per request when reading stdin
+
+
+def translate_batches(stub: prediction_service_pb2_grpc.PredictionServiceStub, sentences: Iterable[str],
+                      model_name: str, timeout: float, batch_size: int = BATCH_SIZE) -> Iterator[str]:
+    """Translations in input order, one Predict call per `batch_size` sentences, read lazily."""
+    sentences = iter(sentences)
+    while batch := list(itertools.islice(sentences, batch_size)):
+        request = predict_request(batch, model_name)
+        request.output_filter.append(contract.TRANSLATIONS_OUTPUT)
+        response = stub.Predict(request, timeout=timeout)
+        for translation in tf.make_ndarray(response.outputs[contract.TRANSLATIONS_OUTPUT]):
+            yield translation.decode("utf-8")
+
+
+def translate(sentences: Sequence[str], server: str = "localhost:8500", model_name: str = "enja",
+              timeout: float = 30.0) -> list[str]:
+    """Japanese translations of English sentences; raises grpc.RpcError on failure."""
+    with grpc.insecure_channel(server) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        return list(translate_batches(stub, sentences, model_name, timeout))
+
+
+def main(args: argparse.Namespace) -> int:
+    """Translate `args.text`, or stdin a line at a time; print one translation a line."""
+    sentences = args.text or (line.rstrip("\n") for line in sys.stdin)
+    try:
+        with grpc.insecure_channel(args.server) as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            for translation in translate_batches(stub, sentences, args.model_name, args.timeout):
+                print(translation, flush=True)
+    except grpc.RpcError as error:
+        if error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            print(f"enja translate: cannot reach a model server at {args.server}: {error.details()}",
+                  file=sys.stderr)
+        else:
+            print(f"enja translate: {args.server} answered {error.code().name}: {error.details()}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,67 @@
+"""The Keras encoder–decoder: shapes, loss masking, and that training reduces the loss."""
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from enja.models import seq2seq, trainer
+from enja.pipeline.configs import ModelConfig, TrainingConfig
+from enja.preprocessing import features
+
+SOURCE_VOCAB, TARGET_VOCAB = 12, 15
+
+
+def _batch(rng: np.random.Generator, batch: int = 4) -> tuple[dict, np.ndarray]:
+    source = rng.integers(features.NUM_RESERVED, SOURCE_VOCAB, size=(batch, 5))
+    source[:, 3:] = features.PAD_ID
+    target = rng.integers(features.NUM_RESERVED, TARGET_VOCAB, size=(batch, 7))
+    target[:, 0] = features.START_ID
+    target[:, 5] = features.END_ID
+    target[:, 6:] = features.PAD_ID
+    return ({seq2seq.SOURCE_INPUT: source, seq2seq.TARGET_INPUT: target[:, :-1]},
+            target[:, 1:])
+
+
+@pytest.mark.parametrize("attention", ["none", "luong", "bahdanau"])
+def test_models_share_layers_and_shapes_agree(attention):
+    model = seq2seq.build(ModelConfig(embedding_dim=8, units=6, attention=attention),
+                          SOURCE_VOCAB, TARGET_VOCAB)
+    inputs, _ = _batch(np.random.default_rng(0))
+    logits = model.trainer(inputs)
+    assert logits.shape == (4, 6, TARGET_VOCAB)
+    memory, h, c = model.encoder(inputs[seq2seq.SOURCE_INPUT])
+    assert memory.shape == (4, 5, 6) and h.shape == (4, 6) and c.shape == (4, 6)
+    source_mask = keras.ops.convert_to_tensor(inputs[seq2seq.SOURCE_INPUT] != features.PAD_ID)
+    first_token = keras.ops.convert_to_tensor(inputs[seq2seq.TARGET_INPUT][:, :1])
+    step_logits, _, _, weights = model.step(first_token, h, c, memory, source_mask)
+    # One decoder step reproduces the teacher-forced model's first position.
+    np.testing.assert_allclose(step_logits, logits[:, 0], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.sum(weights, axis=-1), 1.0, rtol=1e-5)
+    assert np.all(np.asarray(weights)[:, 3:] == 0)  # padded source positions get no weight
+    assert not ({id(w) for w in model.decoder_step.weights}
+                - {id(w) for w in model.trainer.weights})
+
+
+def test_loss_ignores_padding_positions():
+    model = seq2seq.build(ModelConfig(embedding_dim=8, units=6), SOURCE_VOCAB, TARGET_VOCAB)
+    trainer.compile_model(model.trainer, TrainingConfig())
+    inputs, labels = _batch(np.random.default_rng(1))
+    loss = model.trainer.evaluate(inputs, labels, verbose=0, return_dict=True)["loss"]
+    inputs_more_pad = {
+        seq2seq.SOURCE_INPUT: np.pad(inputs[seq2seq.SOURCE_INPUT], ((0, 0), (0, 3))),
+        seq2seq.TARGET_INPUT: np.pad(inputs[seq2seq.TARGET_INPUT], ((0, 0), (0, 3))),
+    }
+    more_pad_labels = np.pad(labels, ((0, 0), (0, 3)))
+    loss_more_pad = model.trainer.evaluate(inputs_more_pad, more_pad_labels, verbose=0,
+                                           return_dict=True)["loss"]
+    assert loss_more_pad == pytest.approx(loss, rel=1e-4)
+
+
+def test_a_few_steps_reduce_the_loss():
+    keras.utils.set_random_seed(0)
+    model = seq2seq.build(ModelConfig(embedding_dim=8, units=16), SOURCE_VOCAB, TARGET_VOCAB)
+    trainer.compile_model(model.trainer, TrainingConfig(learning_rate=1e-2))
+    inputs, labels = _batch(np.random.default_rng(2), batch=8)
+    history = model.trainer.fit(inputs, labels, epochs=30, verbose=0).history["loss"]
+    assert history[-1] < 0.8 * history[0]

@@ -1,0 +1,504 @@
+"""The model contract and TF Serving's gRPC protocol, against a real server.
+
+By default a local `enja.serving` server is started on a copy of the model
+base path. With TF_SERVING_ADDRESS=host:port the protocol checks run against
+that server instead (e.g. the tensorflow/serving container) and the checks
+that need the local server (hot swap, broken versions, its own limits) skip.
+"""
+import io
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import types
+
+import grpc
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import (
+    classification_pb2,
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_log_pb2,
+    prediction_service_pb2_grpc,
+)
+
+from enja.models import contract
+from enja.pipeline.configs import ServingConfig
+from enja.serving import client, ops, warmup
+from enja.serving.batching_config import BatchOptions
+from enja.serving.request import RequestLimits
+from enja.serving.server import ModelServer, ServerOptions
+
+# Which fixture provides the base path holding <model_name>/<version>/: switch to "pushed_model_base"
+# (tests/conftest.py) to run the suite on the model the pipeline pushed.
+MODEL_BASE_FIXTURE = "standin_model_base"
+
+MODEL = ServingConfig.model_name
+REMOTE = os.environ.get("TF_SERVING_ADDRESS")
+local_only = pytest.mark.skipif(bool(REMOTE), reason="needs the local server (TF_SERVING_ADDRESS is set)")
+SENTENCES = ["hello", "thank you", "good morning"]
+AVAILABLE = get_model_status_pb2.ModelVersionStatus.State.AVAILABLE
+END = get_model_status_pb2.ModelVersionStatus.State.END
+LIMITS = RequestLimits(max_batch_size=64, max_chars=200)
+
+
+class StandIn(tf.Module):
+    """The serving signature of the real model over a lookup table initialised from an asset file."""
+
+    def __init__(self, pairs_file: str):
+        super().__init__()
+        initializer = tf.lookup.TextFileInitializer(
+            pairs_file, tf.string, 0, tf.string, 1, delimiter="\t")
+        self.table = tf.lookup.StaticHashTable(initializer, default_value="?")
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def serve(self, text):
+        return {
+            contract.TRANSLATIONS_OUTPUT: self.table.lookup(text),
+            contract.SCORES_OUTPUT: -tf.cast(tf.strings.length(text, unit="UTF8_CHAR"), tf.float32),
+        }
+
+
+@pytest.fixture(scope="session")
+def standin_model_base(tmp_path_factory) -> str:
+    root = tmp_path_factory.mktemp("standin")
+    pairs = root / "pairs.tsv"
+    pairs.write_text("hello\tこんにちは\nthank you\tありがとう\ngood morning\tおはよう\n", encoding="utf-8")
+    module = StandIn(str(pairs))
+    base = root / "serving_model"
+    tf.saved_model.save(module, str(base / MODEL / "1"), signatures={contract.SERVING_SIGNATURE: module.serve})
+    return str(base)
+
+
+@pytest.fixture(scope="session")
+def model_base(request) -> str:
+    return request.getfixturevalue(MODEL_BASE_FIXTURE)
+
+
+def newest_version(base: str) -> int:
+    return max(int(name) for name in os.listdir(os.path.join(base, MODEL)) if name.isdigit())
+
+
+def copy_version(model_dir: str, version: int, new_version: int) -> str:
+    """Copy a version the way a careful pusher does: to a temporary name, then rename."""
+    staging = os.path.join(model_dir, f".tmp-{new_version}")
+    shutil.copytree(os.path.join(model_dir, str(version)), staging)
+    os.rename(staging, os.path.join(model_dir, str(new_version)))
+    return os.path.join(model_dir, str(new_version))
+
+
+def start_local_server(model_base: str, tmp_path, **options) -> ModelServer:
+    """A server on a private copy of the base path, so tests may add versions to it."""
+    base = str(tmp_path / "base")
+    shutil.copytree(model_base, base)
+    version_dir = os.path.join(base, MODEL, str(newest_version(base)))
+    warmup.write_warmup_requests(version_dir, SENTENCES, MODEL)
+    server = ModelServer(base, MODEL, ServerOptions(port=0, limits=LIMITS, **options))
+    server.start()
+    return server
+
+
+@pytest.fixture(scope="module")
+def local_server(model_base, tmp_path_factory):
+    if REMOTE:
+        yield None
+        return
+    server = start_local_server(model_base, tmp_path_factory.mktemp("server"), poll_interval_s=0.2)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def address(local_server) -> str:
+    return REMOTE or local_server.address
+
+
+@pytest.fixture(scope="module")
+def channel(address):
+    with grpc.insecure_channel(address) as channel:
+        yield channel
+
+
+@pytest.fixture(scope="module")
+def predictions(channel):
+    return prediction_service_pb2_grpc.PredictionServiceStub(channel)
+
+
+@pytest.fixture(scope="module")
+def model_service(channel):
+    return model_service_pb2_grpc.ModelServiceStub(channel)
+
+
+def text_request(sentences, **spec) -> predict_pb2.PredictRequest:
+    request = warmup.predict_request(sentences, MODEL)
+    for field, value in spec.items():
+        if field == "version":
+            request.model_spec.version.value = value
+        else:
+            setattr(request.model_spec, field, value)
+    return request
+
+
+def status_code(call, request) -> grpc.StatusCode:
+    with pytest.raises(grpc.RpcError) as raised:
+        call(request, timeout=30)
+    assert raised.value.details(), "errors must say what is wrong"
+    return raised.value.code()
+
+
+def served_version(model_service) -> int:
+    request = get_model_status_pb2.GetModelStatusRequest()
+    request.model_spec.name = MODEL
+    response = model_service.GetModelStatus(request, timeout=10)
+    return max(s.version for s in response.model_version_status if s.state == AVAILABLE)
+
+
+# --- the model itself -------------------------------------------------------------------------
+
+def test_model_uses_only_core_tensorflow_ops(model_base):
+    version_dir = os.path.join(model_base, MODEL, str(newest_version(model_base)))
+    assert ops.graph_ops(version_dir)
+    assert ops.non_core_ops(version_dir) == set()
+
+
+def test_op_check_flags_custom_ops(model_base, tmp_path):
+    """A graph needing a tensorflow-text op (faked by renaming a node's op) fails the check."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    target = shutil.copytree(os.path.join(model_base, MODEL, str(newest_version(model_base))), tmp_path / "m")
+    saved_model = saved_model_pb2.SavedModel.FromString((target / "saved_model.pb").read_bytes())
+    function = saved_model.meta_graphs[0].graph_def.library.function[0]
+    function.node_def.add(name="split", op="WhitespaceTokenizeWithOffsets")
+    (target / "saved_model.pb").write_bytes(saved_model.SerializeToString())
+    assert ops.non_core_ops(str(target)) == {"WhitespaceTokenizeWithOffsets"}
+    with pytest.raises(ValueError, match="WhitespaceTokenizeWithOffsets"):
+        ops.check_core_ops(str(target))
+
+
+def test_warmup_requests_are_prediction_logs(model_base, tmp_path):
+    target = shutil.copytree(os.path.join(model_base, MODEL, str(newest_version(model_base))), tmp_path / "m")
+    path = warmup.write_warmup_requests(str(target), SENTENCES, MODEL)
+    assert path.endswith(os.path.join("assets.extra", "tf_serving_warmup_requests"))
+    logs = list(warmup.read_warmup_requests(str(target)))
+    assert [len(tf.make_ndarray(log.predict_log.request.inputs[contract.TEXT_INPUT])) for log in logs] == [1, 3]
+    assert {log.predict_log.request.model_spec.name for log in logs} == {MODEL}
+
+
+# --- protocol ---------------------------------------------------------------------------------
+
+def test_predict_translates_a_batch(predictions):
+    response = predictions.Predict(text_request(SENTENCES), timeout=30)
+    translations = tf.make_ndarray(response.outputs[contract.TRANSLATIONS_OUTPUT])
+    scores = tf.make_ndarray(response.outputs[contract.SCORES_OUTPUT])
+    assert translations.shape == (3,) and all(isinstance(t, bytes) for t in translations)
+    assert scores.dtype == np.float32 and scores.shape == (3,) and np.isfinite(scores).all()
+    assert response.model_spec.name == MODEL
+    assert response.model_spec.signature_name == contract.SERVING_SIGNATURE
+    assert response.model_spec.version.value > 0
+
+
+def test_predict_is_per_sentence(predictions):
+    """A sentence translates the same alone as inside a batch (batching must not mix rows)."""
+    batch = tf.make_ndarray(predictions.Predict(text_request(SENTENCES), timeout=30)
+                            .outputs[contract.TRANSLATIONS_OUTPUT])
+    alone = [tf.make_ndarray(predictions.Predict(text_request([s]), timeout=30)
+                             .outputs[contract.TRANSLATIONS_OUTPUT])[0] for s in SENTENCES]
+    assert list(batch) == alone
+
+
+def test_output_filter(predictions):
+    request = text_request(SENTENCES)
+    request.output_filter.append(contract.SCORES_OUTPUT)
+    assert set(predictions.Predict(request, timeout=30).outputs) == {contract.SCORES_OUTPUT}
+
+
+def test_metadata_has_the_signature_defs(predictions):
+    request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+    request.model_spec.name = MODEL
+    response = predictions.GetModelMetadata(request, timeout=30)
+    signatures = get_model_metadata_pb2.SignatureDefMap()
+    assert response.metadata["signature_def"].Unpack(signatures)
+    serving = signatures.signature_def[contract.SERVING_SIGNATURE]
+    assert serving.method_name == "tensorflow/serving/predict"
+    text = serving.inputs[contract.TEXT_INPUT]
+    assert text.dtype == tf.string.as_datatype_enum and [d.size for d in text.tensor_shape.dim] == [-1]
+    assert serving.outputs[contract.TRANSLATIONS_OUTPUT].dtype == tf.string.as_datatype_enum
+    assert serving.outputs[contract.SCORES_OUTPUT].dtype == tf.float32.as_datatype_enum
+    assert response.model_spec.name == MODEL and response.model_spec.version.value > 0
+
+
+def test_model_status(model_service):
+    request = get_model_status_pb2.GetModelStatusRequest()
+    request.model_spec.name = MODEL
+    response = model_service.GetModelStatus(request, timeout=30)
+    assert any(s.state == AVAILABLE for s in response.model_version_status)
+
+
+def test_request_can_name_a_version(predictions, model_service):
+    version = served_version(model_service)
+    response = predictions.Predict(text_request(SENTENCES, version=version), timeout=30)
+    assert response.model_spec.version.value == version
+    assert status_code(predictions.Predict, text_request(SENTENCES, version=version + 1000)) \
+        == grpc.StatusCode.NOT_FOUND
+
+
+def test_unknown_model_is_not_found(predictions, model_service):
+    assert status_code(predictions.Predict, text_request(SENTENCES, name="nope")) == grpc.StatusCode.NOT_FOUND
+    metadata = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+    metadata.model_spec.name = "nope"
+    assert status_code(predictions.GetModelMetadata, metadata) == grpc.StatusCode.NOT_FOUND
+    model_status = get_model_status_pb2.GetModelStatusRequest()
+    model_status.model_spec.name = "nope"
+    assert status_code(model_service.GetModelStatus, model_status) == grpc.StatusCode.NOT_FOUND
+
+
+def _renamed_input(request):
+    request.inputs["sentences"].CopyFrom(request.inputs.pop(contract.TEXT_INPUT))
+
+
+def _float_input(request):
+    request.inputs[contract.TEXT_INPUT].CopyFrom(tf.make_tensor_proto([1.0, 2.0], dtype=tf.float32))
+
+
+def _matrix_input(request):
+    request.inputs[contract.TEXT_INPUT].CopyFrom(tf.make_tensor_proto([["a", "b"]], dtype=tf.string))
+
+
+def _unknown_output(request):
+    request.output_filter.append("attention")
+
+
+@pytest.mark.parametrize("spoil", [_renamed_input, _float_input, _matrix_input, _unknown_output])
+def test_malformed_predict_is_invalid_argument(predictions, spoil):
+    request = text_request(SENTENCES)
+    spoil(request)
+    assert status_code(predictions.Predict, request) == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_unknown_signature_is_failed_precondition(predictions):
+    request = text_request(SENTENCES, signature_name="nope")
+    assert status_code(predictions.Predict, request) == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_metadata_needs_a_known_field(predictions):
+    request = get_model_metadata_pb2.GetModelMetadataRequest()
+    request.model_spec.name = MODEL
+    assert status_code(predictions.GetModelMetadata, request) == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_classify_is_unimplemented(predictions):
+    request = classification_pb2.ClassificationRequest()
+    request.model_spec.name = MODEL
+    # TF Serving refuses Classify on a model without a classification signature in its own words.
+    expected = {grpc.StatusCode.UNIMPLEMENTED}
+    if REMOTE:
+        expected |= {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION}
+    assert status_code(predictions.Classify, request) in expected
+
+
+def test_server_survives_bad_requests(predictions):
+    for spoil in (_renamed_input, _float_input, _matrix_input):
+        request = text_request(SENTENCES)
+        spoil(request)
+        with pytest.raises(grpc.RpcError):
+            predictions.Predict(request, timeout=30)
+    assert len(predictions.Predict(text_request(SENTENCES), timeout=30).outputs) == 2
+
+
+# --- the local server's own guards and behaviour -----------------------------------------------
+
+@local_only
+@pytest.mark.parametrize("sentences", [[], ["x" * (LIMITS.max_chars + 1)], ["hello"] * (LIMITS.max_batch_size + 1)],
+                         ids=["empty", "too-long", "too-many"])
+def test_oversized_or_empty_is_invalid_argument(predictions, sentences):
+    assert status_code(predictions.Predict, text_request(sentences)) == grpc.StatusCode.INVALID_ARGUMENT
+
+
+@local_only
+def test_message_size_is_limited(predictions):
+    huge = text_request(["x" * (5 * 1024 * 1024)])
+    assert status_code(predictions.Predict, huge) == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+@local_only
+def test_server_answers_what_the_saved_model_answers(predictions, local_server):
+    version = local_server.versions.get()
+    loaded = tf.saved_model.load(version.path).signatures[contract.SERVING_SIGNATURE]
+    expected = loaded(text=tf.constant(SENTENCES))
+    response = predictions.Predict(text_request(SENTENCES), timeout=30)
+    for key in (contract.TRANSLATIONS_OUTPUT, contract.SCORES_OUTPUT):
+        np.testing.assert_array_equal(tf.make_ndarray(response.outputs[key]), expected[key].numpy())
+
+
+class Hammer:
+    """Client threads sending Predict calls until stopped, recording versions and failures."""
+
+    def __init__(self, stub, threads: int = 8):
+        self.stub, self.versions, self.failures = stub, [], []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._loop) for _ in range(threads)]
+
+    def _loop(self):
+        while not self._stop.is_set():
+            try:
+                response = self.stub.Predict(text_request(SENTENCES), timeout=30)
+                self.versions.append(response.model_spec.version.value)
+            except grpc.RpcError as error:
+                self.failures.append(f"{error.code()}: {error.details()}")
+
+    def __enter__(self):
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+
+    def wait_for_version(self, version: int, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while version not in self.versions[-8:]:
+            assert time.monotonic() < deadline, f"version {version} never served"
+            time.sleep(0.05)
+
+
+def wait_for_status(model_service, version: int, state, timeout: float = 60.0):
+    request = get_model_status_pb2.GetModelStatusRequest()
+    request.model_spec.name = MODEL
+    request.model_spec.version.value = version
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            status = model_service.GetModelStatus(request, timeout=10).model_version_status[0]
+            if status.state == state:
+                return status
+        except grpc.RpcError as error:
+            assert error.code() == grpc.StatusCode.NOT_FOUND  # not discovered yet
+        time.sleep(0.05)
+    raise AssertionError(f"version {version} never reached state {state}")
+
+
+@local_only
+def test_hot_swap_and_broken_versions_under_load(model_base, tmp_path):
+    server = start_local_server(model_base, tmp_path, poll_interval_s=0.1, max_load_retries=0)
+    try:
+        with grpc.insecure_channel(server.address) as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            status = model_service_pb2_grpc.ModelServiceStub(channel)
+            old = served_version(status)
+            model_dir = server.versions.model_dir
+            with Hammer(stub) as hammer:
+                hammer.wait_for_version(old)
+                copy_version(model_dir, old, old + 1)
+                hammer.wait_for_version(old + 1)
+                assert wait_for_status(status, old, END).status.error_code == 0
+
+                broken = os.path.join(model_dir, str(old + 2))
+                os.makedirs(broken)
+                with open(os.path.join(broken, "saved_model.pb"), "wb") as f:
+                    f.write(b"not a SavedModel")
+                assert wait_for_status(status, old + 2, END).status.error_message
+
+                bad_warmup = copy_version(model_dir, old, old + 3)
+                request = text_request(SENTENCES)
+                _renamed_input(request)
+                log = prediction_log_pb2.PredictionLog()
+                log.predict_log.request.CopyFrom(request)
+                with tf.io.TFRecordWriter(os.path.join(bad_warmup, warmup.WARMUP_FILE)) as writer:
+                    writer.write(log.SerializeToString())
+                assert "do not match" in wait_for_status(status, old + 3, END).status.error_message
+                served = len(hammer.versions)
+                time.sleep(0.3)
+            assert hammer.failures == []
+            assert len(hammer.versions) > served, "the server stopped answering"
+            assert set(hammer.versions[served:]) == {old + 1}
+    finally:
+        server.stop()
+
+
+@local_only
+def test_shutdown_lets_in_flight_requests_finish(model_base, tmp_path):
+    """A request waiting in a slow batch still gets its answer when the server stops."""
+    slow = BatchOptions(max_batch_size=64, batch_timeout_s=1.0)
+    server = start_local_server(model_base, tmp_path, batching=slow)
+    with grpc.insecure_channel(server.address) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        stub.Predict(text_request(SENTENCES), timeout=30)  # connected
+        future = stub.Predict.future(text_request(SENTENCES), timeout=30)
+        time.sleep(0.3)
+        server.stop()
+        assert len(future.result().outputs) == 2
+        with pytest.raises(grpc.RpcError) as raised:
+            stub.Predict(text_request(SENTENCES), timeout=5)
+        assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+@local_only
+def test_cli_server_stops_gracefully_on_sigterm(model_base, tmp_path):
+    """`enja serve` end to end: it answers, then exits cleanly on SIGTERM."""
+    base = shutil.copytree(model_base, tmp_path / "base")
+    command = [sys.executable, "-m", "enja.pipeline.cli", "serve", "--model-base-path", str(base), "--port", "0"]
+    with subprocess.Popen(command, stderr=subprocess.PIPE, text=True) as process:
+        try:
+            address = next(match.group(1) for line in process.stderr
+                           if (match := re.search(r"serving .* on (\S+:\d+)", line)))
+            assert client.translate(SENTENCES, server=address) == client.translate(SENTENCES, server=address)
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=60) == 0
+            assert "shutting down" in process.stderr.read()
+        finally:
+            if process.poll() is None:
+                process.kill()
+
+
+# --- the client -------------------------------------------------------------------------------
+
+def unused_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def cli_args(server: str, *text: str) -> types.SimpleNamespace:
+    return types.SimpleNamespace(server=server, model_name=MODEL, timeout=30.0, text=list(text))
+
+
+def test_translate_function(address):
+    translations = client.translate(SENTENCES, server=address)
+    assert len(translations) == 3 and all(isinstance(t, str) for t in translations)
+    assert translations == client.translate(SENTENCES, server=address)
+
+
+def test_cli_translates_args(address, capsys):
+    assert client.main(cli_args(address, *SENTENCES)) == 0
+    assert capsys.readouterr().out.splitlines() == client.translate(SENTENCES, server=address)
+
+
+def test_cli_translates_stdin_in_batches(address, capsys, monkeypatch):
+    lines = SENTENCES * 30  # several requests of client.BATCH_SIZE
+    monkeypatch.setattr("sys.stdin", io.StringIO("".join(f"{line}\n" for line in lines)))
+    assert client.main(cli_args(address)) == 0
+    assert capsys.readouterr().out.splitlines() == client.translate(SENTENCES, server=address) * 30
+
+
+def test_cli_reports_an_unreachable_server(capsys):
+    assert client.main(cli_args(f"127.0.0.1:{unused_port()}", "hello")) != 0
+    assert "cannot reach" in capsys.readouterr().err
+
+
+def test_cli_reports_error_statuses(address, capsys):
+    args = cli_args(address, "hello")
+    args.model_name = "nope"
+    assert client.main(args) != 0
+    assert "NOT_FOUND" in capsys.readouterr().err
