@@ -15,7 +15,8 @@ from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
 from enja.models import export, seq2seq
-from enja.pipeline.configs import DecodingConfig, ModelConfig, TrainingConfig
+from enja.pipeline.configs import DecodingConfig, ModelConfig, ServingConfig, TrainingConfig
+from enja.serving import warmup
 from enja.preprocessing import features
 
 
@@ -47,7 +48,7 @@ def vocabulary_sizes(tf_transform_output: tft.TFTransformOutput) -> tuple[int, i
 def compile_model(model: keras.Model, config: TrainingConfig) -> None:
     """Adam on the token cross-entropy, with padding positions left out of the loss."""
     model.compile(
-        optimizer=keras.optimizers.Adam(config.learning_rate),
+        optimizer=keras.optimizers.Adam(config.learning_rate, clipnorm=config.clipnorm or None),
         loss=keras.losses.SparseCategoricalCrossentropy(
             from_logits=True, ignore_class=features.PAD_ID),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
@@ -58,7 +59,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     model_config = ModelConfig(**custom_config["model"])
     training = TrainingConfig(**custom_config["training"])
     decoding_config = DecodingConfig(**custom_config["decoding"])
+    serving = ServingConfig(**custom_config["serving"])
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+    keras.utils.set_random_seed(training.seed)
 
     train_data = _dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output,
                           training.batch_size, shuffle=True)
@@ -77,3 +80,5 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     translator = export.Translator(model, tf_transform_output,
                                    decoding_config.max_output_length)
     export.save(translator, fn_args.serving_model_dir)
+    warmup.write_warmup_requests(fn_args.serving_model_dir, serving.warmup_sentences,
+                                 serving.model_name)

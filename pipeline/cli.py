@@ -30,12 +30,18 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from enja.serving import server
+    from enja.serving.request import RequestLimits
 
     server.serve(
         model_base_path=args.model_base_path,
         model_name=args.model_name,
         host=args.host,
         port=args.port,
+        enable_batching=args.enable_batching,
+        batching_parameters_file=args.batching_parameters_file,
+        poll_interval_s=args.file_system_poll_wait_seconds,
+        limits=RequestLimits(max_batch_size=args.max_request_sentences,
+                             max_chars=args.max_sentence_chars),
     )
     return 0
 
@@ -69,6 +75,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--model-name", default=configs.ServingConfig.model_name)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8500)
+    serve.add_argument("--enable-batching", action=argparse.BooleanOptionalAction, default=True)
+    serve.add_argument("--batching-parameters-file",
+                       help="TF Serving BatchingParameters text file, "
+                            "e.g. serving/deploy/batching_parameters.txt")
+    serve.add_argument("--file-system-poll-wait-seconds", type=float, default=1.0)
+    serve.add_argument("--max-sentence-chars", type=int, default=1000)
+    serve.add_argument("--max-request-sentences", type=int, default=256)
     serve.set_defaults(handler=_serve)
 
     translate = commands.add_parser("translate", help="translate through a model server")

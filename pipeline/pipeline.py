@@ -1,7 +1,6 @@
 """The TFX pipeline definition: corpus in, validated translator pushed."""
 from __future__ import annotations
 
-import os
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
@@ -32,7 +31,8 @@ def eval_config(evaluation: EvaluationConfig) -> tfma.EvalConfig:
 
 
 def create_pipeline(config: PipelineConfig, data_root: str, pipeline_root: str,
-                    serving_model_dir: str, metadata_path: str) -> tfx.dsl.Pipeline:
+                    serving_model_dir: str, metadata_path: str,
+                    beam_pipeline_args: list[str]) -> tfx.dsl.Pipeline:
     """Wires ExampleGen → statistics/schema/validation → Transform → Trainer → Evaluator → Pusher."""
     example_gen = ParallelCorpusExampleGen(
         input_base=data_root,
@@ -78,4 +78,4 @@ def create_pipeline(config: PipelineConfig, data_root: str, pipeline_root: str,
         enable_cache=True,
         metadata_connection_config=tfx.orchestration.metadata
         .sqlite_metadata_connection_config(metadata_path),
-        beam_pipeline_args=list(config.beam_pipeline_args))
+        beam_pipeline_args=beam_pipeline_args)

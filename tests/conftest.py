@@ -56,3 +56,21 @@ def transform_output_dir(tmp_path_factory) -> str:
     metadata_io.write_metadata(
         metadata, os.path.join(output_dir, tft.TFTransformOutput.RAW_METADATA_DIR))
     return output_dir
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory) -> dict:
+    """Runs the whole pipeline once with the `smoke` preset (corpus from $ENJA_DATA_ROOT)."""
+    from enja.pipeline import configs, local_runner
+
+    output_dir = str(tmp_path_factory.mktemp("smoke_pipeline"))
+    pushed = local_runner.run(preset="smoke", output_dir=output_dir)
+    return {"output_dir": output_dir, "pushed": pushed,
+            "layout": local_runner.OutputLayout(output_dir, configs.PRESETS["smoke"])}
+
+
+@pytest.fixture(scope="session")
+def pushed_model_base(smoke_run) -> str:
+    """The Pusher's base path, holding <model_name>/<version>/ as TF Serving expects."""
+    assert smoke_run["pushed"], "the smoke pipeline pushed no model"
+    return os.path.dirname(smoke_run["layout"].serving_model_dir)

@@ -40,7 +40,7 @@ from enja.serving.server import ModelServer, ServerOptions
 
 # Which fixture provides the base path holding <model_name>/<version>/: switch to "pushed_model_base"
 # (tests/conftest.py) to run the suite on the model the pipeline pushed.
-MODEL_BASE_FIXTURE = "standin_model_base"
+MODEL_BASE_FIXTURE = "pushed_model_base"
 
 MODEL = ServingConfig.model_name
 REMOTE = os.environ.get("TF_SERVING_ADDRESS")

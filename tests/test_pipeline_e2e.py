@@ -1,0 +1,53 @@
+"""The whole local pipeline with the smoke preset: a model is pushed, a bad one is not."""
+from __future__ import annotations
+
+import os
+
+import tensorflow as tf
+from ml_metadata.proto import metadata_store_pb2
+from tfx.orchestration import metadata
+from tfx.orchestration.metadata import sqlite_metadata_connection_config
+
+from enja.components.example_gen import DROPPED_EMPTY_PAIRS_PROPERTY
+from enja.models import contract
+from enja.pipeline import configs, local_runner
+
+
+def _artifacts(metadata_path: str, type_name: str) -> list[metadata_store_pb2.Artifact]:
+    with metadata.Metadata(sqlite_metadata_connection_config(metadata_path)) as store:
+        return sorted(store.store.get_artifacts_by_type(type_name), key=lambda a: a.id)
+
+
+def test_smoke_pipeline_pushes_a_model_that_translates(smoke_run):
+    layout = smoke_run["layout"]
+    pushed = smoke_run["pushed"]
+    assert os.path.dirname(pushed) == layout.serving_model_dir
+    assert os.path.basename(pushed).isdigit()  # a TF Serving version folder
+    assert tf.io.gfile.exists(os.path.join(pushed, "assets.extra", "tf_serving_warmup_requests"))
+
+    translate = tf.saved_model.load(pushed).signatures[contract.SERVING_SIGNATURE]
+    outputs = translate(text=tf.constant(["i like cats ."]))
+    translation = outputs[contract.TRANSLATIONS_OUTPUT].numpy()[0].decode()
+    assert translation.strip() and translation.isprintable()
+    assert outputs[contract.SCORES_OUTPUT].numpy()[0] <= 0
+
+    # ExampleGen's output is the Examples artifact that carries the dropped-pair count.
+    [examples] = [artifact for artifact in _artifacts(layout.metadata_path, "Examples")
+                  if DROPPED_EMPTY_PAIRS_PROPERTY in artifact.custom_properties]
+    assert examples.custom_properties[DROPPED_EMPTY_PAIRS_PROPERTY].int_value == 0
+    assert examples.custom_properties["span"].int_value == 0
+    [blessing] = _artifacts(layout.metadata_path, "ModelBlessing")
+    assert blessing.custom_properties["blessed"].int_value == 1
+
+
+def test_a_model_that_emits_nothing_is_not_blessed_or_pushed(smoke_run):
+    layout = smoke_run["layout"]
+    versions_before = sorted(os.listdir(layout.serving_model_dir))
+    silent = configs.replace(configs.PRESETS["smoke"], decoding={"max_output_length": 0})
+
+    pushed = local_runner.run(output_dir=smoke_run["output_dir"], config=silent)
+
+    assert pushed is None
+    assert sorted(os.listdir(layout.serving_model_dir)) == versions_before
+    blessings = _artifacts(layout.metadata_path, "ModelBlessing")
+    assert [b.custom_properties["blessed"].int_value for b in blessings] == [1, 0]
