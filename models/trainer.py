@@ -77,8 +77,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         # A progress bar on a terminal, one line per epoch in logs.
         verbose=1 if sys.stdout.isatty() else 2)
 
-    translator = export.Translator(model, tf_transform_output,
-                                   decoding_config.max_output_length)
+    translator = export.Translator(model, tf_transform_output, decoding_config)
     export.save(translator, fn_args.serving_model_dir)
     warmup.write_warmup_requests(fn_args.serving_model_dir, serving.warmup_sentences,
                                  serving.model_name)

@@ -23,8 +23,19 @@ def _run(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from enja.models import evaluation
 
-    report = evaluation.evaluate_saved_model(args.model, args.src, args.ref)
+    report = evaluation.evaluate_saved_model(args.model, args.src, args.ref,
+                                             beam_width=args.beam)
     print(json.dumps(report, ensure_ascii=False))
+    return 0
+
+
+def _attention(args: argparse.Namespace) -> int:
+    from enja.models import attention_plot
+
+    note = attention_plot.plot_attention(args.model, args.sentence, args.out)
+    if note:
+        print(note, file=sys.stderr)
+    print(args.out)
     return 0
 
 
@@ -46,13 +57,20 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _download_data(args: argparse.Namespace) -> int:
+    from enja.pipeline import data
+
+    print(data.download(args.dest))
+    return 0
+
+
 def _translate(args: argparse.Namespace) -> int:
     from enja.serving import client
 
     return client.main(args)
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     from enja.pipeline import configs
 
     parser = argparse.ArgumentParser(prog="enja", description=__doc__)
@@ -68,7 +86,15 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--model", required=True, help="SavedModel directory")
     evaluate.add_argument("--src", required=True, help="English file, one sentence a line")
     evaluate.add_argument("--ref", required=True, help="Japanese reference file")
+    evaluate.add_argument("--beam", type=int, metavar="N",
+                          help="beam width (default: the model's serving_default decoding)")
     evaluate.set_defaults(handler=_evaluate)
+
+    attention = commands.add_parser("attention", help="plot a translation's attention weights")
+    attention.add_argument("--model", required=True, help="SavedModel directory")
+    attention.add_argument("--out", required=True, help="PNG file to write")
+    attention.add_argument("sentence", help="English sentence, tokenized like the corpus")
+    attention.set_defaults(handler=_attention)
 
     serve = commands.add_parser("serve", help="serve pushed models over TF Serving's gRPC API")
     serve.add_argument("--model-base-path", required=True)
@@ -88,13 +114,18 @@ def _parser() -> argparse.ArgumentParser:
     translate.add_argument("--server", default="localhost:8500")
     translate.add_argument("--model-name", default=configs.ServingConfig.model_name)
     translate.add_argument("--timeout", type=float, default=30.0)
+    translate.add_argument("--wait", type=float, default=0.0,
+                           help="seconds to wait for the server to come up first")
     translate.add_argument("text", nargs="*", help="sentences (default: stdin, one a line)")
     translate.set_defaults(handler=_translate)
+    download = commands.add_parser("download-data", help="fetch the public corpus")
+    download.add_argument("--dest", default="data/small_parallel_enja")
+    download.set_defaults(handler=_download_data)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
     return handler(args)
 

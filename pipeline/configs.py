@@ -55,8 +55,21 @@ class TrainingConfig:
 
 @dataclasses.dataclass(frozen=True)
 class DecodingConfig:
-    # Longest translation the serving graph emits, in tokens (0 emits nothing).
+    # Longest translation the serving graph emits, in decoder steps with </s> included
+    # (0 emits nothing).
     max_output_length: int = 18
+    # Each sentence is further capped at floor(max_length_ratio * source tokens +
+    # max_length_offset) steps, so a confused model cannot ramble on after a short input.
+    # Japanese outputs here run about 1.0–1.5× the English token count; ratio 0 turns
+    # the relative cap off.
+    max_length_ratio: float = 2.0
+    max_length_offset: int = 4
+    # Hypotheses kept per sentence by serving_default's beam search (1 is greedy
+    # decoding); the `translate_with_options` signature takes any width per request.
+    beam_width: int = 4
+    # GNMT's alpha: finished hypotheses are ranked by log-probability divided by
+    # ((5 + length) / 6) ** alpha; 0 ranks by raw log-probability (favours short outputs).
+    length_penalty: float = 0.6
 
 
 @dataclasses.dataclass(frozen=True)

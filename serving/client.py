@@ -39,9 +39,16 @@ def main(args: argparse.Namespace) -> int:
     sentences = args.text or (line.rstrip("\n") for line in sys.stdin)
     try:
         with grpc.insecure_channel(args.server) as channel:
+            if args.wait:
+                # Our server and TF Serving both listen only once a version is loaded.
+                grpc.channel_ready_future(channel).result(timeout=args.wait)
             stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
             for translation in translate_batches(stub, sentences, args.model_name, args.timeout):
                 print(translation, flush=True)
+    except grpc.FutureTimeoutError:
+        print(f"enja translate: no model server came up at {args.server} within {args.wait} s",
+              file=sys.stderr)
+        return 1
     except grpc.RpcError as error:
         if error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
             print(f"enja translate: cannot reach a model server at {args.server}: {error.details()}",

@@ -5,6 +5,7 @@ base path. With TF_SERVING_ADDRESS=host:port the protocol checks run against
 that server instead (e.g. the tensorflow/serving container) and the checks
 that need the local server (hot swap, broken versions, its own limits) skip.
 """
+import argparse
 import io
 import os
 import re
@@ -15,7 +16,6 @@ import subprocess
 import sys
 import threading
 import time
-import types
 
 import grpc
 import numpy as np
@@ -32,6 +32,7 @@ from tensorflow_serving.apis import (
 )
 
 from enja.models import contract
+from enja.pipeline import cli
 from enja.pipeline.configs import ServingConfig
 from enja.serving import client, ops, warmup
 from enja.serving.batching_config import BatchOptions
@@ -470,8 +471,9 @@ def unused_port() -> int:
         return sock.getsockname()[1]
 
 
-def cli_args(server: str, *text: str) -> types.SimpleNamespace:
-    return types.SimpleNamespace(server=server, model_name=MODEL, timeout=30.0, text=list(text))
+def cli_args(server: str, *text: str, wait: float = 0.0) -> argparse.Namespace:
+    return cli.build_parser().parse_args(
+        ["translate", "--server", server, "--model-name", MODEL, "--wait", str(wait), *text])
 
 
 def test_translate_function(address):
@@ -495,6 +497,11 @@ def test_cli_translates_stdin_in_batches(address, capsys, monkeypatch):
 def test_cli_reports_an_unreachable_server(capsys):
     assert client.main(cli_args(f"127.0.0.1:{unused_port()}", "hello")) != 0
     assert "cannot reach" in capsys.readouterr().err
+
+
+def test_cli_gives_up_waiting_for_a_server_that_never_comes(capsys):
+    assert client.main(cli_args(f"127.0.0.1:{unused_port()}", "hello", wait=0.5)) != 0
+    assert "no model server came up" in capsys.readouterr().err
 
 
 def test_cli_reports_error_statuses(address, capsys):

@@ -1,0 +1,55 @@
+# Set-up and everyday commands. `make run` and `make test` are the README's two commands.
+
+PYTHON ?= python3
+UV := $(PYTHON) -m uv
+VENV := .venv
+ENJA := $(VENV)/bin/enja
+PRESET ?= default
+OUTPUT_DIR ?= pipeline_output
+PORT ?= 8500
+# The corpus: $ENJA_DATA_ROOT if set, else the shared copy beside the checkout, else data/.
+ENJA_DATA_ROOT ?= $(firstword $(wildcard ../shared/data/small_parallel_enja) data/small_parallel_enja)
+export ENJA_DATA_ROOT
+DEMO_SENTENCES := "i like cats ." "where is the station ?" "he gave me a book yesterday ."
+
+.PHONY: install run data serve stop test lock clean
+
+# The virtual environment, from the lock file; remade when the lock or setup.py changes.
+$(VENV)/installed: requirements.lock setup.py .python-version
+	$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
+	$(UV) venv --quiet --allow-existing --python 3.10 $(VENV)
+	VIRTUAL_ENV=$(VENV) $(UV) pip install --quiet -r requirements.lock
+	VIRTUAL_ENV=$(VENV) $(UV) pip install --quiet --no-deps -e .
+	touch $@
+
+install: $(VENV)/installed
+
+# Downloads the public corpus when no local copy exists.
+data: install
+	@test -f "$(ENJA_DATA_ROOT)/train.en" || $(ENJA) download-data --dest "$(ENJA_DATA_ROOT)"
+
+# The main job: the pipeline pushes a model, the local server serves it, a client translates.
+run: data
+	$(ENJA) run --preset $(PRESET) --output-dir $(OUTPUT_DIR)
+	@$(MAKE) --no-print-directory serve
+	$(ENJA) translate --server 127.0.0.1:$(PORT) --wait 300 $(DEMO_SENTENCES)
+	@echo "Serving on 127.0.0.1:$(PORT): try 'echo \"i like dogs .\" | $(ENJA) translate'; 'make stop' ends it."
+
+# (Re)starts the local TF Serving-compatible server on the pushed models, in the background.
+serve: stop
+	nohup $(ENJA) serve --model-base-path $(OUTPUT_DIR)/serving_model --port $(PORT) \
+		> $(OUTPUT_DIR)/server.log 2>&1 & echo $$! > $(OUTPUT_DIR)/server.pid
+
+stop:
+	@if [ -f $(OUTPUT_DIR)/server.pid ]; then \
+		kill $$(cat $(OUTPUT_DIR)/server.pid) 2>/dev/null || true; rm -f $(OUTPUT_DIR)/server.pid; fi
+
+test: data
+	$(VENV)/bin/python -m pytest
+
+# Re-resolves requirements.in into requirements.lock.
+lock:
+	$(UV) pip compile --quiet --python 3.10 requirements.in -o requirements.lock
+
+clean: stop
+	rm -rf $(OUTPUT_DIR)
