@@ -18,8 +18,8 @@ DEMO_SENTENCES := "i like cats ." "where is the station ?" "he gave me a book ye
 $(VENV)/installed: requirements.lock setup.py .python-version
 	$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
 	$(UV) venv --quiet --allow-existing --python 3.10 $(VENV)
-	VIRTUAL_ENV=$(VENV) $(UV) pip install --quiet -r requirements.lock
-	VIRTUAL_ENV=$(VENV) $(UV) pip install --quiet --no-deps -e .
+	$(UV) pip install --quiet --python $(VENV)/bin/python -r requirements.lock
+	$(UV) pip install --quiet --python $(VENV)/bin/python --no-deps -e .
 	touch $@
 
 install: $(VENV)/installed
