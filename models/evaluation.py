@@ -5,6 +5,7 @@ without the project's model code.
 """
 from __future__ import annotations
 
+import functools
 import time
 from typing import Callable, Sequence
 
@@ -28,9 +29,12 @@ def translate(signature: Callable[..., dict[str, tf.Tensor]], sentences: Sequenc
     return translations
 
 
-def evaluate_saved_model(model_dir: str, src_file: str, ref_file: str, batch_size: int = 64) -> dict:
+def evaluate_saved_model(model_dir: str, src_file: str, ref_file: str, batch_size: int = 64,
+                         beam_width: int | None = None) -> dict:
     """Scores the model's translations of `src_file` against `ref_file` (one sentence a line).
 
+    `beam_width` None decodes as serving_default does; a width goes through the
+    `translate_with_options` signature, to compare widths on one exported model.
     Returns corpus BLEU (sacreBLEU, 0–100), the seed article's BLEU (0–1), the number of
     sentences and the translation wall time in seconds (model loading excluded).
     """
@@ -44,7 +48,12 @@ def evaluate_saved_model(model_dir: str, src_file: str, ref_file: str, batch_siz
     if not sources:
         raise ValueError(f"{src_file} has no sentences to translate.")
     model = tf.saved_model.load(model_dir)  # Keep a reference: the signature uses the model's resources.
-    signature = model.signatures[contract.SERVING_SIGNATURE]
+    if beam_width is None:
+        signature = model.signatures[contract.SERVING_SIGNATURE]
+    else:
+        signature = functools.partial(
+            model.signatures[contract.OPTIONS_SIGNATURE],
+            **{contract.BEAM_WIDTH_INPUT: tf.constant(beam_width, tf.int32)})
     start = time.perf_counter()
     hypotheses = translate(signature, sources, batch_size)
     seconds = time.perf_counter() - start

@@ -12,14 +12,15 @@ import tensorflow_transform as tft
 
 from enja.models import contract, decoding
 from enja.models.seq2seq import Seq2Seq
-from enja.preprocessing import features
+from enja.pipeline.configs import DecodingConfig
+from enja.preprocessing import features, transform
 
 
 class Translator(tf.Module):
     """Translates batches of raw English sentences, the way the serving signatures do."""
 
     def __init__(self, model: Seq2Seq, tf_transform_output: tft.TFTransformOutput,
-                 max_output_length: int):
+                 decoding_config: DecodingConfig):
         super().__init__()
         self._model = model
         self._tft_layer = tf_transform_output.transform_features_layer()
@@ -30,7 +31,7 @@ class Translator(tf.Module):
         self._target_tokens = tf.constant(
             list(features.RESERVED_TOKENS)
             + tf_transform_output.vocabulary_by_name(features.TARGET_VOCAB_NAME))
-        self._max_output_length = max_output_length
+        self._decoding = decoding_config
         source_spec = tf_transform_output.raw_feature_spec()[features.SOURCE_KEY]
         self._example_spec = {features.SOURCE_KEY: source_spec}
 
@@ -41,13 +42,44 @@ class Translator(tf.Module):
         return tf.strings.reduce_join(tf.ragged.boolean_mask(tokens, keep), axis=1,
                                       separator=" ")
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=contract.TEXT_INPUT)])
-    def translate(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
+    def _source_and_limits(self, text: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """The Transform graph's source ids [B, S] and each sentence's step limit [B]."""
         transformed = self._tft_layer({features.SOURCE_KEY: tf.reshape(text, [-1, 1])})
-        ids, scores = decoding.greedy_decode(
-            self._model, transformed[features.SOURCE_IDS_KEY], self._max_output_length)
+        source_ids = transformed[features.SOURCE_IDS_KEY]
+        limits = decoding.output_length_limits(
+            source_ids, self._decoding.max_output_length, self._decoding.max_length_ratio,
+            self._decoding.max_length_offset)
+        return source_ids, limits
+
+    def _beam_search(self, text: tf.Tensor, beam_width: int | tf.Tensor) -> dict[str, tf.Tensor]:
+        source_ids, limits = self._source_and_limits(text)
+        ids, scores = decoding.beam_search_decode(
+            self._model, source_ids, beam_width, limits, self._decoding.length_penalty)
         return {contract.TRANSLATIONS_OUTPUT: self._detokenize(ids),
                 contract.SCORES_OUTPUT: scores}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=contract.TEXT_INPUT)])
+    def translate(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
+        return self._beam_search(text, self._decoding.beam_width)
+
+    @tf.function(input_signature=[
+        tf.TensorSpec([None], tf.string, name=contract.TEXT_INPUT),
+        tf.TensorSpec([], tf.int32, name=contract.BEAM_WIDTH_INPUT)])
+    def translate_with_options(self, text: tf.Tensor, beam_width: tf.Tensor
+                               ) -> dict[str, tf.Tensor]:
+        return self._beam_search(text, beam_width)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=contract.TEXT_INPUT)])
+    def attention(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Greedy translations with their attention over the source, for plots."""
+        source_ids, limits = self._source_and_limits(text)
+        ids, _, weights = decoding.greedy_decode_with_attention(self._model, source_ids, limits)
+        source_tokens = transform.tokenize(text).to_tensor(
+            default_value="", shape=tf.shape(source_ids, out_type=tf.int64))
+        return {contract.SOURCE_TOKENS_OUTPUT: source_tokens,
+                contract.TARGET_TOKENS_OUTPUT: tf.gather(self._target_tokens, ids),
+                contract.TARGET_IDS_OUTPUT: ids,
+                contract.ATTENTION_OUTPUT: weights}
 
     @tf.function(input_signature=[
         tf.TensorSpec([None], tf.string, name=contract.EXAMPLES_INPUT)])
@@ -63,5 +95,7 @@ def save(translator: Translator, export_dir: str) -> None:
     tf.saved_model.save(translator, export_dir, signatures={
         contract.SERVING_SIGNATURE: translator.translate,
         contract.EXAMPLES_SIGNATURE: translator.translate_examples,
+        contract.OPTIONS_SIGNATURE: translator.translate_with_options,
+        contract.ATTENTION_SIGNATURE: translator.attention,
     })
 

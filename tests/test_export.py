@@ -14,7 +14,7 @@ import tensorflow_transform as tft
 
 from conftest import TINY_PAIRS
 from enja.models import contract, export, seq2seq, trainer
-from enja.pipeline.configs import ModelConfig, TrainingConfig
+from enja.pipeline.configs import DecodingConfig, ModelConfig, TrainingConfig
 from enja.preprocessing import features
 
 LOADER_SCRIPT = pathlib.Path(__file__).with_name("load_exported_model.py")
@@ -35,7 +35,7 @@ def trained_translator(transform_output_dir) -> export.Translator:
     model.trainer.fit({seq2seq.SOURCE_INPUT: transformed[features.SOURCE_IDS_KEY],
                        seq2seq.TARGET_INPUT: target[:, :-1]}, target[:, 1:],
                       epochs=60, batch_size=len(TINY_PAIRS), verbose=0)
-    return export.Translator(model, output, max_output_length=12)
+    return export.Translator(model, output, DecodingConfig(max_output_length=12))
 
 
 def test_translator_reproduces_its_training_pairs(trained_translator):
@@ -70,6 +70,7 @@ def test_export_translates_without_project_code_in_both_loaders(trained_translat
 
 def test_zero_output_length_translates_to_nothing(trained_translator):
     silent = export.Translator(trained_translator._model, tft.TFTransformOutput(
-        trained_translator._tft_layer._tft_output._transform_output_dir), max_output_length=0)
+        trained_translator._tft_layer._tft_output._transform_output_dir),
+        DecodingConfig(max_output_length=0))
     outputs = silent.translate(tf.constant([TINY_PAIRS[0][0]]))
     assert outputs[contract.TRANSLATIONS_OUTPUT].numpy().tolist() == [b""]

@@ -1,0 +1,170 @@
+"""In-graph decoding: beam search against greedy, length caps, attention, and their export."""
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from conftest import TINY_PAIRS
+from enja.models import contract, decoding, evaluation, export, seq2seq
+from enja.pipeline import cli
+from enja.pipeline.configs import DecodingConfig, ModelConfig
+from enja.preprocessing import features
+
+SOURCE_VOCAB, TARGET_VOCAB = 12, 15
+# Four sentences of 5, 3, 1 and 4 tokens, 0-padded.
+SOURCE_LENGTHS = [5, 3, 1, 4]
+
+
+@pytest.fixture(scope="module")
+def untrained() -> seq2seq.Seq2Seq:
+    """A random model: its near-uniform outputs make beam and greedy search disagree often."""
+    keras.utils.set_random_seed(1)
+    return seq2seq.build(ModelConfig(embedding_dim=8, units=16), SOURCE_VOCAB, TARGET_VOCAB)
+
+
+@pytest.fixture(scope="module")
+def source_ids() -> tf.Tensor:
+    rng = np.random.default_rng(0)
+    ids = rng.integers(features.NUM_RESERVED, SOURCE_VOCAB, size=(len(SOURCE_LENGTHS), 5))
+    for row, length in enumerate(SOURCE_LENGTHS):
+        ids[row, length:] = features.PAD_ID
+    return tf.constant(ids, tf.int64)
+
+
+def _beam_and_greedy(model: seq2seq.Seq2Seq, source_ids: tf.Tensor, width: int,
+                     max_length: tf.Tensor, alpha: float) -> tuple[np.ndarray, ...]:
+    """Both decoders traced into one tf.function, the beam width fed as a tensor."""
+    @tf.function
+    def decode(width: tf.Tensor):
+        return (*decoding.beam_search_decode(model, source_ids, width, max_length, alpha),
+                *decoding.greedy_decode(model, source_ids, max_length))
+
+    return tuple(t.numpy() for t in decode(tf.constant(width)))
+
+
+def test_width_one_is_exactly_greedy(untrained, source_ids):
+    limits = decoding.output_length_limits(source_ids, 9, ratio=1.0, offset=2)
+    beam_ids, beam_scores, greedy_ids, greedy_scores = _beam_and_greedy(
+        untrained, source_ids, 1, limits, alpha=0.6)
+    np.testing.assert_array_equal(beam_ids, greedy_ids)
+    np.testing.assert_array_equal(beam_scores, greedy_scores)
+
+
+@pytest.mark.parametrize("width", [2, 4])
+def test_beam_never_scores_below_greedy(untrained, source_ids, width):
+    beam_ids, beam_scores, _, greedy_scores = _beam_and_greedy(
+        untrained, source_ids, width, tf.constant(8), alpha=0.0)
+    assert np.all(np.isfinite(beam_scores)) and np.all(beam_scores <= 0)
+    assert np.all(beam_scores >= greedy_scores - 1e-5), (beam_scores, greedy_scores)
+    assert beam_ids.shape[0] == len(SOURCE_LENGTHS) and beam_ids.shape[1] <= 8
+
+
+def test_length_penalty_is_gnmts():
+    np.testing.assert_allclose(decoding.length_penalty(tf.constant([1, 7]), 1.0), [1.0, 2.0])
+    np.testing.assert_allclose(decoding.length_penalty(tf.constant([1, 7]), 0.0), [1.0, 1.0])
+
+
+def test_relative_cap_limits_each_sentence(untrained, source_ids):
+    limits = decoding.output_length_limits(source_ids, 6, ratio=1.5, offset=1).numpy()
+    np.testing.assert_array_equal(limits, [6, 5, 2, 6])  # min(6, floor(1.5 * n + 1))
+    assert decoding.output_length_limits(source_ids, 6, ratio=0.0, offset=1).numpy().tolist() \
+        == [6] * 4
+    for ids, _ in (decoding.greedy_decode(untrained, source_ids, limits),
+                   decoding.beam_search_decode(untrained, source_ids, 3, limits, 0.6)):
+        emitted = np.sum(ids.numpy() != features.PAD_ID, axis=1)
+        assert np.all(emitted <= limits) and np.all(emitted >= 1)
+    for decoded in (decoding.greedy_decode(untrained, source_ids, 0),
+                    decoding.beam_search_decode(untrained, source_ids, 3, 0, 0.6)):
+        assert decoded[0].shape[1] == 0 and np.all(decoded[1].numpy() == 0)
+
+
+def test_attention_weighs_only_real_source_positions(untrained, source_ids):
+    ids, _, weights = decoding.greedy_decode_with_attention(untrained, source_ids, 6)
+    ids, weights = ids.numpy(), weights.numpy()
+    assert weights.shape == (*ids.shape, source_ids.shape[1])
+    emitted = ids != features.PAD_ID
+    np.testing.assert_allclose(weights.sum(-1)[emitted], 1.0, rtol=1e-5)
+    assert np.all(weights[~emitted] == 0)
+    padding = np.broadcast_to((source_ids.numpy() == features.PAD_ID)[:, None], weights.shape)
+    assert np.all(weights[padding] == 0)
+
+
+@pytest.fixture(scope="module")
+def export_dir(transform_output_dir, tmp_path_factory) -> str:
+    """A tiny attention model fitted to TINY_PAIRS, exported with beam width 2."""
+    keras.utils.set_random_seed(0)
+    output = tft.TFTransformOutput(transform_output_dir)
+    transformed = output.transform_features_layer()({
+        features.SOURCE_KEY: tf.constant([en for en, _ in TINY_PAIRS])[:, None],
+        features.TARGET_KEY: tf.constant([ja for _, ja in TINY_PAIRS])[:, None]})
+    target = transformed[features.TARGET_IDS_KEY]
+    # Not trainer.vocabulary_sizes/compile_model: importing the Trainer module imports
+    # TFX, which would double this file's run time.
+    model = seq2seq.build(ModelConfig(embedding_dim=16, units=32), *(
+        output.vocabulary_size_by_name(name) + features.NUM_RESERVED
+        for name in (features.SOURCE_VOCAB_NAME, features.TARGET_VOCAB_NAME)))
+    model.trainer.compile(optimizer=keras.optimizers.Adam(2e-2),
+                          loss=keras.losses.SparseCategoricalCrossentropy(
+                              from_logits=True, ignore_class=features.PAD_ID))
+    model.trainer.fit({seq2seq.SOURCE_INPUT: transformed[features.SOURCE_IDS_KEY],
+                       seq2seq.TARGET_INPUT: target[:, :-1]}, target[:, 1:],
+                      epochs=60, batch_size=len(TINY_PAIRS), verbose=0)
+    path = str(tmp_path_factory.mktemp("export"))
+    export.save(export.Translator(model, output, DecodingConfig(beam_width=2)), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def loaded(export_dir) -> tf.Module:
+    return tf.saved_model.load(export_dir)
+
+
+@pytest.mark.parametrize("width", [1, 3])
+def test_exported_model_translates_with_any_beam_width(loaded, width):
+    sentences = [en for en, _ in TINY_PAIRS[:3]]
+    outputs = loaded.signatures[contract.OPTIONS_SIGNATURE](
+        **{contract.TEXT_INPUT: tf.constant(sentences),
+           contract.BEAM_WIDTH_INPUT: tf.constant(width)})
+    translations = [t.decode() for t in outputs[contract.TRANSLATIONS_OUTPUT].numpy()]
+    assert translations == [ja for _, ja in TINY_PAIRS[:3]]
+    assert np.all(outputs[contract.SCORES_OUTPUT].numpy() <= 0)
+
+
+def test_exported_model_rejects_width_zero(loaded):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="beam_width"):
+        loaded.signatures[contract.OPTIONS_SIGNATURE](
+            **{contract.TEXT_INPUT: tf.constant(["i like cats ."]),
+               contract.BEAM_WIDTH_INPUT: tf.constant(0)})
+
+
+def test_attention_signature_aligns_tokens(loaded):
+    en, ja = TINY_PAIRS[0]
+    outputs = loaded.signatures[contract.ATTENTION_SIGNATURE](
+        **{contract.TEXT_INPUT: tf.constant([en])})
+    source = [t.decode() for t in outputs[contract.SOURCE_TOKENS_OUTPUT].numpy()[0]]
+    target = [t.decode() for t in outputs[contract.TARGET_TOKENS_OUTPUT].numpy()[0]]
+    weights = outputs[contract.ATTENTION_OUTPUT].numpy()[0]
+    assert [t for t in source if t] == en.split()
+    assert target[:target.index("</s>")] == ja.split()
+    assert weights.shape == (len(target), len(source))
+    np.testing.assert_allclose(weights[: len(ja.split()) + 1].sum(-1), 1.0, rtol=1e-5)
+
+
+def test_evaluate_picks_a_beam_width(export_dir, tmp_path):
+    src, ref = tmp_path / "src.en", tmp_path / "ref.ja"
+    src.write_text("".join(f"{en}\n" for en, _ in TINY_PAIRS), encoding="utf-8")
+    ref.write_text("".join(f"{ja}\n" for _, ja in TINY_PAIRS), encoding="utf-8")
+    report = evaluation.evaluate_saved_model(export_dir, str(src), str(ref), beam_width=3)
+    assert report["sentences"] == len(TINY_PAIRS) and report["bleu"] > 90
+
+
+def test_attention_command_writes_a_png(export_dir, tmp_path, capsys):
+    png = tmp_path / "attention.png"
+    assert cli.main(["attention", "--model", export_dir, "--out", str(png),
+                     TINY_PAIRS[0][0]]) == 0
+    assert capsys.readouterr().out.strip() == str(png)
+    data = png.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 1000
