@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import warnings
 from typing import Callable, Sequence
 
 
@@ -124,7 +126,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_library_noise() -> None:
+    """Hides start-up chatter that says nothing about this run (set before TF loads)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # CUDA/TensorRT probes on a CPU box
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _quiet_library_noise()
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
     return handler(args)

@@ -34,19 +34,6 @@ def latest_push(metadata_path: str) -> str | None:
     return latest.custom_properties["pushed_destination"].string_value
 
 
-def beam_pipeline_args(config: configs.PipelineConfig) -> list[str]:
-    """The config's Beam args, plus our setup.py so Beam workers can import `enja`.
-
-    Naming a dependency also stops TFX from packaging itself anew for every Beam
-    component (about 7 s each).
-    """
-    setup_file = os.path.join(os.path.dirname(os.path.dirname(__file__)), "setup.py")
-    args = list(config.beam_pipeline_args)
-    if os.path.isfile(setup_file):
-        args.append(f"--setup_file={setup_file}")
-    return args
-
-
 def run(preset: str = configs.DEFAULT_PRESET, data_root: str | None = None,
         output_dir: str = "pipeline_output",
         config: configs.PipelineConfig | None = None) -> str | None:
@@ -60,5 +47,5 @@ def run(preset: str = configs.DEFAULT_PRESET, data_root: str | None = None,
         pipeline_root=layout.pipeline_root,
         serving_model_dir=layout.serving_model_dir,
         metadata_path=layout.metadata_path,
-        beam_pipeline_args=beam_pipeline_args(config)))
+        beam_pipeline_args=list(config.beam_pipeline_args)))
     return latest_push(layout.metadata_path)
