@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 import keras
 from keras import layers, ops
 
-from enja.pipeline.configs import ModelConfig
+from enja.pipeline.configs import ModelConfig, TrainingConfig
 from enja.preprocessing import features
 
 SOURCE_INPUT = "source_ids"
@@ -96,3 +96,12 @@ def build(config: ModelConfig, source_vocab_size: int, target_vocab_size: int) -
         [step_logits[:, 0], next_h, next_c, step_weights[:, 0]],
         name="decoder_step")
     return Seq2Seq(trainer, encoder, decoder_step)
+
+
+def compile_model(model: keras.Model, config: TrainingConfig) -> None:
+    """Adam on the token cross-entropy, with padding positions left out of the loss."""
+    model.compile(
+        optimizer=keras.optimizers.Adam(config.learning_rate, clipnorm=config.clipnorm or None),
+        loss=keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True, ignore_class=features.PAD_ID),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])

@@ -17,7 +17,7 @@ from tfx_bsl.public import tfxio
 from enja.models import export, seq2seq
 from enja.pipeline.configs import DecodingConfig, ModelConfig, ServingConfig, TrainingConfig
 from enja.serving import warmup
-from enja.preprocessing import features
+from enja.preprocessing import features, transform
 
 
 def _dataset(files: list[str], data_accessor: tfx.components.DataAccessor,
@@ -38,22 +38,6 @@ def _dataset(files: list[str], data_accessor: tfx.components.DataAccessor,
     return dataset.map(split, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-def vocabulary_sizes(tf_transform_output: tft.TFTransformOutput) -> tuple[int, int]:
-    """Source and target vocabulary sizes, reserved ids included."""
-    return tuple(
-        tf_transform_output.vocabulary_size_by_name(name) + features.NUM_RESERVED
-        for name in (features.SOURCE_VOCAB_NAME, features.TARGET_VOCAB_NAME))
-
-
-def compile_model(model: keras.Model, config: TrainingConfig) -> None:
-    """Adam on the token cross-entropy, with padding positions left out of the loss."""
-    model.compile(
-        optimizer=keras.optimizers.Adam(config.learning_rate, clipnorm=config.clipnorm or None),
-        loss=keras.losses.SparseCategoricalCrossentropy(
-            from_logits=True, ignore_class=features.PAD_ID),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
-
-
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     custom_config: dict[str, Any] = fn_args.custom_config
     model_config = ModelConfig(**custom_config["model"])
@@ -67,8 +51,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                           training.batch_size, shuffle=True)
     eval_data = _dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output,
                          training.batch_size, shuffle=False)
-    model = seq2seq.build(model_config, *vocabulary_sizes(tf_transform_output))
-    compile_model(model.trainer, training)
+    model = seq2seq.build(model_config, *transform.vocabulary_sizes(tf_transform_output))
+    seq2seq.compile_model(model.trainer, training)
     model.trainer.fit(
         train_data,
         validation_data=eval_data,

@@ -61,3 +61,10 @@ def preprocessing_fn(inputs: dict[str, tf.Tensor], custom_config: dict[str, Any]
                                       vocab["max_source_length"]),
         features.TARGET_IDS_KEY: _pad(target, vocab["max_target_length"] + 2),
     }
+
+
+def vocabulary_sizes(tf_transform_output: tft.TFTransformOutput) -> tuple[int, int]:
+    """Source and target vocabulary sizes, reserved ids included: the model's embedding sizes."""
+    return tuple(
+        tf_transform_output.vocabulary_size_by_name(name) + features.NUM_RESERVED
+        for name in (features.SOURCE_VOCAB_NAME, features.TARGET_VOCAB_NAME))

@@ -59,6 +59,32 @@ def transform_output_dir(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
+def tiny_model(transform_output_dir):
+    """A tiny attention model fitted to TINY_PAIRS until it reproduces them."""
+    import keras
+    import tensorflow as tf
+    import tensorflow_transform as tft
+
+    from enja.models import seq2seq
+    from enja.pipeline.configs import ModelConfig, TrainingConfig
+    from enja.preprocessing import features, transform
+
+    keras.utils.set_random_seed(0)
+    output = tft.TFTransformOutput(transform_output_dir)
+    transformed = output.transform_features_layer()({
+        features.SOURCE_KEY: tf.constant([en for en, _ in TINY_PAIRS])[:, None],
+        features.TARGET_KEY: tf.constant([ja for _, ja in TINY_PAIRS])[:, None]})
+    target = transformed[features.TARGET_IDS_KEY]
+    model = seq2seq.build(ModelConfig(embedding_dim=16, units=32),
+                          *transform.vocabulary_sizes(output))
+    seq2seq.compile_model(model.trainer, TrainingConfig(learning_rate=2e-2))
+    model.trainer.fit({seq2seq.SOURCE_INPUT: transformed[features.SOURCE_IDS_KEY],
+                       seq2seq.TARGET_INPUT: target[:, :-1]}, target[:, 1:],
+                      epochs=60, batch_size=len(TINY_PAIRS), verbose=0)
+    return model
+
+
+@pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory) -> dict:
     """Runs the whole pipeline once with the `smoke` preset (corpus from $ENJA_DATA_ROOT)."""
     from enja.pipeline import configs, local_runner

@@ -93,27 +93,12 @@ def test_attention_weighs_only_real_source_positions(untrained, source_ids):
 
 
 @pytest.fixture(scope="module")
-def export_dir(transform_output_dir, tmp_path_factory) -> str:
-    """A tiny attention model fitted to TINY_PAIRS, exported with beam width 2."""
-    keras.utils.set_random_seed(0)
-    output = tft.TFTransformOutput(transform_output_dir)
-    transformed = output.transform_features_layer()({
-        features.SOURCE_KEY: tf.constant([en for en, _ in TINY_PAIRS])[:, None],
-        features.TARGET_KEY: tf.constant([ja for _, ja in TINY_PAIRS])[:, None]})
-    target = transformed[features.TARGET_IDS_KEY]
-    # Not trainer.vocabulary_sizes/compile_model: importing the Trainer module imports
-    # TFX, which would double this file's run time.
-    model = seq2seq.build(ModelConfig(embedding_dim=16, units=32), *(
-        output.vocabulary_size_by_name(name) + features.NUM_RESERVED
-        for name in (features.SOURCE_VOCAB_NAME, features.TARGET_VOCAB_NAME)))
-    model.trainer.compile(optimizer=keras.optimizers.Adam(2e-2),
-                          loss=keras.losses.SparseCategoricalCrossentropy(
-                              from_logits=True, ignore_class=features.PAD_ID))
-    model.trainer.fit({seq2seq.SOURCE_INPUT: transformed[features.SOURCE_IDS_KEY],
-                       seq2seq.TARGET_INPUT: target[:, :-1]}, target[:, 1:],
-                      epochs=60, batch_size=len(TINY_PAIRS), verbose=0)
+def export_dir(tiny_model, transform_output_dir, tmp_path_factory) -> str:
+    """The tiny model fitted to TINY_PAIRS, exported with beam width 2."""
     path = str(tmp_path_factory.mktemp("export"))
-    export.save(export.Translator(model, output, DecodingConfig(beam_width=2)), path)
+    translator = export.Translator(tiny_model, tft.TFTransformOutput(transform_output_dir),
+                                   DecodingConfig(beam_width=2))
+    export.save(translator, path)
     return path
 
 

@@ -6,36 +6,23 @@ import pathlib
 import subprocess
 import sys
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
 
 from conftest import TINY_PAIRS
-from enja.models import contract, export, seq2seq, trainer
-from enja.pipeline.configs import DecodingConfig, ModelConfig, TrainingConfig
+from enja.models import contract, export
+from enja.pipeline.configs import DecodingConfig
 from enja.preprocessing import features
 
 LOADER_SCRIPT = pathlib.Path(__file__).with_name("load_exported_model.py")
 
 
 @pytest.fixture(scope="module")
-def trained_translator(transform_output_dir) -> export.Translator:
-    """A tiny attention model fitted to TINY_PAIRS until it reproduces them."""
-    keras.utils.set_random_seed(0)
-    output = tft.TFTransformOutput(transform_output_dir)
-    transformed = output.transform_features_layer()({
-        features.SOURCE_KEY: tf.constant([en for en, _ in TINY_PAIRS])[:, None],
-        features.TARGET_KEY: tf.constant([ja for _, ja in TINY_PAIRS])[:, None]})
-    target = transformed[features.TARGET_IDS_KEY]
-    model = seq2seq.build(ModelConfig(embedding_dim=16, units=32),
-                          *trainer.vocabulary_sizes(output))
-    trainer.compile_model(model.trainer, TrainingConfig(learning_rate=2e-2))
-    model.trainer.fit({seq2seq.SOURCE_INPUT: transformed[features.SOURCE_IDS_KEY],
-                       seq2seq.TARGET_INPUT: target[:, :-1]}, target[:, 1:],
-                      epochs=60, batch_size=len(TINY_PAIRS), verbose=0)
-    return export.Translator(model, output, DecodingConfig(max_output_length=12))
+def trained_translator(tiny_model, transform_output_dir) -> export.Translator:
+    return export.Translator(tiny_model, tft.TFTransformOutput(transform_output_dir),
+                             DecodingConfig(max_output_length=12))
 
 
 def test_translator_reproduces_its_training_pairs(trained_translator):
@@ -68,9 +55,8 @@ def test_export_translates_without_project_code_in_both_loaders(trained_translat
     assert all(score <= 0 for score in loaded["tf1"]["scores"])
 
 
-def test_zero_output_length_translates_to_nothing(trained_translator):
-    silent = export.Translator(trained_translator._model, tft.TFTransformOutput(
-        trained_translator._tft_layer._tft_output._transform_output_dir),
-        DecodingConfig(max_output_length=0))
+def test_zero_output_length_translates_to_nothing(tiny_model, transform_output_dir):
+    silent = export.Translator(tiny_model, tft.TFTransformOutput(transform_output_dir),
+                               DecodingConfig(max_output_length=0))
     outputs = silent.translate(tf.constant([TINY_PAIRS[0][0]]))
     assert outputs[contract.TRANSLATIONS_OUTPUT].numpy().tolist() == [b""]

@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from enja.models import seq2seq, trainer
+from enja.models import seq2seq
 from enja.pipeline.configs import ModelConfig, TrainingConfig
 from enja.preprocessing import features
 
@@ -45,7 +45,7 @@ def test_models_share_layers_and_shapes_agree(attention):
 
 def test_loss_ignores_padding_positions():
     model = seq2seq.build(ModelConfig(embedding_dim=8, units=6), SOURCE_VOCAB, TARGET_VOCAB)
-    trainer.compile_model(model.trainer, TrainingConfig())
+    seq2seq.compile_model(model.trainer, TrainingConfig())
     inputs, labels = _batch(np.random.default_rng(1))
     loss = model.trainer.evaluate(inputs, labels, verbose=0, return_dict=True)["loss"]
     inputs_more_pad = {
@@ -61,7 +61,7 @@ def test_loss_ignores_padding_positions():
 def test_a_few_steps_reduce_the_loss():
     keras.utils.set_random_seed(0)
     model = seq2seq.build(ModelConfig(embedding_dim=8, units=16), SOURCE_VOCAB, TARGET_VOCAB)
-    trainer.compile_model(model.trainer, TrainingConfig(learning_rate=1e-2))
+    seq2seq.compile_model(model.trainer, TrainingConfig(learning_rate=1e-2))
     inputs, labels = _batch(np.random.default_rng(2), batch=8)
     history = model.trainer.fit(inputs, labels, epochs=30, verbose=0).history["loss"]
     assert history[-1] < 0.8 * history[0]
