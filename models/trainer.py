@@ -38,6 +38,15 @@ def _dataset(files: list[str], data_accessor: tfx.components.DataAccessor,
     return dataset.map(split, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
+def _callbacks(training: TrainingConfig, log_dir: str) -> list[keras.callbacks.Callback]:
+    callbacks: list[keras.callbacks.Callback] = [keras.callbacks.TensorBoard(log_dir=log_dir)]
+    if training.early_stopping_patience:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=training.early_stopping_patience,
+            restore_best_weights=True, verbose=1))
+    return callbacks
+
+
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     custom_config: dict[str, Any] = fn_args.custom_config
     model_config = ModelConfig(**custom_config["model"])
@@ -57,7 +66,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         train_data,
         validation_data=eval_data,
         epochs=training.epochs,
-        callbacks=[keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)],
+        callbacks=_callbacks(training, fn_args.model_run_dir),
         # A progress bar on a terminal, one line per epoch in logs.
         verbose=1 if sys.stdout.isatty() else 2)
 

@@ -40,15 +40,21 @@ class ModelConfig:
     units: int = 256
     # Attention over the encoder outputs: "none" (the seed design), "luong" or "bahdanau".
     attention: str = "luong"
+    # Dropout rate on the embeddings and on the decoder output before the softmax;
+    # active in training only.
+    dropout: float = 0.2
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainingConfig:
     batch_size: int = 128
-    epochs: int = 6
+    epochs: int = 10
     learning_rate: float = 2e-3
     # Gradients are rescaled to at most this global norm (0: no clipping).
     clipnorm: float = 5.0
+    # Stop after this many epochs without a lower dev loss and keep the weights of the
+    # best epoch (0 trains every epoch and keeps the last).
+    early_stopping_patience: int = 2
     # Seeds weight initialisation and dropout, so a rerun trains the same model.
     seed: int = 0
 
@@ -132,8 +138,9 @@ PRESETS: dict[str, PipelineConfig] = {
     "smoke": replace(
         PipelineConfig(),
         data={"max_pairs": 300},
-        model={"embedding_dim": 16, "units": 32},
-        training={"batch_size": 32, "epochs": 10, "learning_rate": 1e-2},
+        model={"embedding_dim": 16, "units": 32, "dropout": 0.0},
+        training={"batch_size": 32, "epochs": 10, "learning_rate": 1e-2,
+                  "early_stopping_patience": 0},
         evaluation={"bleu_floor": 0.01},
     ),
     # A useful translator in well under an hour on 2 CPU cores.

@@ -65,3 +65,13 @@ def test_a_few_steps_reduce_the_loss():
     inputs, labels = _batch(np.random.default_rng(2), batch=8)
     history = model.trainer.fit(inputs, labels, epochs=30, verbose=0).history["loss"]
     assert history[-1] < 0.8 * history[0]
+
+
+def test_sequence_dense_matches_keras_dense():
+    inputs = np.random.default_rng(3).normal(size=(4, 5, 6)).astype("float32")
+    sequence_dense = seq2seq.SequenceDense(7, activation="tanh")
+    dense = keras.layers.Dense(7, activation="tanh")
+    sequence_dense.build(inputs.shape)
+    dense.build(inputs.shape)
+    dense.set_weights(sequence_dense.get_weights())
+    np.testing.assert_allclose(sequence_dense(inputs), dense(inputs), rtol=1e-5, atol=1e-6)
