@@ -14,10 +14,18 @@ import tensorflow_transform as tft
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from enja.models import export, seq2seq
+from enja.models import export, seq2seq, training_summary
 from enja.pipeline.configs import DecodingConfig, ModelConfig, ServingConfig, TrainingConfig
 from enja.serving import warmup
 from enja.preprocessing import features, transform
+
+
+def teacher_forcing_pair(batch: dict[str, tf.Tensor]) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+    """Transformed features → model inputs (target shifted right) and labels."""
+    target = batch[features.TARGET_IDS_KEY]
+    inputs = {seq2seq.SOURCE_INPUT: batch[features.SOURCE_IDS_KEY],
+              seq2seq.TARGET_INPUT: target[:, :-1]}
+    return inputs, target[:, 1:]
 
 
 def _dataset(files: list[str], data_accessor: tfx.components.DataAccessor,
@@ -29,17 +37,14 @@ def _dataset(files: list[str], data_accessor: tfx.components.DataAccessor,
         tfxio.TensorFlowDatasetOptions(batch_size=batch_size, num_epochs=1, shuffle=shuffle),
         tf_transform_output.transformed_metadata.schema)
 
-    def split(batch: dict[str, tf.Tensor]) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
-        target = batch[features.TARGET_IDS_KEY]
-        inputs = {seq2seq.SOURCE_INPUT: batch[features.SOURCE_IDS_KEY],
-                  seq2seq.TARGET_INPUT: target[:, :-1]}
-        return inputs, target[:, 1:]
-
-    return dataset.map(split, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return dataset.map(teacher_forcing_pair,
+                       num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-def _callbacks(training: TrainingConfig, log_dir: str) -> list[keras.callbacks.Callback]:
-    callbacks: list[keras.callbacks.Callback] = [keras.callbacks.TensorBoard(log_dir=log_dir)]
+def _callbacks(training: TrainingConfig, log_dir: str,
+               clock: training_summary.TrainingClock) -> list[keras.callbacks.Callback]:
+    callbacks: list[keras.callbacks.Callback] = [
+        keras.callbacks.TensorBoard(log_dir=log_dir), clock]
     if training.early_stopping_patience:
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=training.early_stopping_patience,
@@ -62,13 +67,20 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                          training.batch_size, shuffle=False)
     model = seq2seq.build(model_config, *transform.vocabulary_sizes(tf_transform_output))
     seq2seq.compile_model(model.trainer, training)
-    model.trainer.fit(
+    clock = training_summary.TrainingClock()
+    history = model.trainer.fit(
         train_data,
         validation_data=eval_data,
         epochs=training.epochs,
-        callbacks=_callbacks(training, fn_args.model_run_dir),
+        callbacks=_callbacks(training, fn_args.model_run_dir, clock),
         # A progress bar on a terminal, one line per epoch in logs.
         verbose=1 if sys.stdout.isatty() else 2)
+    summary = training_summary.summarize(
+        history, clock, training_summary.count_tokens(train_data),
+        kept_best=training.early_stopping_patience > 0)
+    training_summary.write(summary, fn_args.model_run_dir)
+    print(f"Kept epoch {summary['kept_epoch']} of {summary['epochs_run']}; "
+          f"{summary['tokens_per_second']:.0f} tokens/s in training.")
 
     translator = export.Translator(model, tf_transform_output, decoding_config)
     export.save(translator, fn_args.serving_model_dir)

@@ -1,0 +1,85 @@
+"""What a training run did and how fast, saved beside its TensorBoard logs.
+
+Users read it to see which epoch was kept; bench/quality.py and bench/train_speed.py
+read it to compare the pipeline's Trainer with a plain Keras loop.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from enja.models import seq2seq
+from enja.preprocessing import features
+
+SUMMARY_FILE = "training_summary.json"
+
+
+def count_tokens(dataset: tf.data.Dataset) -> int:
+    """Non-padding source tokens and target labels (</s> included) over (inputs, labels)."""
+    def add(total: tf.Tensor, batch: tuple[dict[str, tf.Tensor], tf.Tensor]) -> tf.Tensor:
+        inputs, labels = batch
+        return (total
+                + tf.math.count_nonzero(inputs[seq2seq.SOURCE_INPUT] != features.PAD_ID)
+                + tf.math.count_nonzero(labels != features.PAD_ID))
+
+    return int(dataset.reduce(tf.constant(0, tf.int64), add))
+
+
+class TrainingClock(keras.callbacks.Callback):
+    """Seconds spent on training batches, validation passes left out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seconds = 0.0
+        self._started: float | None = None
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._started = time.perf_counter()
+
+    def on_test_begin(self, logs: dict | None = None) -> None:
+        self._stop()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self._stop()
+
+    def _stop(self) -> None:
+        if self._started is not None:
+            self.seconds += time.perf_counter() - self._started
+            self._started = None
+
+
+def summarize(history: keras.callbacks.History, clock: TrainingClock, tokens_per_epoch: int,
+              kept_best: bool) -> dict[str, Any]:
+    """Epochs run, the epoch whose weights were kept, and training throughput.
+
+    `kept_best`: early stopping restored the epoch with the lowest dev loss (otherwise
+    the last epoch's weights are kept).
+    """
+    val_loss = history.history.get("val_loss", [])
+    epochs_run = len(history.history["loss"])
+    return {
+        "epochs_run": epochs_run,
+        "kept_epoch": (val_loss.index(min(val_loss)) + 1) if kept_best and val_loss
+                      else epochs_run,
+        "loss": history.history["loss"],
+        "val_loss": val_loss,
+        "train_seconds": clock.seconds,
+        "tokens_per_epoch": tokens_per_epoch,
+        "tokens_per_second": tokens_per_epoch * epochs_run / clock.seconds,
+    }
+
+
+def write(summary: dict[str, Any], model_run_dir: str) -> None:
+    tf.io.gfile.makedirs(model_run_dir)
+    with tf.io.gfile.GFile(os.path.join(model_run_dir, SUMMARY_FILE), "w") as out:
+        out.write(json.dumps(summary, indent=2))
+
+
+def read(model_run_dir: str) -> dict[str, Any]:
+    with tf.io.gfile.GFile(os.path.join(model_run_dir, SUMMARY_FILE)) as summary:
+        return json.load(summary)
