@@ -9,7 +9,7 @@ from tfx.orchestration import metadata
 from tfx.orchestration.metadata import sqlite_metadata_connection_config
 
 from enja.components.example_gen import DROPPED_EMPTY_PAIRS_PROPERTY
-from enja.models import contract
+from enja.models import contract, training_summary
 from enja.pipeline import configs, local_runner
 
 
@@ -38,6 +38,13 @@ def test_smoke_pipeline_pushes_a_model_that_translates(smoke_run):
     assert examples.custom_properties["span"].int_value == 0
     [blessing] = _artifacts(layout.metadata_path, "ModelBlessing")
     assert blessing.custom_properties["blessed"].int_value == 1
+
+    [model_run] = _artifacts(layout.metadata_path, "ModelRun")
+    summary = training_summary.read(model_run.uri)
+    epochs = configs.PRESETS["smoke"].training.epochs
+    assert summary["epochs_run"] == summary["kept_epoch"] == epochs  # no early stopping
+    assert len(summary["val_loss"]) == epochs and summary["loss"][-1] < summary["loss"][0]
+    assert summary["tokens_per_second"] > 0 and summary["tokens_per_epoch"] > 300
 
 
 def test_a_model_that_emits_nothing_is_not_blessed_or_pushed(smoke_run):

@@ -1,0 +1,76 @@
+"""Seconds per training step of the default model on a synthetic batch, per variant.
+
+    .venv/bin/python bench/step_time.py                      # the model as the Trainer builds it
+    .venv/bin/python bench/step_time.py --keras-dense        # Keras Dense on sequences instead
+    .venv/bin/python bench/step_time.py --mixed-bfloat16     # Keras mixed precision, bfloat16
+    .venv/bin/python bench/step_time.py --attention none
+
+One batch of the default shape is fitted repeatedly, so only the model's step is timed:
+128 sentences, 16 source and 17 target positions with random lengths, and vocabularies
+of 4,109 and 4,906 ids (the default run's 4,105 English and 4,902 Japanese tokens plus
+the 4 reserved ids). Prints wall and process CPU seconds per step: on a shared VM the
+wall time is noisy, the CPU time less so.
+"""
+import argparse
+import dataclasses
+import json
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from enja.models import seq2seq  # noqa: E402
+from enja.pipeline import configs  # noqa: E402
+from enja.preprocessing import features  # noqa: E402
+
+BATCH, SOURCE_LENGTH, TARGET_LENGTH = 128, 16, 17
+WARMUP_STEPS = 3
+
+
+def random_ids(rng: np.random.Generator, vocab_size: int, length: int) -> np.ndarray:
+    ids = rng.integers(features.NUM_RESERVED, vocab_size, size=(BATCH, length))
+    lengths = rng.integers(5, length + 1, size=(BATCH, 1))
+    ids[np.arange(length)[None, :] >= lengths] = features.PAD_ID
+    return ids
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--attention", default=configs.ModelConfig().attention)
+    parser.add_argument("--units", type=int, default=configs.ModelConfig().units)
+    parser.add_argument("--source-vocab", type=int, default=4109)
+    parser.add_argument("--target-vocab", type=int, default=4906)
+    parser.add_argument("--keras-dense", action="store_true",
+                        help="Keras Dense on [batch, time, units] instead of SequenceDense")
+    parser.add_argument("--mixed-bfloat16", action="store_true")
+    args = parser.parse_args()
+    if args.mixed_bfloat16:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    if args.keras_dense:
+        seq2seq.SequenceDense = keras.layers.Dense
+    model_config = dataclasses.replace(configs.ModelConfig(), attention=args.attention,
+                                       units=args.units)
+    model = seq2seq.build(model_config, args.source_vocab, args.target_vocab)
+    seq2seq.compile_model(model.trainer, configs.TrainingConfig())
+    rng = np.random.default_rng(0)
+    target = random_ids(rng, args.target_vocab, TARGET_LENGTH)
+    batch = ({seq2seq.SOURCE_INPUT: random_ids(rng, args.source_vocab, SOURCE_LENGTH),
+              seq2seq.TARGET_INPUT: target[:, :-1]}, target[:, 1:])
+    data = tf.data.Dataset.from_tensors(batch).cache()
+    model.trainer.fit(data.repeat(WARMUP_STEPS), verbose=0)
+    wall, cpu = time.perf_counter(), time.process_time()
+    model.trainer.fit(data.repeat(args.steps), verbose=0)
+    print(json.dumps({
+        **{name: value for name, value in vars(args).items() if name != "steps"},
+        "wall_s_per_step": round((time.perf_counter() - wall) / args.steps, 3),
+        "cpu_s_per_step": round((time.process_time() - cpu) / args.steps, 3),
+    }))
+
+
+if __name__ == "__main__":
+    main()
