@@ -18,7 +18,7 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_transform as tft  # noqa: E402
 
-from enja.models import seq2seq, trainer, training_summary  # noqa: E402
+from enja.models import length_buckets, seq2seq, trainer, training_summary  # noqa: E402
 from enja.pipeline import configs  # noqa: E402
 from enja.preprocessing import transform  # noqa: E402
 from pipeline_runs import latest_output  # noqa: E402
@@ -27,16 +27,18 @@ WARMUP_STEPS = 5
 
 
 def plain_dataset(output_dir: str, transform_output: tft.TFTransformOutput,
-                  batch_size: int) -> tf.data.Dataset:
+                  batch_size: int, bucket: bool) -> tf.data.Dataset:
     files = glob.glob(os.path.join(latest_output(output_dir, "Transform", "transformed_examples"),
                                    "Split-train", "*"))
     spec = transform_output.transformed_feature_spec()
-    return (tf.data.TFRecordDataset(files, compression_type="GZIP")
-            .shuffle(10_000, seed=0)
-            .batch(batch_size)
-            .map(lambda records: tf.io.parse_example(records, spec),
-                 num_parallel_calls=tf.data.AUTOTUNE)
-            .map(trainer.teacher_forcing_pair, num_parallel_calls=tf.data.AUTOTUNE)
+    batches = (tf.data.TFRecordDataset(files, compression_type="GZIP")
+               .shuffle(10_000, seed=0)
+               .batch(batch_size)
+               .map(lambda records: tf.io.parse_example(records, spec),
+                    num_parallel_calls=tf.data.AUTOTUNE))
+    if bucket:
+        batches = length_buckets.bucket_by_length(batches, batch_size)
+    return (batches.map(trainer.teacher_forcing_pair, num_parallel_calls=tf.data.AUTOTUNE)
             .prefetch(tf.data.AUTOTUNE))
 
 
@@ -46,7 +48,8 @@ def plain_keras_tokens_per_second(output_dir: str, config: configs.PipelineConfi
     keras.utils.set_random_seed(config.training.seed)
     model = seq2seq.build(config.model, *transform.vocabulary_sizes(transform_output))
     seq2seq.compile_model(model.trainer, config.training)
-    data = plain_dataset(output_dir, transform_output, config.training.batch_size).repeat()
+    data = plain_dataset(output_dir, transform_output, config.training.batch_size,
+                         config.training.bucket_by_length).repeat()
     model.trainer.fit(data.take(WARMUP_STEPS), verbose=0)
     timed = data.skip(WARMUP_STEPS).take(steps).cache()
     tokens = training_summary.count_tokens(timed)  # also fills the cache: reading is not timed
@@ -60,15 +63,20 @@ def main() -> None:
     parser.add_argument("--output-dir", default="pipeline_output")
     parser.add_argument("--preset", default=configs.DEFAULT_PRESET, choices=sorted(configs.PRESETS))
     parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--bucketing", action="store_true",
+                        help="length-bucketed batches, whatever the preset says")
     args = parser.parse_args()
     config = configs.PRESETS[args.preset]
+    if args.bucketing:
+        config = configs.replace(config, training={"bucket_by_length": True})
     summary = training_summary.read(latest_output(args.output_dir, "Trainer", "model_run"))
     plain = plain_keras_tokens_per_second(args.output_dir, config, args.steps)
     print("| training loop | tokens/s |")
     print("|---|---|")
     print(f"| TFX Trainer ({summary['epochs_run']} epochs, validation excluded) "
           f"| {summary['tokens_per_second']:.0f} |")
-    print(f"| plain Keras `fit`, cached tf.data ({args.steps} steps) | {plain:.0f} |")
+    bucketing = "by length" if config.training.bucket_by_length else "fully padded"
+    print(f"| plain Keras `fit`, cached tf.data, {bucketing} ({args.steps} steps) | {plain:.0f} |")
 
 
 if __name__ == "__main__":

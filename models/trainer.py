@@ -14,7 +14,7 @@ import tensorflow_transform as tft
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from enja.models import export, seq2seq, training_summary
+from enja.models import export, length_buckets, seq2seq, training_summary
 from enja.pipeline.configs import DecodingConfig, ModelConfig, ServingConfig, TrainingConfig
 from enja.serving import warmup
 from enja.preprocessing import features, transform
@@ -30,12 +30,14 @@ def teacher_forcing_pair(batch: dict[str, tf.Tensor]) -> tuple[dict[str, tf.Tens
 
 def _dataset(files: list[str], data_accessor: tfx.components.DataAccessor,
              tf_transform_output: tft.TFTransformOutput, batch_size: int,
-             shuffle: bool) -> tf.data.Dataset:
+             shuffle: bool, bucket: bool) -> tf.data.Dataset:
     """Transformed examples as (inputs, labels) batches for teacher forcing, one epoch."""
     dataset = data_accessor.tf_dataset_factory(
         files,
         tfxio.TensorFlowDatasetOptions(batch_size=batch_size, num_epochs=1, shuffle=shuffle),
         tf_transform_output.transformed_metadata.schema)
+    if bucket:
+        dataset = length_buckets.bucket_by_length(dataset, batch_size)
 
     return dataset.map(teacher_forcing_pair,
                        num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
@@ -62,9 +64,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     keras.utils.set_random_seed(training.seed)
 
     train_data = _dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output,
-                          training.batch_size, shuffle=True)
+                          training.batch_size, shuffle=True, bucket=training.bucket_by_length)
     eval_data = _dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output,
-                         training.batch_size, shuffle=False)
+                         training.batch_size, shuffle=False, bucket=False)
     model = seq2seq.build(model_config, *transform.vocabulary_sizes(tf_transform_output))
     seq2seq.compile_model(model.trainer, training)
     clock = training_summary.TrainingClock()
