@@ -153,7 +153,7 @@ PRESETS: dict[str, PipelineConfig] = {
     # A useful translator in about an hour on 2 CPU cores.
     "default": PipelineConfig(),
     # The seed article's model, the baseline users read about: no attention, 1024-unit
-    # LSTMs, no dropout, 20 epochs, greedy decoding. Many times slower than "default".
+    # LSTMs, no dropout, 20 epochs, greedy decoding. Not yet run on this machine.
     "seed": replace(
         PipelineConfig(),
         model={"units": 1024, "attention": "none", "dropout": 0.0},
