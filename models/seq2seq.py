@@ -42,14 +42,14 @@ class SequenceDense(layers.Dense):
 
     Keras's Dense multiplies 3-D inputs with a broadcast batch matmul, whose kernel
     gradient builds one kernel-sized matrix per sequence before summing them: at a
-    4.9k-token vocabulary that made the whole training step 4× slower on this CPU
-    (bench/train_speed.py).
+    4.9k-token vocabulary that doubled the CPU time of a whole training step here
+    (`bench/step_time.py --keras-dense`).
     """
 
     def call(self, inputs: Any) -> Any:
-        batch, time, features = ops.shape(inputs)[0], ops.shape(inputs)[1], inputs.shape[-1]
-        flat = super().call(ops.reshape(inputs, (-1, features)))
-        return ops.reshape(flat, (batch, time, self.units))
+        shape = ops.shape(inputs)
+        flat = super().call(ops.reshape(inputs, (-1, inputs.shape[-1])))
+        return ops.reshape(flat, (shape[0], shape[1], self.units))
 
 
 def build(config: ModelConfig, source_vocab_size: int, target_vocab_size: int) -> Seq2Seq:
