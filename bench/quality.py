@@ -22,8 +22,8 @@ COLUMNS = ("preset", "pipeline min", "training min", "epochs (kept)", "tokens/s"
            "greedy BLEU", "greedy seed_bleu", "beam BLEU", "beam seed_bleu", "pushed")
 
 
-def measure(preset: str, run_dir: str, data_root: str) -> list[str]:
-    config = configs.PRESETS[preset]
+def measure(label: str, config: configs.PipelineConfig, run_dir: str,
+            data_root: str) -> list[str]:
     pushed = local_runner.latest_push(local_runner.OutputLayout(run_dir, config).metadata_path)
     summary = training_summary.read(latest_output(run_dir, "Trainer", "model_run", config))
     model_dir = os.path.join(latest_output(run_dir, "Trainer", "model", config), "Format-Serving")
@@ -32,7 +32,7 @@ def measure(preset: str, run_dir: str, data_root: str) -> list[str]:
     beam = evaluation.evaluate_saved_model(model_dir, dev_en, dev_ja,
                                            beam_width=config.decoding.beam_width)
     return [
-        preset,
+        label,
         f"{pipeline_seconds(run_dir, config) / 60:.1f}",
         f"{summary['train_seconds'] / 60:.1f}",
         f"{summary['epochs_run']} ({summary['kept_epoch']})",
@@ -49,18 +49,23 @@ def main() -> None:
                         default=[name for name in configs.PRESETS if name != "smoke"])
     parser.add_argument("--output-dir", default="bench_output")
     parser.add_argument("--data-root", default=None)
+    parser.add_argument("--set", dest="settings", action="append", default=[],
+                        metavar="GROUP.FIELD=VALUE",
+                        help="override a setting of every preset, as `enja run --set` does")
     parser.add_argument("--existing", action="store_true",
                         help="score runs already in <output-dir>/<preset> instead of training")
     args = parser.parse_args()
     data_root = data.resolve_data_root(args.data_root)
     rows = []
     for preset in args.presets:
+        config = configs.with_overrides(configs.PRESETS[preset], args.settings)
+        label = " ".join([preset, *args.settings])
         run_dir = os.path.join(args.output_dir, preset)
         if not args.existing:
             if os.path.exists(run_dir):
                 parser.error(f"{run_dir} exists: remove it, or pass --existing to score it")
-            local_runner.run(preset, data_root, run_dir)
-        rows.append(measure(preset, run_dir, data_root))
+            local_runner.run(data_root=data_root, output_dir=run_dir, config=config)
+        rows.append(measure(label, config, run_dir, data_root))
     print("| " + " | ".join(COLUMNS) + " |")
     print("|" + "---|" * len(COLUMNS))
     for row in rows:

@@ -52,14 +52,73 @@ class SequenceDense(layers.Dense):
         return ops.reshape(flat, (shape[0], shape[1], self.units))
 
 
+class TiedLogits(layers.Layer):
+    """Output logits that reuse the target embedding matrix as the projection kernel.
+
+    Tying shares one [vocabulary, dim] matrix between the decoder's input and output
+    (Press & Wolf, 2017): 1.3M fewer weights at the default sizes, and rare target
+    words learn from both ends. Multiplies as one 2-D matmul, like SequenceDense.
+    """
+
+    def __init__(self, embedding: layers.Embedding, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.embedding = embedding
+
+    def build(self, input_shape: Any) -> None:
+        self.bias = self.add_weight(shape=(self.embedding.input_dim,), initializer="zeros",
+                                    name="bias")
+
+    def call(self, inputs: Any) -> Any:
+        shape = ops.shape(inputs)
+        flat = ops.matmul(ops.reshape(inputs, (-1, inputs.shape[-1])),
+                          ops.transpose(self.embedding.embeddings)) + self.bias
+        return ops.reshape(flat, (shape[0], shape[1], self.embedding.input_dim))
+
+
+class TokenCrossentropy(keras.losses.Loss):
+    """Mean cross-entropy over the non-padding target tokens, optionally label-smoothed.
+
+    With smoothing ε the target distribution puts 1-ε on the reference token and
+    spreads ε uniformly over the vocabulary (Szegedy et al., 2016), which keeps the
+    model from growing over-confident on a 50k-pair corpus. Keras's sparse loss has no
+    smoothing and its dense one needs one-hot labels of vocabulary width.
+    """
+
+    def __init__(self, label_smoothing: float = 0.0):
+        # The call already averages over real tokens; "sum" keeps that mean.
+        super().__init__(name="token_crossentropy", reduction="sum")
+        self.label_smoothing = label_smoothing
+
+    def call(self, labels: Any, logits: Any) -> Any:
+        labels = ops.cast(labels, "int32")
+        # The fused sparse op: a log-softmax and gather here ran a step at half the speed.
+        loss = ops.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+        if self.label_smoothing:
+            # -mean(log-softmax) over the vocabulary, without materialising it.
+            uniform = ops.logsumexp(logits, axis=-1) - ops.mean(logits, axis=-1)
+            loss = (1.0 - self.label_smoothing) * loss + self.label_smoothing * uniform
+        real = ops.cast(ops.not_equal(labels, features.PAD_ID), loss.dtype)
+        return loss * real / ops.maximum(ops.sum(real), 1.0)
+
+
 def build(config: ModelConfig, source_vocab_size: int, target_vocab_size: int) -> Seq2Seq:
     """Builds the encoder–decoder for the given vocabulary sizes (reserved ids included)."""
     if config.attention not in ("none", *_ATTENTION_LAYERS):
         raise ValueError(f"model.attention must be none, luong or bahdanau, not {config.attention!r}")
+    if config.bidirectional and config.units % 2:
+        raise ValueError(f"model.bidirectional needs even model.units, not {config.units}")
+    if config.tie_embeddings and config.embedding_dim != config.units:
+        raise ValueError("model.tie_embeddings needs model.embedding_dim == model.units, not "
+                         f"{config.embedding_dim} and {config.units}")
     source_embedding = layers.Embedding(
         source_vocab_size, config.embedding_dim, mask_zero=True, name="source_embedding")
-    encoder_lstm = layers.LSTM(
-        config.units, return_sequences=True, return_state=True, name="encoder_lstm")
+    if config.bidirectional:
+        # Two half-width directions: outputs and states keep the decoder's width.
+        encoder_lstm = layers.Bidirectional(layers.LSTM(
+            config.units // 2, return_sequences=True, return_state=True), name="encoder_lstm")
+    else:
+        encoder_lstm = layers.LSTM(
+            config.units, return_sequences=True, return_state=True, name="encoder_lstm")
     target_embedding = layers.Embedding(
         target_vocab_size, config.embedding_dim, mask_zero=True, name="target_embedding")
     decoder_lstm = layers.LSTM(
@@ -67,14 +126,19 @@ def build(config: ModelConfig, source_vocab_size: int, target_vocab_size: int) -
     attention = (_ATTENTION_LAYERS[config.attention](name="attention")
                  if config.attention != "none" else None)
     attention_output = SequenceDense(config.units, activation="tanh", name="attention_output")
-    logits_layer = SequenceDense(target_vocab_size, name="logits")
+    logits_layer = (TiedLogits(target_embedding, name="logits") if config.tie_embeddings
+                    else SequenceDense(target_vocab_size, name="logits"))
     # Dropout layers are inert outside training, so the serving graph ignores them.
     source_dropout = layers.Dropout(config.dropout, name="source_dropout")
     target_dropout = layers.Dropout(config.dropout, name="target_dropout")
     output_dropout = layers.Dropout(config.dropout, name="output_dropout")
 
     def encode(source_ids):
-        return encoder_lstm(source_dropout(source_embedding(source_ids)))
+        outputs, *states = encoder_lstm(source_dropout(source_embedding(source_ids)))
+        if config.bidirectional:  # [forward h, forward c, backward h, backward c]
+            states = [layers.Concatenate()([states[0], states[2]]),
+                      layers.Concatenate()([states[1], states[3]])]
+        return outputs, *states
 
     def decode(target_ids, state, encoder_outputs, source_mask):
         outputs, h, c = decoder_lstm(target_dropout(target_embedding(target_ids)),
@@ -122,6 +186,5 @@ def compile_model(model: keras.Model, config: TrainingConfig) -> None:
     """Adam on the token cross-entropy, with padding positions left out of the loss."""
     model.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate, clipnorm=config.clipnorm or None),
-        loss=keras.losses.SparseCategoricalCrossentropy(
-            from_logits=True, ignore_class=features.PAD_ID),
+        loss=TokenCrossentropy(config.label_smoothing),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])

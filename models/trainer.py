@@ -5,6 +5,7 @@ package instead of packaging a module file.
 """
 from __future__ import annotations
 
+import math
 import sys
 from typing import Any
 
@@ -43,10 +44,22 @@ def _dataset(files: list[str], data_accessor: tfx.components.DataAccessor,
                        num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
+def learning_rate(training: TrainingConfig, epoch: int) -> float:
+    """The learning rate of a (0-based) epoch under the configured schedule."""
+    if training.learning_rate_schedule == "constant":
+        return training.learning_rate
+    if training.learning_rate_schedule == "cosine":
+        return training.learning_rate * 0.5 * (1.0 + math.cos(math.pi * epoch / training.epochs))
+    raise ValueError("training.learning_rate_schedule must be constant or cosine, not "
+                     f"{training.learning_rate_schedule!r}")
+
+
 def _callbacks(training: TrainingConfig, log_dir: str,
                clock: training_summary.TrainingClock) -> list[keras.callbacks.Callback]:
     callbacks: list[keras.callbacks.Callback] = [
-        keras.callbacks.TensorBoard(log_dir=log_dir), clock]
+        keras.callbacks.TensorBoard(log_dir=log_dir), clock,
+        keras.callbacks.LearningRateScheduler(
+            lambda epoch, _current: learning_rate(training, epoch))]
     if training.early_stopping_patience:
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=training.early_stopping_patience,

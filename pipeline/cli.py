@@ -10,11 +10,15 @@ from typing import Callable, Sequence
 
 
 def _run(args: argparse.Namespace) -> int:
-    from enja.pipeline import local_runner
+    from enja.pipeline import configs, local_runner
 
-    pushed = local_runner.run(
-        preset=args.preset, data_root=args.data_root, output_dir=args.output_dir
-    )
+    try:
+        config = configs.with_overrides(configs.PRESETS[args.preset], args.settings)
+    except ValueError as error:
+        print(f"enja run: --set: {error}", file=sys.stderr)
+        return 2
+    pushed = local_runner.run(data_root=args.data_root, output_dir=args.output_dir,
+                              config=config)
     if pushed is None:
         print("No model was blessed, so nothing was pushed.")
         return 1
@@ -82,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--preset", choices=sorted(configs.PRESETS), default=configs.DEFAULT_PRESET)
     run.add_argument("--data-root", help="corpus folder (default: $ENJA_DATA_ROOT)")
     run.add_argument("--output-dir", default="pipeline_output")
+    run.add_argument("--set", dest="settings", action="append", default=[],
+                     metavar="GROUP.FIELD=VALUE",
+                     help="override one setting of the preset (pipeline/configs.py), "
+                          "e.g. --set training.epochs=2; repeatable")
     run.set_defaults(handler=_run)
 
     evaluate = commands.add_parser("evaluate", help="translate a file and score it with BLEU")

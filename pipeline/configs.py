@@ -8,7 +8,7 @@ own groups, so changing the model does not invalidate the cached vocabularies.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Sequence
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +43,11 @@ class ModelConfig:
     # Dropout rate on the embeddings and on the decoder output before the softmax;
     # active in training only.
     dropout: float = 0.2
+    # Read the source both ways: two LSTMs of units/2, outputs and states concatenated.
+    bidirectional: bool = False
+    # Use the target embedding matrix as the output projection (needs embedding_dim ==
+    # units).
+    tie_embeddings: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +60,11 @@ class TrainingConfig:
     bucket_by_length: bool = False
     epochs: int = 10
     learning_rate: float = 2e-3
+    # "constant", or "cosine": each epoch's rate follows half a cosine from
+    # learning_rate at the first epoch towards zero after the last.
+    learning_rate_schedule: str = "constant"
+    # Probability mass spread uniformly over the vocabulary in the training target.
+    label_smoothing: float = 0.0
     # Gradients are rescaled to at most this global norm (0: no clipping).
     clipnorm: float = 5.0
     # Stop after this many epochs without a lower dev loss and keep the weights of the
@@ -129,6 +139,11 @@ class PipelineConfig:
         }
 
 
+# The setting groups: the PipelineConfig fields that are themselves dataclasses.
+GROUPS = tuple(f.name for f in dataclasses.fields(PipelineConfig)
+               if dataclasses.is_dataclass(f.default))
+
+
 def replace(config: PipelineConfig, **groups: dict[str, Any]) -> PipelineConfig:
     """Returns `config` with fields of named groups overridden, e.g. training={"epochs": 2}."""
     changes = {
@@ -136,6 +151,37 @@ def replace(config: PipelineConfig, **groups: dict[str, Any]) -> PipelineConfig:
         for name, fields in groups.items()
     }
     return dataclasses.replace(config, **changes)
+
+
+def _parse_value(text: str, current: Any, setting: str) -> Any:
+    """`text` as the type of the setting's current value."""
+    if isinstance(current, bool):
+        if text.lower() not in ("true", "false"):
+            raise ValueError(f"{setting} takes true or false, not {text!r}")
+        return text.lower() == "true"
+    if isinstance(current, (int, float, str)):
+        try:
+            return type(current)(text)
+        except ValueError:
+            raise ValueError(f"{setting} takes a {type(current).__name__}, not {text!r}") from None
+    raise ValueError(f"{setting} cannot be set from the command line")
+
+
+def with_overrides(config: PipelineConfig, settings: Sequence[str]) -> PipelineConfig:
+    """Applies "group.field=value" settings (e.g. "training.epochs=2") on top of a preset."""
+    groups: dict[str, dict[str, Any]] = {}
+    for setting in settings:
+        name, sep, text = setting.partition("=")
+        group, dot, field = name.strip().partition(".")
+        if not (sep and dot) or group not in GROUPS:
+            raise ValueError(f"expected group.field=value with a group of {GROUPS}, "
+                             f"not {setting!r}")
+        fields = {f.name for f in dataclasses.fields(getattr(config, group))}
+        if field not in fields:
+            raise ValueError(f"{group} has no setting {field!r}; it has {sorted(fields)}")
+        groups.setdefault(group, {})[field] = _parse_value(
+            text.strip(), getattr(getattr(config, group), field), name)
+    return replace(config, **groups)
 
 
 PRESETS: dict[str, PipelineConfig] = {

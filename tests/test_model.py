@@ -23,10 +23,14 @@ def _batch(rng: np.random.Generator, batch: int = 4) -> tuple[dict, np.ndarray]:
             target[:, 1:])
 
 
-@pytest.mark.parametrize("attention", ["none", "luong", "bahdanau"])
-def test_models_share_layers_and_shapes_agree(attention):
-    model = seq2seq.build(ModelConfig(embedding_dim=8, units=6, attention=attention),
-                          SOURCE_VOCAB, TARGET_VOCAB)
+@pytest.mark.parametrize("config", [
+    ModelConfig(embedding_dim=8, units=6, attention="none"),
+    ModelConfig(embedding_dim=8, units=6, attention="luong"),
+    ModelConfig(embedding_dim=8, units=6, attention="bahdanau"),
+    ModelConfig(embedding_dim=6, units=6, bidirectional=True, tie_embeddings=True),
+], ids=["none", "luong", "bahdanau", "bidirectional-tied"])
+def test_models_share_layers_and_shapes_agree(config):
+    model = seq2seq.build(config, SOURCE_VOCAB, TARGET_VOCAB)
     inputs, _ = _batch(np.random.default_rng(0))
     logits = model.trainer(inputs)
     assert logits.shape == (4, 6, TARGET_VOCAB)
@@ -56,6 +60,39 @@ def test_loss_ignores_padding_positions():
     loss_more_pad = model.trainer.evaluate(inputs_more_pad, more_pad_labels, verbose=0,
                                            return_dict=True)["loss"]
     assert loss_more_pad == pytest.approx(loss, rel=1e-4)
+
+
+def test_tied_logits_project_with_the_target_embedding():
+    model = seq2seq.build(ModelConfig(embedding_dim=6, units=6, tie_embeddings=True),
+                          SOURCE_VOCAB, TARGET_VOCAB)
+    embedding = model.trainer.get_layer("target_embedding").embeddings
+    logits = model.trainer.get_layer("logits")
+    assert not [w for w in logits.trainable_weights if w.shape == embedding.shape
+                and w is not embedding]
+    hidden = np.random.default_rng(4).normal(size=(2, 3, 6)).astype("float32")
+    np.testing.assert_allclose(logits(hidden), hidden @ np.asarray(embedding).T,
+                               rtol=1e-5, atol=1e-6)  # the bias starts at zero
+
+
+@pytest.mark.parametrize("config, message", [
+    (ModelConfig(units=7, bidirectional=True), "even"),
+    (ModelConfig(embedding_dim=8, units=6, tie_embeddings=True), "embedding_dim == model.units"),
+])
+def test_inconsistent_sizes_are_rejected(config, message):
+    with pytest.raises(ValueError, match=message):
+        seq2seq.build(config, SOURCE_VOCAB, TARGET_VOCAB)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_token_crossentropy_averages_real_tokens(smoothing):
+    logits = np.random.default_rng(5).normal(size=(2, 3, TARGET_VOCAB)).astype("float32")
+    labels = np.array([[5, 6, features.PAD_ID], [7, features.PAD_ID, features.PAD_ID]])
+    log_probs = logits - np.log(np.sum(np.exp(logits), axis=-1, keepdims=True))
+    real = labels != features.PAD_ID
+    reference = -np.take_along_axis(log_probs, labels[..., None], axis=-1)[..., 0]
+    expected = ((1 - smoothing) * reference - smoothing * log_probs.mean(axis=-1))[real].mean()
+    loss = seq2seq.TokenCrossentropy(smoothing)(labels, logits)
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
 
 
 def test_a_few_steps_reduce_the_loss():

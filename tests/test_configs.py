@@ -1,0 +1,48 @@
+"""Command-line overrides of the presets and the learning-rate schedule they select."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from enja.models import trainer
+from enja.pipeline import configs
+
+
+def test_overrides_change_only_the_named_settings():
+    base = configs.PRESETS["quick"]
+    config = configs.with_overrides(base, [
+        "model.bidirectional=true", "training.epochs=2", "training.label_smoothing=0.1",
+        "model.attention=bahdanau"])
+    assert config.model.bidirectional is True and config.model.attention == "bahdanau"
+    assert config.training.epochs == 2 and config.training.label_smoothing == 0.1
+    assert config.model.units == base.model.units and config.vocab == base.vocab
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("epochs=2", "group.field=value"),
+    ("optimizer.epochs=2", "group.field=value"),
+    ("training.epoch=2", "no setting 'epoch'"),
+    ("training.epochs=two", "takes a int"),
+    ("model.bidirectional=yes", "true or false"),
+    ("serving.warmup_sentences=hi", "cannot be set"),
+])
+def test_bad_overrides_name_the_setting(setting, message):
+    with pytest.raises(ValueError, match=message):
+        configs.with_overrides(configs.PRESETS["quick"], [setting])
+
+
+def test_cosine_schedule_falls_from_the_base_rate_towards_zero():
+    training = configs.TrainingConfig(epochs=4, learning_rate=1.0,
+                                      learning_rate_schedule="cosine")
+    rates = [trainer.learning_rate(training, epoch) for epoch in range(4)]
+    assert rates[0] == 1.0 and rates == sorted(rates, reverse=True) and rates[-1] > 0
+    assert rates[2] == pytest.approx(0.5 * (1 + math.cos(math.pi / 2)))
+    constant = configs.TrainingConfig(learning_rate=0.5)
+    assert trainer.learning_rate(constant, 3) == 0.5
+
+
+def test_unknown_schedule_is_rejected():
+    training = configs.TrainingConfig(learning_rate_schedule="linear")
+    with pytest.raises(ValueError, match="learning_rate_schedule"):
+        trainer.learning_rate(training, 0)
