@@ -1,4 +1,4 @@
-"""Command-line overrides of the presets and the learning-rate schedule they select."""
+"""Command-line overrides of the presets, and the learning-rate schedules a preset selects."""
 from __future__ import annotations
 
 import math
@@ -38,7 +38,7 @@ def test_cosine_schedule_falls_from_the_base_rate_towards_zero():
     rates = [trainer.learning_rate(training, epoch) for epoch in range(4)]
     assert rates[0] == 1.0 and rates == sorted(rates, reverse=True) and rates[-1] > 0
     assert rates[2] == pytest.approx(0.5 * (1 + math.cos(math.pi / 2)))
-    constant = configs.TrainingConfig(learning_rate=0.5)
+    constant = configs.TrainingConfig(learning_rate=0.5, learning_rate_schedule="constant")
     assert trainer.learning_rate(constant, 3) == 0.5
 
 
@@ -46,3 +46,13 @@ def test_unknown_schedule_is_rejected():
     training = configs.TrainingConfig(learning_rate_schedule="linear")
     with pytest.raises(ValueError, match="learning_rate_schedule"):
         trainer.learning_rate(training, 0)
+
+
+def test_enja_run_rejects_a_bad_override_before_running(tmp_path, capsys):
+    from enja.pipeline import cli
+
+    status = cli.main(["run", "--preset", "smoke", "--output-dir", str(tmp_path),
+                       "--set", "training.epoch=2"])
+    assert status == 2
+    assert "training has no setting 'epoch'" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
