@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/quality.py --presets quick default
     .venv/bin/python bench/quality.py --presets default --existing --output-dir runs
+    .venv/bin/python bench/quality.py --presets quick --set model.bidirectional=false \
+        --output-dir runs/one-way
 
 Each preset runs the whole local pipeline into <output-dir>/<preset> (a directory that
 must not exist yet: a cached run would time nothing) — or, with --existing, reuses
