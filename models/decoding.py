@@ -12,6 +12,9 @@ from enja.models.seq2seq import Seq2Seq
 from enja.preprocessing import features
 
 _NEG_INF = float("-inf")
+# Added to the logits of ids 0..NUM_RESERVED-1: -inf for <pad> and <s>, 0 for <unk> and </s>.
+_RESERVED_LOGIT_OFFSETS = [_NEG_INF if i in (features.PAD_ID, features.START_ID) else 0.0
+                           for i in range(features.NUM_RESERVED)]
 
 
 def output_length_limits(source_ids: tf.Tensor, max_length: int, ratio: float, offset: int
@@ -39,7 +42,11 @@ def _log_probs(model: Seq2Seq, token: tf.Tensor, h: tf.Tensor, c: tf.Tensor,
                ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
     """One decoder step from `token` [N]: log-probabilities [N, V], new state, attention [N, S]."""
     logits, h, c, weights = model.step(token[:, None], h, c, encoder_outputs, source_mask)
-    return tf.nn.log_softmax(tf.cast(logits, tf.float32)), h, c, tf.cast(weights, tf.float32)
+    # <pad> and <s> never follow in a translation; an untrained model may still rank them first.
+    offsets = tf.pad(tf.constant(_RESERVED_LOGIT_OFFSETS),
+                     [[0, tf.shape(logits)[-1] - features.NUM_RESERVED]])
+    logits = tf.cast(logits, tf.float32) + offsets
+    return tf.nn.log_softmax(logits), h, c, tf.cast(weights, tf.float32)
 
 
 def _greedy(model: Seq2Seq, source_ids: tf.Tensor, max_length: int | tf.Tensor,

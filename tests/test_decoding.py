@@ -54,12 +54,19 @@ def test_width_one_is_exactly_greedy(untrained, source_ids):
 
 
 @pytest.mark.parametrize("width", [2, 4])
-def test_beam_never_scores_below_greedy(untrained, source_ids, width):
-    beam_ids, beam_scores, _, greedy_scores = _beam_and_greedy(
+def test_beam_scores_are_finite_log_probabilities(untrained, source_ids, width):
+    beam_ids, beam_scores, _, _ = _beam_and_greedy(
         untrained, source_ids, width, tf.constant(8), alpha=0.0)
     assert np.all(np.isfinite(beam_scores)) and np.all(beam_scores <= 0)
-    assert np.all(beam_scores >= greedy_scores - 1e-5), (beam_scores, greedy_scores)
     assert beam_ids.shape[0] == len(SOURCE_LENGTHS) and beam_ids.shape[1] <= 8
+
+
+def test_a_beam_wide_enough_to_keep_everything_never_loses_to_greedy(untrained, source_ids):
+    # A narrow beam may prune the greedy path; one holding every two-token hypothesis
+    # finds the best of them, greedy's included.
+    _, beam_scores, _, greedy_scores = _beam_and_greedy(
+        untrained, source_ids, TARGET_VOCAB ** 2, tf.constant(2), alpha=0.0)
+    assert np.all(beam_scores >= greedy_scores - 1e-5), (beam_scores, greedy_scores)
 
 
 def test_length_penalty_is_gnmts():
