@@ -43,9 +43,9 @@ def _log_probs(model: Seq2Seq, token: tf.Tensor, h: tf.Tensor, c: tf.Tensor,
     """One decoder step from `token` [N]: log-probabilities [N, V], new state, attention [N, S]."""
     logits, h, c, weights = model.step(token[:, None], h, c, encoder_outputs, source_mask)
     # <pad> and <s> never follow in a translation; an untrained model may still rank them first.
-    offsets = tf.pad(tf.constant(_RESERVED_LOGIT_OFFSETS),
-                     [[0, tf.shape(logits)[-1] - features.NUM_RESERVED]])
-    logits = tf.cast(logits, tf.float32) + offsets
+    # The vocabulary size is static, so this traces to one constant, not a per-step op.
+    offsets = _RESERVED_LOGIT_OFFSETS + [0.0] * (logits.shape[-1] - features.NUM_RESERVED)
+    logits = tf.cast(logits, tf.float32) + tf.constant(offsets)
     return tf.nn.log_softmax(logits), h, c, tf.cast(weights, tf.float32)
 
 
