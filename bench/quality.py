@@ -17,7 +17,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from enja.models import evaluation, training_summary  # noqa: E402
-from enja.pipeline import configs, data, local_runner  # noqa: E402
+from enja.pipeline import cli, configs, data, local_runner  # noqa: E402
 from pipeline_runs import latest_output, pipeline_seconds  # noqa: E402
 
 COLUMNS = ("preset", "pipeline min", "training min", "epochs (kept)", "tokens/s",
@@ -51,9 +51,7 @@ def main() -> None:
                         default=[name for name in configs.PRESETS if name != "smoke"])
     parser.add_argument("--output-dir", default="bench_output")
     parser.add_argument("--data-root", default=None)
-    parser.add_argument("--set", dest="settings", action="append", default=[],
-                        metavar="GROUP.FIELD=VALUE",
-                        help="override a setting of every preset, as `enja run --set` does")
+    cli.add_settings_argument(parser)
     parser.add_argument("--existing", action="store_true",
                         help="score runs already in <output-dir>/<preset> instead of training")
     args = parser.parse_args()

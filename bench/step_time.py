@@ -4,12 +4,14 @@
     .venv/bin/python bench/step_time.py --keras-dense        # Keras Dense on sequences instead
     .venv/bin/python bench/step_time.py --mixed-bfloat16     # Keras mixed precision, bfloat16
     .venv/bin/python bench/step_time.py --attention none
+    .venv/bin/python bench/step_time.py --batch-size 128
 
 One batch of the default shape is fitted repeatedly, so only the model's step is timed:
-128 sentences, 16 source and 17 target positions with random lengths, and vocabularies
+the default batch size, 16 source and 17 target positions with random lengths, and vocabularies
 of 4,109 and 4,906 ids (the default run's 4,105 English and 4,902 Japanese tokens plus
-the 4 reserved ids). Prints wall and process CPU seconds per step: on a shared VM the
-wall time is noisy, the CPU time less so.
+the 4 reserved ids). Prints wall and process CPU seconds per step, and wall milliseconds
+per sentence to compare batch sizes: on a shared VM the wall time is noisy, the CPU time
+less so.
 """
 import argparse
 import dataclasses
@@ -27,13 +29,13 @@ from enja.models import seq2seq  # noqa: E402
 from enja.pipeline import configs  # noqa: E402
 from enja.preprocessing import features  # noqa: E402
 
-BATCH, SOURCE_LENGTH, TARGET_LENGTH = 128, 16, 17
+SOURCE_LENGTH, TARGET_LENGTH = 16, 17
 WARMUP_STEPS = 3
 
 
-def random_ids(rng: np.random.Generator, vocab_size: int, length: int) -> np.ndarray:
-    ids = rng.integers(features.NUM_RESERVED, vocab_size, size=(BATCH, length))
-    lengths = rng.integers(5, length + 1, size=(BATCH, 1))
+def random_ids(rng: np.random.Generator, batch: int, vocab_size: int, length: int) -> np.ndarray:
+    ids = rng.integers(features.NUM_RESERVED, vocab_size, size=(batch, length))
+    lengths = rng.integers(5, length + 1, size=(batch, 1))
     ids[np.arange(length)[None, :] >= lengths] = features.PAD_ID
     return ids
 
@@ -43,6 +45,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--attention", default=configs.ModelConfig().attention)
     parser.add_argument("--units", type=int, default=configs.ModelConfig().units)
+    parser.add_argument("--batch-size", type=int, default=configs.TrainingConfig().batch_size)
     parser.add_argument("--source-vocab", type=int, default=4109)
     parser.add_argument("--target-vocab", type=int, default=4906)
     parser.add_argument("--keras-dense", action="store_true",
@@ -58,17 +61,20 @@ def main() -> None:
     model = seq2seq.build(model_config, args.source_vocab, args.target_vocab)
     seq2seq.compile_model(model.trainer, configs.TrainingConfig())
     rng = np.random.default_rng(0)
-    target = random_ids(rng, args.target_vocab, TARGET_LENGTH)
-    batch = ({seq2seq.SOURCE_INPUT: random_ids(rng, args.source_vocab, SOURCE_LENGTH),
+    target = random_ids(rng, args.batch_size, args.target_vocab, TARGET_LENGTH)
+    source = random_ids(rng, args.batch_size, args.source_vocab, SOURCE_LENGTH)
+    batch = ({seq2seq.SOURCE_INPUT: source,
               seq2seq.TARGET_INPUT: target[:, :-1]}, target[:, 1:])
     data = tf.data.Dataset.from_tensors(batch).cache()
     model.trainer.fit(data.repeat(WARMUP_STEPS), verbose=0)
     wall, cpu = time.perf_counter(), time.process_time()
     model.trainer.fit(data.repeat(args.steps), verbose=0)
+    wall_per_step = (time.perf_counter() - wall) / args.steps
     print(json.dumps({
         **{name: value for name, value in vars(args).items() if name != "steps"},
-        "wall_s_per_step": round((time.perf_counter() - wall) / args.steps, 3),
+        "wall_s_per_step": round(wall_per_step, 3),
         "cpu_s_per_step": round((time.process_time() - cpu) / args.steps, 3),
+        "wall_ms_per_sentence": round(1000 * wall_per_step / args.batch_size, 2),
     }))
 
 

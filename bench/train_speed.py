@@ -1,6 +1,7 @@
 """Trainer throughput against a plain Keras loop on the same model and data.
 
     .venv/bin/python bench/train_speed.py --output-dir pipeline_output --preset default
+    .venv/bin/python bench/train_speed.py --set training.bucket_by_length=true
 
 Reads a finished run's transformed training examples and the Trainer's
 training_summary.json, trains the preset's model with `model.fit` on a plain tf.data
@@ -19,7 +20,7 @@ import tensorflow as tf  # noqa: E402
 import tensorflow_transform as tft  # noqa: E402
 
 from enja.models import length_buckets, seq2seq, trainer, training_summary  # noqa: E402
-from enja.pipeline import configs  # noqa: E402
+from enja.pipeline import cli, configs  # noqa: E402
 from enja.preprocessing import transform  # noqa: E402
 from pipeline_runs import latest_output  # noqa: E402
 
@@ -63,12 +64,9 @@ def main() -> None:
     parser.add_argument("--output-dir", default="pipeline_output")
     parser.add_argument("--preset", default=configs.DEFAULT_PRESET, choices=sorted(configs.PRESETS))
     parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--bucketing", action="store_true",
-                        help="length-bucketed batches, whatever the preset says")
+    cli.add_settings_argument(parser)
     args = parser.parse_args()
-    config = configs.PRESETS[args.preset]
-    if args.bucketing:
-        config = configs.replace(config, training={"bucket_by_length": True})
+    config = configs.with_overrides(configs.PRESETS[args.preset], args.settings)
     summary = training_summary.read(latest_output(args.output_dir, "Trainer", "model_run"))
     plain = plain_keras_tokens_per_second(args.output_dir, config, args.steps)
     print("| training loop | tokens/s |")

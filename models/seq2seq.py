@@ -63,6 +63,8 @@ class TiedLogits(layers.Layer):
     def __init__(self, embedding: layers.Embedding, **kwargs: Any):
         super().__init__(**kwargs)
         self.embedding = embedding
+        # As with Dense, the target padding mask passes through to the loss and metrics.
+        self.supports_masking = True
 
     def build(self, input_shape: Any) -> None:
         self.bias = self.add_weight(shape=(self.embedding.input_dim,), initializer="zeros",

@@ -9,6 +9,14 @@ import warnings
 from typing import Callable, Sequence
 
 
+def add_settings_argument(parser: argparse.ArgumentParser) -> None:
+    """`--set GROUP.FIELD=VALUE` (repeatable) into `args.settings`, for `configs.with_overrides`."""
+    parser.add_argument("--set", dest="settings", action="append", default=[],
+                        metavar="GROUP.FIELD=VALUE",
+                        help="override one setting of the preset (pipeline/configs.py), "
+                             "e.g. --set training.epochs=2; repeatable")
+
+
 def _run(args: argparse.Namespace) -> int:
     from enja.pipeline import configs, local_runner
 
@@ -86,10 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--preset", choices=sorted(configs.PRESETS), default=configs.DEFAULT_PRESET)
     run.add_argument("--data-root", help="corpus folder (default: $ENJA_DATA_ROOT)")
     run.add_argument("--output-dir", default="pipeline_output")
-    run.add_argument("--set", dest="settings", action="append", default=[],
-                     metavar="GROUP.FIELD=VALUE",
-                     help="override one setting of the preset (pipeline/configs.py), "
-                          "e.g. --set training.epochs=2; repeatable")
+    add_settings_argument(run)
     run.set_defaults(handler=_run)
 
     evaluate = commands.add_parser("evaluate", help="translate a file and score it with BLEU")

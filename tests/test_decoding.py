@@ -1,6 +1,8 @@
 """In-graph decoding: beam search against greedy, length caps, attention, and their export."""
 from __future__ import annotations
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -67,6 +69,16 @@ def test_a_beam_wide_enough_to_keep_everything_never_loses_to_greedy(untrained, 
     _, beam_scores, _, greedy_scores = _beam_and_greedy(
         untrained, source_ids, TARGET_VOCAB ** 2, tf.constant(2), alpha=0.0)
     assert np.all(beam_scores >= greedy_scores - 1e-5), (beam_scores, greedy_scores)
+
+
+def test_decoding_passes_no_keras_mask_to_the_decoder_step(untrained, source_ids):
+    # The source mask is an explicit input; a Keras mask riding on the encoder outputs
+    # would make Keras warn, at every trace, that the decoder step drops it.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        decoding.greedy_decode(untrained, source_ids, 3)
+        decoding.beam_search_decode(untrained, source_ids, 2, 3, 0.6)
+    assert not [w for w in caught if "mask" in str(w.message)], [str(w.message) for w in caught]
 
 
 def test_length_penalty_is_gnmts():
