@@ -38,7 +38,7 @@ def _limits(max_length: int | tf.Tensor, batch: tf.Tensor) -> tf.Tensor:
 
 
 def encode(model: Seq2Seq, source_ids: tf.Tensor
-            ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+           ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
     """Encoder outputs, source mask [B, S] and final state (h, c).
 
     The outputs are copied without the padding mask Keras attaches to them: the decoder
