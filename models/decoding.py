@@ -37,17 +37,6 @@ def _limits(max_length: int | tf.Tensor, batch: tf.Tensor) -> tf.Tensor:
     return tf.broadcast_to(tf.cast(max_length, tf.int32), [batch])
 
 
-def encode(model: Seq2Seq, source_ids: tf.Tensor
-           ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
-    """Encoder outputs, source mask [B, S] and final state (h, c).
-
-    The outputs are copied without the padding mask Keras attaches to them: the decoder
-    step takes the source mask as an input instead, and would warn about dropping it.
-    """
-    encoder_outputs, h, c = model.encoder(source_ids)
-    return tf.identity(encoder_outputs), tf.not_equal(source_ids, features.PAD_ID), h, c
-
-
 def _log_probs(model: Seq2Seq, token: tf.Tensor, h: tf.Tensor, c: tf.Tensor,
                encoder_outputs: tf.Tensor, source_mask: tf.Tensor
                ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
@@ -66,7 +55,7 @@ def _greedy(model: Seq2Seq, source_ids: tf.Tensor, max_length: int | tf.Tensor,
     do not carry attention weights through the loop (they get an empty [B, 0, S])."""
     batch = tf.shape(source_ids)[0]
     limits = _limits(max_length, batch)
-    encoder_outputs, source_mask, h, c = encode(model, source_ids)
+    encoder_outputs, source_mask, h, c = model.encode(source_ids)
     token = tf.fill([batch], tf.constant(features.START_ID, tf.int64))
     finished = limits <= 0
     scores = tf.zeros([batch])
@@ -135,7 +124,7 @@ def beam_search_decode(model: Seq2Seq, source_ids: tf.Tensor, beam_width: int | 
     limits = _limits(max_length, batch)
     vocab = model.decoder_step.outputs[0].shape[-1]
 
-    encoder_outputs, source_mask, h, c = encode(model, source_ids)
+    encoder_outputs, source_mask, h, c = model.encode(source_ids)
     # Row b * K + k holds hypothesis k of sentence b.
     encoder_outputs, source_mask, h, c = (
         tf.repeat(tensor, width, axis=0) for tensor in (encoder_outputs, source_mask, h, c))

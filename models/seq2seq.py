@@ -29,6 +29,15 @@ class Seq2Seq(NamedTuple):
     #   -> logits [B, V], h, c, attention weights [B, S] (uniform without attention)
     decoder_step: keras.Model
 
+    def encode(self, source_ids: Any) -> tuple[Any, Any, Any, Any]:
+        """Encoder outputs, source mask [B, S] and final state (h, c), for `step`.
+
+        The outputs are copied without the padding mask Keras attaches to them: `step`
+        takes the source mask as an input instead, and Keras would warn that it drops it.
+        """
+        outputs, state_h, state_c = self.encoder(source_ids)
+        return ops.copy(outputs), ops.not_equal(source_ids, features.PAD_ID), state_h, state_c
+
     def step(self, token: Any, state_h: Any, state_c: Any, encoder_outputs: Any,
              source_mask: Any) -> list[Any]:
         """One decoder step; passes encoder outputs only to a model that attends to them."""

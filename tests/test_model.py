@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from enja.models import decoding, seq2seq
+from enja.models import seq2seq
 from enja.pipeline.configs import ModelConfig, TrainingConfig
 from enja.preprocessing import features
 
@@ -34,8 +34,8 @@ def test_models_share_layers_and_shapes_agree(config):
     inputs, _ = _batch(np.random.default_rng(0))
     logits = model.trainer(inputs)
     assert logits.shape == (4, 6, TARGET_VOCAB)
-    memory, source_mask, h, c = decoding.encode(
-        model, keras.ops.convert_to_tensor(inputs[seq2seq.SOURCE_INPUT]))
+    memory, source_mask, h, c = model.encode(
+        keras.ops.convert_to_tensor(inputs[seq2seq.SOURCE_INPUT]))
     assert memory.shape == (4, 5, 6) and h.shape == (4, 6) and c.shape == (4, 6)
     first_token = keras.ops.convert_to_tensor(inputs[seq2seq.TARGET_INPUT][:, :1])
     step_logits, _, _, weights = model.step(first_token, h, c, memory, source_mask)
