@@ -38,7 +38,7 @@ def plain_dataset(output_dir: str, transform_output: tft.TFTransformOutput,
                .map(lambda records: tf.io.parse_example(records, spec),
                     num_parallel_calls=tf.data.AUTOTUNE))
     if bucket:
-        batches = length_buckets.bucket_by_length(batches, batch_size)
+        batches = length_buckets.bucket_by_length(batches.unbatch(), batch_size)
     return (batches.map(trainer.teacher_forcing_pair, num_parallel_calls=tf.data.AUTOTUNE)
             .prefetch(tf.data.AUTOTUNE))
 

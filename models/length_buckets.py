@@ -34,9 +34,9 @@ def trim_padding(batch: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
     return trimmed
 
 
-def bucket_by_length(batches: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
-    """Re-batches (already shuffled) transformed batches by length and trims their padding."""
-    return (batches.unbatch()
+def bucket_by_length(examples: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
+    """Batches (already shuffled) transformed examples by length and trims their padding."""
+    return (examples
             .bucket_by_sequence_length(_length, list(BUCKET_BOUNDARIES),
                                        [batch_size] * (len(BUCKET_BOUNDARIES) + 1))
             .map(trim_padding, num_parallel_calls=tf.data.AUTOTUNE))

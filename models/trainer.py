@@ -29,18 +29,32 @@ def teacher_forcing_pair(batch: dict[str, tf.Tensor]) -> tuple[dict[str, tf.Tens
     return inputs, target[:, 1:]
 
 
-def _dataset(files: list[str], data_accessor: tfx.components.DataAccessor,
-             tf_transform_output: tft.TFTransformOutput, batch_size: int,
-             shuffle: bool, bucket: bool) -> tf.data.Dataset:
-    """Transformed examples as (inputs, labels) batches for teacher forcing, one epoch."""
-    dataset = data_accessor.tf_dataset_factory(
-        files,
-        tfxio.TensorFlowDatasetOptions(batch_size=batch_size, num_epochs=1, shuffle=shuffle),
-        tf_transform_output.transformed_metadata.schema)
-    if bucket:
-        dataset = length_buckets.bucket_by_length(dataset, batch_size)
+# Examples per read from the transformed TFRecords; independent of the training batch.
+READ_BATCH_SIZE = 1024
 
-    return dataset.map(teacher_forcing_pair,
+
+def _dataset(files: list[str], data_accessor: tfx.components.DataAccessor,
+             tf_transform_output: tft.TFTransformOutput, training: TrainingConfig,
+             shuffle: bool, bucket: bool) -> tf.data.Dataset:
+    """Transformed examples as (inputs, labels) batches for teacher forcing, one epoch.
+
+    With `training.cache_examples` the examples are read and parsed once and replayed
+    from memory every epoch: at small batches re-reading them cost the Trainer a fifth
+    of its speed on two cores (README, Quality and training speed). Shuffling then
+    draws from the whole cache, reshuffled every epoch.
+    """
+    examples = data_accessor.tf_dataset_factory(
+        files,
+        tfxio.TensorFlowDatasetOptions(batch_size=READ_BATCH_SIZE, num_epochs=1, shuffle=False),
+        tf_transform_output.transformed_metadata.schema).unbatch()
+    if training.cache_examples:
+        examples = examples.cache()
+    if shuffle:
+        examples = examples.shuffle(training.shuffle_buffer_size, seed=training.seed,
+                                    reshuffle_each_iteration=True)
+    batches = (length_buckets.bucket_by_length(examples, training.batch_size) if bucket
+               else examples.batch(training.batch_size))
+    return batches.map(teacher_forcing_pair,
                        num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
@@ -77,9 +91,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     keras.utils.set_random_seed(training.seed)
 
     train_data = _dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output,
-                          training.batch_size, shuffle=True, bucket=training.bucket_by_length)
+                          training, shuffle=True, bucket=training.bucket_by_length)
     eval_data = _dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output,
-                         training.batch_size, shuffle=False, bucket=False)
+                         training, shuffle=False, bucket=False)
     model = seq2seq.build(model_config, *transform.vocabulary_sizes(tf_transform_output))
     seq2seq.compile_model(model.trainer, training)
     clock = training_summary.TrainingClock()

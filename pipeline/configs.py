@@ -60,6 +60,12 @@ class TrainingConfig:
     # shown to pay: most bucketed batches are still 11-14 source ids wide (of 16), and
     # bench/train_speed.py measured no gain over 100 steps.
     bucket_by_length: bool = False
+    # Hold the transformed training examples in memory after the first epoch (a few
+    # hundred bytes each) instead of re-reading them every epoch; turn off for a corpus
+    # that does not fit in the Trainer's memory.
+    cache_examples: bool = True
+    # Examples the training shuffle draws from; at least the corpus size shuffles all.
+    shuffle_buffer_size: int = 50_000
     epochs: int = 12
     learning_rate: float = 2e-3
     # "constant", or "cosine": each epoch's rate follows half a cosine from

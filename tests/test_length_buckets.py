@@ -27,11 +27,11 @@ def test_trim_padding_cuts_only_all_padding_columns():
 
 def test_bucketing_groups_similar_lengths_and_keeps_every_example():
     lengths = [3, 15, 4, 14, 5, 16, 3, 13]
-    batches = tf.data.Dataset.from_tensor_slices({
+    examples = tf.data.Dataset.from_tensor_slices({
         features.SOURCE_IDS_KEY: _padded(lengths, 16, 4),
         features.TARGET_IDS_KEY: _padded([2] * len(lengths), 18, 4),
-    }).batch(3)
-    bucketed = list(length_buckets.bucket_by_length(batches, batch_size=2).as_numpy_iterator())
+    })
+    bucketed = list(length_buckets.bucket_by_length(examples, batch_size=2).as_numpy_iterator())
 
     seen = []
     for batch in bucketed:
