@@ -3,10 +3,13 @@
     .venv/bin/python bench/train_speed.py --output-dir pipeline_output --preset default
     .venv/bin/python bench/train_speed.py --set training.bucket_by_length=true
 
-Reads a finished run's transformed training examples and the Trainer's
-training_summary.json, trains the preset's model with `model.fit` on a plain tf.data
-pipeline (TFRecords → parse → batch, no TFX) for --steps steps after a warm-up, and
-prints both rates in tokens/second (non-padding source tokens plus target labels).
+Reads a finished run's transformed examples and the Trainer's training_summary.json and
+prints three rates in tokens/second (non-padding source tokens plus target labels): the
+Trainer's own, a plain `model.fit` of the preset's model for one epoch over the Trainer's
+input pipeline (`enja.models.trainer._dataset`, its cache filled first, read with tfx_bsl
+as TFX reads it), and the same `fit` for --steps steps over a plain cached tf.data pipeline
+(TFRecords → parse → batch, no TFX). The first two differ by what TFX adds; the last two by
+what the input pipeline costs beyond replaying fixed batches.
 """
 import argparse
 import glob
@@ -18,6 +21,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_transform as tft  # noqa: E402
+from tfx import v1 as tfx  # noqa: E402
+from tfx_bsl.public import tfxio  # noqa: E402
 
 from enja.models import length_buckets, seq2seq, trainer, training_summary  # noqa: E402
 from enja.pipeline import cli, configs  # noqa: E402
@@ -27,10 +32,43 @@ from pipeline_runs import latest_output  # noqa: E402
 WARMUP_STEPS = 5
 
 
+def train_files(output_dir: str) -> list[str]:
+    return glob.glob(os.path.join(latest_output(output_dir, "Transform", "transformed_examples"),
+                                  "Split-train", "*"))
+
+
+def example_data_accessor() -> tfx.components.DataAccessor:
+    """Reads tf.Example TFRecords with tfx_bsl, as the accessor TFX hands the Trainer does."""
+    def tf_dataset_factory(files, options, schema):
+        return tfxio.TFExampleRecord(file_pattern=files, schema=schema).TensorFlowDataset(options)
+    return tfx.components.DataAccessor(tf_dataset_factory=tf_dataset_factory,
+                                       record_batch_factory=None, data_view_decode_fn=None)
+
+
+def timed_fit(config: configs.PipelineConfig, transform_output: tft.TFTransformOutput,
+              warmup: tf.data.Dataset, timed: tf.data.Dataset) -> float:
+    """Seconds of one `fit` pass over `timed`, after a fresh model has fitted `warmup`."""
+    keras.utils.set_random_seed(config.training.seed)
+    model = seq2seq.build(config.model, *transform.vocabulary_sizes(transform_output))
+    seq2seq.compile_model(model.trainer, config.training)
+    model.trainer.fit(warmup, verbose=0)
+    start = time.perf_counter()
+    model.trainer.fit(timed, verbose=0)
+    return time.perf_counter() - start
+
+
+def trainer_input_tokens_per_second(output_dir: str, config: configs.PipelineConfig,
+                                    transform_output: tft.TFTransformOutput) -> float:
+    data = trainer._dataset(train_files(output_dir), example_data_accessor(), transform_output,
+                            config.training, shuffle=True,
+                            bucket=config.training.bucket_by_length)
+    tokens = training_summary.count_tokens(data)  # one pass, as the first epoch: fills the cache
+    return tokens / timed_fit(config, transform_output, data.take(WARMUP_STEPS), data)
+
+
 def plain_dataset(output_dir: str, transform_output: tft.TFTransformOutput,
                   batch_size: int, bucket: bool) -> tf.data.Dataset:
-    files = glob.glob(os.path.join(latest_output(output_dir, "Transform", "transformed_examples"),
-                                   "Split-train", "*"))
+    files = train_files(output_dir)
     spec = transform_output.transformed_feature_spec()
     batches = (tf.data.TFRecordDataset(files, compression_type="GZIP")
                .shuffle(10_000, seed=0)
@@ -44,19 +82,12 @@ def plain_dataset(output_dir: str, transform_output: tft.TFTransformOutput,
 
 
 def plain_keras_tokens_per_second(output_dir: str, config: configs.PipelineConfig,
-                                  steps: int) -> float:
-    transform_output = tft.TFTransformOutput(latest_output(output_dir, "Transform", "transform_graph"))
-    keras.utils.set_random_seed(config.training.seed)
-    model = seq2seq.build(config.model, *transform.vocabulary_sizes(transform_output))
-    seq2seq.compile_model(model.trainer, config.training)
+                                  transform_output: tft.TFTransformOutput, steps: int) -> float:
     data = plain_dataset(output_dir, transform_output, config.training.batch_size,
                          config.training.bucket_by_length).repeat()
-    model.trainer.fit(data.take(WARMUP_STEPS), verbose=0)
     timed = data.skip(WARMUP_STEPS).take(steps).cache()
     tokens = training_summary.count_tokens(timed)  # also fills the cache: reading is not timed
-    start = time.perf_counter()
-    model.trainer.fit(timed, verbose=0)
-    return tokens / (time.perf_counter() - start)
+    return tokens / timed_fit(config, transform_output, data.take(WARMUP_STEPS), timed)
 
 
 def main() -> None:
@@ -68,12 +99,17 @@ def main() -> None:
     args = parser.parse_args()
     config = configs.with_overrides(configs.PRESETS[args.preset], args.settings)
     summary = training_summary.read(latest_output(args.output_dir, "Trainer", "model_run"))
-    plain = plain_keras_tokens_per_second(args.output_dir, config, args.steps)
+    transform_output = tft.TFTransformOutput(
+        latest_output(args.output_dir, "Transform", "transform_graph"))
+    trainer_input = trainer_input_tokens_per_second(args.output_dir, config, transform_output)
+    plain = plain_keras_tokens_per_second(args.output_dir, config, transform_output, args.steps)
     print("| training loop | tokens/s |")
     print("|---|---|")
     print(f"| TFX Trainer ({summary['epochs_run']} epochs, validation excluded) "
           f"| {summary['tokens_per_second']:.0f} |")
     bucketing = "by length" if config.training.bucket_by_length else "fully padded"
+    print(f"| plain Keras `fit`, the Trainer's input pipeline, {bucketing} (one epoch) "
+          f"| {trainer_input:.0f} |")
     print(f"| plain Keras `fit`, cached tf.data, {bucketing} ({args.steps} steps) | {plain:.0f} |")
 
 
