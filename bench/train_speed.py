@@ -6,10 +6,10 @@
 Reads a finished run's transformed examples and the Trainer's training_summary.json and
 prints three rates in tokens/second (non-padding source tokens plus target labels): the
 Trainer's own, a plain `model.fit` of the preset's model for one epoch over the Trainer's
-input pipeline (`enja.models.trainer._dataset`, its cache filled first, read with tfx_bsl
-as TFX reads it), and the same `fit` for --steps steps over a plain cached tf.data pipeline
-(TFRecords → parse → batch, no TFX). The first two differ by what TFX adds; the last two by
-what the input pipeline costs beyond replaying fixed batches.
+input pipeline (`enja.models.trainer.teacher_forcing_batches`, its cache filled first, read
+with tfx_bsl as TFX reads it), and the same `fit` for --steps steps over a plain cached
+tf.data pipeline (TFRecords → parse → batch, no TFX). The first two differ by what TFX
+adds; the last two by what the input pipeline costs beyond replaying fixed batches.
 """
 import argparse
 import glob
@@ -59,9 +59,9 @@ def timed_fit(config: configs.PipelineConfig, transform_output: tft.TFTransformO
 
 def trainer_input_tokens_per_second(output_dir: str, config: configs.PipelineConfig,
                                     transform_output: tft.TFTransformOutput) -> float:
-    data = trainer._dataset(train_files(output_dir), example_data_accessor(), transform_output,
-                            config.training, shuffle=True,
-                            bucket=config.training.bucket_by_length)
+    data = trainer.teacher_forcing_batches(train_files(output_dir), example_data_accessor(),
+                                           transform_output, config.training, shuffle=True,
+                                           bucket=config.training.bucket_by_length)
     tokens = training_summary.count_tokens(data)  # one pass, as the first epoch: fills the cache
     return tokens / timed_fit(config, transform_output, data.take(WARMUP_STEPS), data)
 

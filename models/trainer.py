@@ -33,9 +33,9 @@ def teacher_forcing_pair(batch: dict[str, tf.Tensor]) -> tuple[dict[str, tf.Tens
 READ_BATCH_SIZE = 1024
 
 
-def _dataset(files: list[str], data_accessor: tfx.components.DataAccessor,
-             tf_transform_output: tft.TFTransformOutput, training: TrainingConfig,
-             shuffle: bool, bucket: bool) -> tf.data.Dataset:
+def teacher_forcing_batches(files: list[str], data_accessor: tfx.components.DataAccessor,
+                            tf_transform_output: tft.TFTransformOutput, training: TrainingConfig,
+                            shuffle: bool, bucket: bool) -> tf.data.Dataset:
     """Transformed examples as (inputs, labels) batches for teacher forcing, one epoch.
 
     With `training.cache_examples` the examples are read and parsed once and replayed
@@ -89,10 +89,11 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     keras.utils.set_random_seed(training.seed)
 
-    train_data = _dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output,
-                          training, shuffle=True, bucket=training.bucket_by_length)
-    eval_data = _dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output,
-                         training, shuffle=False, bucket=False)
+    train_data = teacher_forcing_batches(fn_args.train_files, fn_args.data_accessor,
+                                         tf_transform_output, training, shuffle=True,
+                                         bucket=training.bucket_by_length)
+    eval_data = teacher_forcing_batches(fn_args.eval_files, fn_args.data_accessor,
+                                        tf_transform_output, training, shuffle=False, bucket=False)
     model = seq2seq.build(model_config, *transform.vocabulary_sizes(tf_transform_output))
     seq2seq.compile_model(model.trainer, training)
     clock = training_summary.TrainingClock()

@@ -56,7 +56,8 @@ def _epoch(dataset: tf.data.Dataset) -> list[int]:
 def test_each_epoch_yields_every_example_once_reshuffled_from_memory(transformed_examples):
     path, output = transformed_examples
     training = TrainingConfig(batch_size=BATCH_SIZE)
-    dataset = trainer._dataset([path], _accessor(), output, training, shuffle=True, bucket=False)
+    dataset = trainer.teacher_forcing_batches([path], _accessor(), output, training,
+                                              shuffle=True, bucket=False)
 
     first = _epoch(dataset)
     os.remove(path)  # the second epoch must come from the cache
@@ -70,7 +71,8 @@ def test_each_epoch_yields_every_example_once_reshuffled_from_memory(transformed
 def test_without_cache_each_epoch_reads_the_files_again(transformed_examples):
     path, output = transformed_examples
     training = dataclasses.replace(TrainingConfig(batch_size=BATCH_SIZE), cache_examples=False)
-    dataset = trainer._dataset([path], _accessor(), output, training, shuffle=False, bucket=False)
+    dataset = trainer.teacher_forcing_batches([path], _accessor(), output, training,
+                                              shuffle=False, bucket=False)
 
     assert _epoch(dataset) == list(range(NUM_EXAMPLES))  # unshuffled: file order
     os.remove(path)
