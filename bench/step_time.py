@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from enja.models import seq2seq  # noqa: E402
-from enja.pipeline import configs  # noqa: E402
+from enja.models.config import ModelConfig, TrainingConfig  # noqa: E402
 from enja.preprocessing import features  # noqa: E402
 
 SOURCE_LENGTH, TARGET_LENGTH = 16, 17
@@ -43,9 +43,9 @@ def random_ids(rng: np.random.Generator, batch: int, vocab_size: int, length: in
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--attention", default=configs.ModelConfig().attention)
-    parser.add_argument("--units", type=int, default=configs.ModelConfig().units)
-    parser.add_argument("--batch-size", type=int, default=configs.TrainingConfig().batch_size)
+    parser.add_argument("--attention", default=ModelConfig().attention)
+    parser.add_argument("--units", type=int, default=ModelConfig().units)
+    parser.add_argument("--batch-size", type=int, default=TrainingConfig().batch_size)
     parser.add_argument("--source-vocab", type=int, default=4109)
     parser.add_argument("--target-vocab", type=int, default=4906)
     parser.add_argument("--keras-dense", action="store_true",
@@ -56,10 +56,10 @@ def main() -> None:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
     if args.keras_dense:
         seq2seq.SequenceDense = keras.layers.Dense
-    model_config = dataclasses.replace(configs.ModelConfig(), attention=args.attention,
+    model_config = dataclasses.replace(ModelConfig(), attention=args.attention,
                                        units=args.units)
     model = seq2seq.build(model_config, args.source_vocab, args.target_vocab)
-    seq2seq.compile_model(model.trainer, configs.TrainingConfig())
+    seq2seq.compile_model(model.trainer, TrainingConfig())
     rng = np.random.default_rng(0)
     target = random_ids(rng, args.batch_size, args.target_vocab, TARGET_LENGTH)
     source = random_ids(rng, args.batch_size, args.source_vocab, SOURCE_LENGTH)

@@ -12,7 +12,7 @@ import tensorflow_transform as tft
 
 from enja.models import contract, decoding
 from enja.models.seq2seq import Seq2Seq
-from enja.pipeline.configs import DecodingConfig
+from enja.models.config import DecodingConfig
 from enja.preprocessing import features, transform
 
 

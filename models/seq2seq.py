@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 import keras
 from keras import layers, ops
 
-from enja.pipeline.configs import ModelConfig, TrainingConfig
+from enja.models.config import ModelConfig, TrainingConfig
 from enja.preprocessing import features
 
 SOURCE_INPUT = "source_ids"

@@ -16,7 +16,8 @@ from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
 from enja.models import export, length_buckets, seq2seq, training_summary
-from enja.pipeline.configs import DecodingConfig, ModelConfig, ServingConfig, TrainingConfig
+from enja.models.config import DecodingConfig, ModelConfig, TrainingConfig
+from enja.serving.config import ServingConfig
 from enja.serving import warmup
 from enja.preprocessing import features, transform
 

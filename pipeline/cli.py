@@ -86,6 +86,7 @@ def _translate(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from enja.pipeline import configs
+    from enja.serving.config import ServingConfig
 
     parser = argparse.ArgumentParser(prog="enja", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -113,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="serve pushed models over TF Serving's gRPC API")
     serve.add_argument("--model-base-path", required=True)
-    serve.add_argument("--model-name", default=configs.ServingConfig.model_name)
+    serve.add_argument("--model-name", default=ServingConfig.model_name)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8500)
     serve.add_argument("--enable-batching", action=argparse.BooleanOptionalAction, default=True)
@@ -127,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     translate = commands.add_parser("translate", help="translate through a model server")
     translate.add_argument("--server", default="localhost:8500")
-    translate.add_argument("--model-name", default=configs.ServingConfig.model_name)
+    translate.add_argument("--model-name", default=ServingConfig.model_name)
     translate.add_argument("--timeout", type=float, default=30.0)
     translate.add_argument("--wait", type=float, default=0.0,
                            help="seconds to wait for the server to come up first")

@@ -10,96 +10,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Sequence
 
-
-@dataclasses.dataclass(frozen=True)
-class DataConfig:
-    # Source-side (English) file patterns relative to the data root; the Japanese file
-    # is the same name with the language code swapped. `train.en.{SPAN:3}` reads the
-    # zero-padded span files (train.en.000 …) as TFX spans, the latest by default.
-    train_pattern: str = "train.en"
-    eval_pattern: str = "dev.en"
-    # Keep only the first N pairs of each split (0 keeps all): for smoke runs.
-    max_pairs: int = 0
-
-
-@dataclasses.dataclass(frozen=True)
-class VocabConfig:
-    # Largest vocabulary per language, reserved tokens excluded (0: no limit).
-    source_vocab_size: int = 0
-    target_vocab_size: int = 0
-    # Tokens seen fewer times than this in the training split map to <unk>.
-    min_frequency: int = 2
-    # Token limits; the target side gets <s> and </s> on top.
-    max_source_length: int = 16
-    max_target_length: int = 16
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelConfig:
-    embedding_dim: int = 256
-    units: int = 256
-    # Attention over the encoder outputs: "none" (the seed design), "luong" or "bahdanau".
-    attention: str = "luong"
-    # Dropout rate on the embeddings and on the decoder output before the softmax;
-    # active in training only.
-    dropout: float = 0.2
-    # Read the source both ways: two LSTMs of units/2, outputs and states concatenated.
-    bidirectional: bool = True
-    # Use the target embedding matrix as the output projection (needs embedding_dim ==
-    # units).
-    tie_embeddings: bool = False
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainingConfig:
-    # Smaller batches reached a lower dev loss per epoch here (128 → 64 → 32) at a
-    # similar cost per sentence (README, Quality and training speed).
-    batch_size: int = 32
-    # Train on batches of similar-length sentences trimmed to their longest member
-    # (models/length_buckets.py) rather than on fully padded ones. Off until it is
-    # shown to pay: most bucketed batches are still 11-14 source ids wide (of 16), and
-    # bench/train_speed.py measured no gain over 100 steps.
-    bucket_by_length: bool = False
-    # Hold the transformed training examples in memory after the first epoch (a few
-    # hundred bytes each) instead of re-reading them every epoch; turn off for a corpus
-    # that does not fit in the Trainer's memory.
-    cache_examples: bool = True
-    # Examples the training shuffle draws from; at least the corpus size shuffles all.
-    shuffle_buffer_size: int = 50_000
-    epochs: int = 10
-    learning_rate: float = 2e-3
-    # "constant", or "cosine": each epoch's rate follows half a cosine from
-    # learning_rate at the first epoch towards zero after the last.
-    learning_rate_schedule: str = "cosine"
-    # Probability mass spread uniformly over the vocabulary in the training target.
-    label_smoothing: float = 0.1
-    # Gradients are rescaled to at most this global norm (0: no clipping).
-    clipnorm: float = 5.0
-    # Stop after this many epochs without a lower dev loss and keep the weights of the
-    # best epoch (0 trains every epoch and keeps the last).
-    early_stopping_patience: int = 2
-    # Seeds weight initialisation and dropout. Reruns come close but are not always
-    # bit-identical on this CPU (README, Quality and training speed).
-    seed: int = 0
-
-
-@dataclasses.dataclass(frozen=True)
-class DecodingConfig:
-    # Longest translation the serving graph emits, in decoder steps with </s> included
-    # (0 emits nothing).
-    max_output_length: int = 18
-    # Each sentence is further capped at floor(max_length_ratio * source tokens +
-    # max_length_offset) steps, so a confused model cannot ramble on after a short input.
-    # Japanese outputs here run about 1.0–1.5× the English token count; ratio 0 turns
-    # the relative cap off.
-    max_length_ratio: float = 2.0
-    max_length_offset: int = 4
-    # Hypotheses kept per sentence by serving_default's beam search (1 is greedy
-    # decoding); the `translate_with_options` signature takes any width per request.
-    beam_width: int = 4
-    # GNMT's alpha: finished hypotheses are ranked by log-probability divided by
-    # ((5 + length) / 6) ** alpha; 0 ranks by raw log-probability (favours short outputs).
-    length_penalty: float = 0.6
+from enja.components.config import DataConfig
+from enja.models.config import DecodingConfig, ModelConfig, TrainingConfig
+from enja.preprocessing.config import VocabConfig
+from enja.serving.config import ServingConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,14 +22,6 @@ class EvaluationConfig:
     bleu_floor: float = 10.0
     # … and at most this many BLEU points below the latest blessed model.
     regression_tolerance: float = 0.0
-
-
-@dataclasses.dataclass(frozen=True)
-class ServingConfig:
-    model_name: str = "enja"
-    # Replayed by TF Serving before it serves a new version (assets.extra).
-    warmup_sentences: tuple[str, ...] = ("i like cats .", "where is the station ?",
-                                         "he gave me a book yesterday .")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -66,7 +66,7 @@ def tiny_model(transform_output_dir):
     import tensorflow_transform as tft
 
     from enja.models import seq2seq
-    from enja.pipeline.configs import ModelConfig, TrainingConfig
+    from enja.models.config import ModelConfig, TrainingConfig
     from enja.preprocessing import features, transform
 
     keras.utils.set_random_seed(0)

@@ -6,6 +6,7 @@ import math
 import pytest
 
 from enja.models import trainer
+from enja.models.config import TrainingConfig
 from enja.pipeline import configs
 
 
@@ -33,17 +34,17 @@ def test_bad_overrides_name_the_setting(setting, message):
 
 
 def test_cosine_schedule_falls_from_the_base_rate_towards_zero():
-    training = configs.TrainingConfig(epochs=4, learning_rate=1.0,
+    training = TrainingConfig(epochs=4, learning_rate=1.0,
                                       learning_rate_schedule="cosine")
     rates = [trainer.learning_rate(training, epoch) for epoch in range(4)]
     assert rates[0] == 1.0 and rates == sorted(rates, reverse=True) and rates[-1] > 0
     assert rates[2] == pytest.approx(0.5 * (1 + math.cos(math.pi / 2)))
-    constant = configs.TrainingConfig(learning_rate=0.5, learning_rate_schedule="constant")
+    constant = TrainingConfig(learning_rate=0.5, learning_rate_schedule="constant")
     assert trainer.learning_rate(constant, 3) == 0.5
 
 
 def test_unknown_schedule_is_rejected():
-    training = configs.TrainingConfig(learning_rate_schedule="linear")
+    training = TrainingConfig(learning_rate_schedule="linear")
     with pytest.raises(ValueError, match="learning_rate_schedule"):
         trainer.learning_rate(training, 0)
 

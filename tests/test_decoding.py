@@ -12,7 +12,7 @@ import tensorflow_transform as tft
 from conftest import TINY_PAIRS
 from enja.models import contract, decoding, evaluation, export, seq2seq
 from enja.pipeline import cli
-from enja.pipeline.configs import DecodingConfig, ModelConfig
+from enja.models.config import DecodingConfig, ModelConfig
 from enja.preprocessing import features
 
 SOURCE_VOCAB, TARGET_VOCAB = 12, 15

@@ -13,7 +13,7 @@ import tensorflow_transform as tft
 
 from conftest import TINY_PAIRS
 from enja.models import contract, export
-from enja.pipeline.configs import DecodingConfig
+from enja.models.config import DecodingConfig
 from enja.preprocessing import features
 
 LOADER_SCRIPT = pathlib.Path(__file__).with_name("load_exported_model.py")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from enja.models import seq2seq
-from enja.pipeline.configs import ModelConfig, TrainingConfig
+from enja.models.config import ModelConfig, TrainingConfig
 from enja.preprocessing import features
 
 SOURCE_VOCAB, TARGET_VOCAB = 12, 15

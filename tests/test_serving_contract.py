@@ -33,7 +33,7 @@ from tensorflow_serving.apis import (
 
 from enja.models import contract
 from enja.pipeline import cli
-from enja.pipeline.configs import ServingConfig
+from enja.serving.config import ServingConfig
 from enja.serving import client, ops, warmup
 from enja.serving.batching_config import BatchOptions
 from enja.serving.request import RequestLimits

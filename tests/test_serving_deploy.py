@@ -7,7 +7,7 @@ import yaml
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from enja.pipeline.configs import ServingConfig
+from enja.serving.config import ServingConfig
 from enja.serving import batching_config
 
 DEPLOY = pathlib.Path(batching_config.__file__).parent / "deploy"

@@ -12,7 +12,7 @@ from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
 from enja.models import seq2seq, trainer
-from enja.pipeline.configs import TrainingConfig
+from enja.models.config import TrainingConfig
 from enja.preprocessing import features
 
 NUM_EXAMPLES = 40
