@@ -1,19 +1,26 @@
 """ExampleGen for a line-aligned parallel corpus (`train.en` + `train.ja`, …).
 
-Each output split comes from one file pair: the split pattern names the source-side
+Each output split comes from file pairs: the split pattern names the source-side
 file relative to `input_base` and the target side is the same name with the
-language code swapped. Every pair is validated (`parallel_corpus.scan_pair`) before
-the Beam pipeline writes anything, so bad data fails the component without leaving
-output behind.
+language code swapped. A pattern with a span spec (`train.en.{SPAN:3}`) reads a
+window of spans (`spans.SpanWindow`). Every pair is validated
+(`parallel_corpus.scan_pair`) before the Beam pipeline writes anything, so bad data
+fails the component without leaving output behind.
 
-Usage, reading the latest of the spans `train.en.000` … `train.en.004` with `dev.en`:
-  example_gen = ParallelCorpusExampleGen(input_base=data_root, train_pattern="train.en.{SPAN:3}")
+Spans and checks live in the executor, and TFX's input config holds plain globs over
+both sides of every file a split may read: the stock FileBasedDriver — the one the
+Kubeflow Pipelines v2 compiler substitutes for any FileBasedExampleGen's — then
+fingerprints the `.ja` files too, and needs no span logic of ours.
+
+Usage, reading the latest two of the spans `train.en.000` … `train.en.004` with `dev.en`:
+  example_gen = ParallelCorpusExampleGen(
+      input_base=data_root, train_pattern="train.en.{SPAN:3}", window=SpanWindow(spans=2))
 """
 from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, BinaryIO, Iterable, Iterator, Optional
+from typing import Any, BinaryIO, Iterator
 
 from absl import logging
 import apache_beam as beam
@@ -21,38 +28,60 @@ import tensorflow as tf
 from tfx import types
 from tfx.components.example_gen import base_example_gen_executor
 from tfx.components.example_gen import component
-from tfx.components.example_gen import driver
-from tfx.components.example_gen import input_processor
-from tfx.components.example_gen import utils
 from tfx.dsl.components.base import executor_spec
 from tfx.dsl.io import fileio
-from tfx.orchestration import data_types
 from tfx.proto import example_gen_pb2
-from tfx.proto import range_config_pb2
 from tfx.types import artifact_utils
 from tfx.types import standard_component_specs
-from tfx.utils import io_utils
 from tfx.utils import proto_utils
 
 from google.protobuf import json_format
 from google.protobuf import struct_pb2
 
-from enja.components import parallel_corpus
+from enja.components import pair_features, parallel_corpus, spans
 from enja.preprocessing import features
 
 # Int custom property of the output Examples: pairs dropped for an empty side, all splits.
 DROPPED_EMPTY_PAIRS_PROPERTY = "dropped_empty_pairs"
+# JSON custom property: the training spans read, oldest first ([] without a span spec).
+SPANS_PROPERTY = "spans"
+# JSON custom property: per file pair read, its split, span, paths and pair counts.
+FILE_PAIRS_PROPERTY = "file_pairs"
+# Exec property the executor fills before Beam runs: {TFX split pattern: file pairs}.
+_RESOLVED_FILES_KEY = "_resolved_file_pairs"
 
 _Split = example_gen_pb2.Input.Split
+
+
+@dataclasses.dataclass(frozen=True)
+class FilePair:
+    """One source file, its target-side twin, its span (None without a span spec), its counts."""
+
+    split: str
+    span: int | None
+    source: str
+    target: str
+    pairs: int = 0
+    dropped_empty: int = 0
+    empty_source: int = 0
+    empty_target: int = 0
+
+    def describe(self) -> str:
+        """How a message names it: its span, or its file when it has none."""
+        return (f"{self.split} span {self.span}" if self.span is not None
+                else f"{self.split} ({os.path.basename(self.source)})")
 
 
 @dataclasses.dataclass(frozen=True)
 class CorpusOptions:
     """What the executor needs beyond TFX's input config; travels in `custom_config`."""
 
+    # Source-side pattern of each split, relative to the input base.
+    split_patterns: dict[str, str]
+    window: spans.SpanWindow = spans.SpanWindow()
     source_lang: str = "en"
     target_lang: str = "ja"
-    # Keep only the first N line pairs of each split (0 keeps all).
+    # Keep only the first N line pairs of each file pair (0 keeps all).
     max_pairs: int = 0
 
     def to_custom_config(self) -> example_gen_pb2.CustomConfig:
@@ -69,19 +98,27 @@ class CorpusOptions:
         config.custom_config.Unpack(fields)
         values = json_format.MessageToDict(fields)
         # Struct stores every number as a double.
-        return cls(values["source_lang"], values["target_lang"], int(values["max_pairs"]))
+        window = spans.SpanWindow(**{name: int(value) for name, value in values["window"].items()})
+        return cls(values["split_patterns"], window, values["source_lang"], values["target_lang"],
+                   int(values["max_pairs"]))
 
-    def file_pair(self, input_base: str, pattern: str) -> tuple[str, str]:
-        """Returns the (source, target) paths of a resolved split pattern."""
-        source = os.path.join(input_base, pattern)
-        return source, parallel_corpus.target_path(source, self.source_lang, self.target_lang)
+    def target_of(self, source: str) -> str:
+        return parallel_corpus.target_path(source, self.source_lang, self.target_lang)
 
+    def tfx_glob(self, pattern: str) -> str:
+        """TFX's split pattern: a glob over both sides of every file the pattern may name."""
+        return spans.as_glob(parallel_corpus.target_path(pattern, self.source_lang, "*"))
 
-def _input_splits(exec_properties: dict[str, Any]) -> list[_Split]:
-    input_config = proto_utils.json_to_proto(
-        exec_properties[standard_component_specs.INPUT_CONFIG_KEY], example_gen_pb2.Input()
-    )
-    return list(input_config.splits)
+    def file_pairs(self, input_base: str, split: str) -> list[FilePair]:
+        """The split's file pairs: the window's spans, oldest first, or its one file."""
+        pattern = self.split_patterns[split]
+        if not spans.has_span_spec(pattern):
+            source = os.path.join(input_base, pattern)
+            return [FilePair(split, None, source, self.target_of(source))]
+        chosen = spans.select(spans.available_spans(input_base, pattern, fileio.glob),
+                              self.window, pattern)
+        return [FilePair(split, span, source, self.target_of(source))
+                for span, source in chosen.items()]
 
 
 def _open_binary(path: str) -> BinaryIO:
@@ -89,16 +126,18 @@ def _open_binary(path: str) -> BinaryIO:
     return fileio.open(path, mode="rb")
 
 
+def _bytes_feature(text: str) -> tf.train.Feature:
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[text.encode("utf-8")]))
+
+
 def _to_example(pair: tuple[str, str]) -> tf.train.Example:
+    """The pair's two sentences and the features derived from them."""
     source, target = pair
-    return tf.train.Example(
-        features=tf.train.Features(
-            feature={
-                key: tf.train.Feature(bytes_list=tf.train.BytesList(value=[text.encode("utf-8")]))
-                for key, text in ((features.SOURCE_KEY, source), (features.TARGET_KEY, target))
-            }
-        )
-    )
+    feature = {features.SOURCE_KEY: _bytes_feature(source), features.TARGET_KEY: _bytes_feature(target)}
+    for key, value in pair_features.derive(source, target).items():
+        feature[key] = (tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+                        if isinstance(value, int) else _bytes_feature(value))
+    return tf.train.Example(features=tf.train.Features(feature=feature))
 
 
 def _read_file_pair(files: tuple[str, str], max_pairs: int) -> Iterator[tuple[str, str]]:
@@ -111,19 +150,35 @@ def _read_file_pair(files: tuple[str, str], max_pairs: int) -> Iterator[tuple[st
 def _ParallelCorpusToExample(  # pylint: disable=invalid-name
     pipeline: beam.Pipeline, exec_properties: dict[str, Any], split_pattern: str
 ) -> beam.PCollection:
-    """Reads one file pair as tf.Examples with one `en` and one `ja` bytes value."""
+    """Reads a split's file pairs (one Beam element each) as tf.Examples."""
     options = CorpusOptions.from_exec_properties(exec_properties)
-    files = options.file_pair(exec_properties[standard_component_specs.INPUT_BASE_KEY], split_pattern)
     return (
         pipeline
-        | "FilePair" >> beam.Create([files])
+        | "FilePairs" >> beam.Create(exec_properties[_RESOLVED_FILES_KEY][split_pattern])
         | "ReadPairs" >> beam.FlatMap(_read_file_pair, max_pairs=options.max_pairs)
         | "ToExample" >> beam.Map(_to_example)
     )
 
 
+def _input_splits(exec_properties: dict[str, Any]) -> list[_Split]:
+    input_config = proto_utils.json_to_proto(
+        exec_properties[standard_component_specs.INPUT_CONFIG_KEY], example_gen_pb2.Input()
+    )
+    return list(input_config.splits)
+
+
+def _scan(options: CorpusOptions, file_pair: FilePair) -> FilePair:
+    """Validates a file pair whole and returns it with its counts."""
+    counts = parallel_corpus.scan_pair(file_pair.source, file_pair.target,
+                                       max_pairs=options.max_pairs, opener=_open_binary)
+    logging.info("%s (%s + %s): %d pairs, %d dropped for an empty side.", file_pair.describe(),
+                 file_pair.source, file_pair.target, counts.kept, counts.dropped_empty)
+    return dataclasses.replace(file_pair, pairs=counts.kept, dropped_empty=counts.dropped_empty,
+                               empty_source=counts.empty_source, empty_target=counts.empty_target)
+
+
 class Executor(base_example_gen_executor.BaseExampleGenExecutor):
-    """Validates every file pair, then writes one output split per input split."""
+    """Resolves and validates every file pair, then writes one output split per input split."""
 
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
         return _ParallelCorpusToExample
@@ -136,19 +191,16 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
     ) -> None:
         options = CorpusOptions.from_exec_properties(exec_properties)
         input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
-        dropped = 0
+        resolved: dict[str, list[tuple[str, str]]] = {}
+        read: list[FilePair] = []
         for split in _input_splits(exec_properties):
-            files = options.file_pair(input_base, split.pattern)
-            counts = parallel_corpus.scan_pair(*files, max_pairs=options.max_pairs, opener=_open_binary)
-            logging.info(
-                "Split %s (%s): %d pairs, %d dropped for an empty side.",
-                split.name, " + ".join(files), counts.kept, counts.dropped_empty,
-            )
-            dropped += counts.dropped_empty
+            file_pairs = [_scan(options, pair) for pair in options.file_pairs(input_base, split.name)]
+            resolved[split.pattern] = [(pair.source, pair.target) for pair in file_pairs]
+            read.extend(file_pairs)
 
         examples = artifact_utils.get_single_instance(output_dict[standard_component_specs.EXAMPLES_KEY])
         try:
-            super().Do(input_dict, output_dict, exec_properties)
+            super().Do(input_dict, output_dict, {**exec_properties, _RESOLVED_FILES_KEY: resolved})
         except Exception:
             # A failed Beam write can leave finished splits or temporary shards behind.
             for split_name in artifact_utils.decode_split_names(examples.split_names):
@@ -156,93 +208,34 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
                 if fileio.exists(split_uri):
                     fileio.rmtree(split_uri)
             raise
-        examples.set_int_custom_property(DROPPED_EMPTY_PAIRS_PROPERTY, dropped)
-
-
-def _has_span_spec(pattern: str) -> bool:
-    is_match_span, is_match_date, _ = utils.verify_split_pattern_specs(_Split(pattern=pattern))
-    return is_match_span or is_match_date
-
-
-class _InputProcessor(input_processor.FileBasedInputProcessor):
-    """Resolves the span of the spanned splits and uses un-spanned ones (dev) as they are.
-
-    TFX's processor requires every split to carry the same span spec, but the
-    training data arrives in spans while the dev set is fixed.
-    """
-
-    def __init__(
-        self,
-        input_base_uri: str,
-        splits: Iterable[_Split],
-        range_config: Optional[range_config_pb2.RangeConfig] = None,
-    ):
-        splits = list(splits)
-        spanned = [split for split in splits if _has_span_spec(split.pattern)]
-        # Checks the span specs and range_config against the spanned splits only.
-        super().__init__(input_base_uri, spanned or splits, range_config)
-        # `calculate_splits_fingerprint_span_and_version` adopts the first split's span,
-        # lets a later split replace it only while it is 0, and otherwise raises "Latest
-        # span should be the same for each split". An un-spanned split reports span 0:
-        # after train's span 4 it fails that check, before it the 0 is replaced.
-        self._splits = sorted(splits, key=lambda split: _has_span_spec(split.pattern))
-
-    def get_pattern_for_span_version(self, pattern: str, span: int, version: Optional[int]) -> str:
-        if not _has_span_spec(pattern):
-            return pattern
-        return super().get_pattern_for_span_version(pattern, span, version)
-
-
-class Driver(driver.FileBasedDriver):
-    """Resolves spans across mixed splits; fingerprints both sides of each pair."""
-
-    def get_input_processor(
-        self,
-        splits: Iterable[_Split],
-        range_config: Optional[range_config_pb2.RangeConfig] = None,
-        input_base_uri: Optional[str] = None,
-    ) -> input_processor.InputProcessor:
-        return _InputProcessor(input_base_uri, splits, range_config)
-
-    def resolve_exec_properties(
-        self,
-        exec_properties: dict[str, Any],
-        pipeline_info: data_types.PipelineInfo,
-        component_info: data_types.ComponentInfo,
-    ) -> dict[str, Any]:
-        exec_properties = super().resolve_exec_properties(exec_properties, pipeline_info, component_info)
-        # TFX fingerprints only the files the patterns name, i.e. the source side;
-        # without the target side an edited `.ja` file would hit the cache.
-        options = CorpusOptions.from_exec_properties(exec_properties)
-        input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
-        target_fingerprints = [
-            io_utils.generate_fingerprint(split.name, options.file_pair(input_base, split.pattern)[1])
-            for split in _input_splits(exec_properties)
-        ]
-        exec_properties[utils.FINGERPRINT_PROPERTY_NAME] = "\n".join(
-            [exec_properties[utils.FINGERPRINT_PROPERTY_NAME], *target_fingerprints]
-        )
-        return exec_properties
+        train_spans = [pair.span for pair in read if pair.split == "train" and pair.span is not None]
+        examples.span = max(train_spans, default=0)
+        examples.set_int_custom_property("span", examples.span)
+        examples.set_json_value_custom_property(SPANS_PROPERTY, train_spans)
+        examples.set_json_value_custom_property(
+            FILE_PAIRS_PROPERTY, [dataclasses.asdict(pair) for pair in read])
+        examples.set_int_custom_property(
+            DROPPED_EMPTY_PAIRS_PROPERTY, sum(pair.dropped_empty for pair in read))
 
 
 class ParallelCorpusExampleGen(component.FileBasedExampleGen):
     """Turns `<name>.en` / `<name>.ja` file pairs into `train` and `eval` tf.Examples.
 
     Outputs one Examples artifact with bytes features `features.SOURCE_KEY` and
-    `TARGET_KEY` (`en`, `ja`, whatever the file names' language codes), the `span`
-    custom property (0 without a span spec), and `dropped_empty_pairs`.
+    `TARGET_KEY` (`en`, `ja`, whatever the file names' language codes) and the
+    features of `pair_features.derive`; and the custom properties `span` (the latest
+    training span, 0 without a span spec), `spans`, `file_pairs` and `dropped_empty_pairs`.
     """
 
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
-    DRIVER_CLASS = Driver
 
     def __init__(
         self,
         input_base: str,
         train_pattern: str = "train.en",
         eval_pattern: str = "dev.en",
+        window: spans.SpanWindow = spans.SpanWindow(),
         max_pairs: int = 0,
-        range_config: Optional[range_config_pb2.RangeConfig] = None,
         source_lang: str = "en",
         target_lang: str = "ja",
     ):
@@ -251,23 +244,21 @@ class ParallelCorpusExampleGen(component.FileBasedExampleGen):
         Args:
           input_base: Directory holding the corpus files.
           train_pattern: Source-side training file relative to `input_base`; may hold
-            a span spec to read one span (the latest unless `range_config` says
-            otherwise). TFX fills a bare `{SPAN}` unpadded, so `train.en.003` needs
-            `train.en.{SPAN:3}`.
+            a span spec (`train.en.{SPAN:3}` for `train.en.003`) to read a window of spans.
           eval_pattern: Source-side evaluation file relative to `input_base`.
-          max_pairs: Keep only the first N line pairs of each split (0 keeps all).
-          range_config: Selects the span, as a static range of one span.
+          window: The spans read from a pattern with a span spec.
+          max_pairs: Keep only the first N line pairs of each file pair (0 keeps all).
           source_lang: Language code in the source-side file names.
           target_lang: Language code that replaces it in the target-side names.
         """
-        options = CorpusOptions(source_lang, target_lang, max_pairs)
-        for pattern in (train_pattern, eval_pattern):
-            options.file_pair(input_base, pattern)  # Fails at pipeline construction.
+        options = CorpusOptions({"train": train_pattern, "eval": eval_pattern}, window,
+                                source_lang, target_lang, max_pairs)
+        for pattern in options.split_patterns.values():
+            options.target_of(pattern)  # Fails at pipeline construction.
         super().__init__(
             input_base=input_base,
-            input_config=example_gen_pb2.Input(
-                splits=[_Split(name="train", pattern=train_pattern), _Split(name="eval", pattern=eval_pattern)]
-            ),
+            input_config=example_gen_pb2.Input(splits=[
+                _Split(name=name, pattern=options.tfx_glob(pattern))
+                for name, pattern in options.split_patterns.items()]),
             custom_config=options.to_custom_config(),
-            range_config=range_config,
         )

@@ -50,10 +50,16 @@ class PatternError(CorpusError):
 
 @dataclasses.dataclass(frozen=True)
 class PairCounts:
-    """What a file pair yields: `kept` pairs, and pairs dropped for an empty side."""
+    """What a file pair yields: `kept` pairs, and pairs dropped for an empty side.
+
+    `empty_source` and `empty_target` count the empty lines of each side (a pair
+    empty on both sides counts in both), so a check can name the side at fault.
+    """
 
     kept: int
     dropped_empty: int
+    empty_source: int = 0
+    empty_target: int = 0
 
 
 def target_path(source_path: str, source_lang: str, target_lang: str) -> str:
@@ -118,14 +124,16 @@ def scan_pair(
     Reads to the end even with `max_pairs`, so a smoke run rejects the same data
     that a full run would.
     """
-    kept = dropped = 0
+    kept = dropped = empty_source = empty_target = 0
     for number, (source_line, target_line) in enumerate(
         _aligned_lines(source, target, opener), start=1
     ):
         if max_pairs > 0 and number > max_pairs:
             continue
+        empty_source += not source_line
+        empty_target += not target_line
         if source_line and target_line:
             kept += 1
         else:
             dropped += 1
-    return PairCounts(kept=kept, dropped_empty=dropped)
+    return PairCounts(kept, dropped, empty_source, empty_target)

@@ -7,16 +7,21 @@ from typing import Any, Callable
 import apache_beam as beam
 import pytest
 import tensorflow as tf
+from tfx.components.example_gen import driver as tfx_driver
+from tfx.components.example_gen import input_processor
 from tfx.dsl.components.base import base_beam_executor
 from tfx.orchestration import metadata
 from tfx.orchestration import pipeline as tfx_pipeline
 from tfx.orchestration.local import local_dag_runner
-from tfx.proto import range_config_pb2
+from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 from tfx.types import standard_artifacts
+from tfx.utils import proto_utils
 
 from enja.components import example_gen
+from enja.components import pair_features
 from enja.components import parallel_corpus
+from enja.components.spans import SpanError, SpanWindow
 
 BEAM_ARGS = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 DEV = (["good morning .", "thank you ."], ["おはよう 。", "ありがとう 。"])
@@ -58,8 +63,9 @@ def _exec_properties(input_base: str, **kwargs: Any) -> dict[str, Any]:
 
 
 def _resolve(exec_properties: dict[str, Any]) -> dict[str, Any]:
-    """Runs the driver's span resolution, as the orchestrator does before the executor."""
-    return example_gen.Driver(metadata_handle=None).resolve_exec_properties(exec_properties, None, None)
+    """Runs TFX's stock driver, as the local orchestrator does before the executor."""
+    return tfx_driver.FileBasedDriver(metadata_handle=None).resolve_exec_properties(
+        exec_properties, None, None)
 
 
 def _run(
@@ -84,9 +90,13 @@ def _read(examples: standard_artifacts.Examples, split: str) -> list[tuple[str, 
     pairs = []
     for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
         feature = tf.train.Example.FromString(record.numpy()).features.feature
-        assert set(feature) == {"en", "ja"}
         (en,), (ja,) = feature["en"].bytes_list.value, feature["ja"].bytes_list.value
-        pairs.append((en.decode(), ja.decode()))
+        en, ja = en.decode(), ja.decode()
+        derived = {key: (value.int64_list.value or value.bytes_list.value)[0]
+                   for key, value in feature.items() if key not in ("en", "ja")}
+        assert derived == {key: value.encode() if isinstance(value, str) else value
+                           for key, value in pair_features.derive(en, ja).items()}
+        pairs.append((en, ja))
     return sorted(pairs)
 
 
@@ -181,7 +191,7 @@ class _EvalWriteFailsExecutor(example_gen.Executor):
         @beam.ptransform_fn
         def read_then_fail_eval(pipeline, exec_properties, split_pattern):
             examples = pipeline | "Read" >> read(exec_properties, split_pattern)
-            if split_pattern != "dev.en":
+            if split_pattern != "dev.*":
                 return examples
             return examples | "Fail" >> beam.Map(write_partial_shard_and_fail)
 
@@ -199,33 +209,59 @@ def test_failure_inside_beam_removes_every_split(tmp_path, corpus):
 # Spans.
 
 
-def test_latest_span_is_read_next_to_the_unspanned_eval_split(tmp_path, spanned_corpus):
-    exec_properties = _resolve(_exec_properties(spanned_corpus, train_pattern="train.en.{SPAN:3}"))
+def _train_spans(examples: standard_artifacts.Examples) -> list[int]:
+    return examples.get_json_value_custom_property(example_gen.SPANS_PROPERTY)
 
-    assert exec_properties["span"] == 2
-    # Both sides of the resolved pairs are fingerprinted, so an edited .ja file reruns.
-    assert exec_properties["input_fingerprint"].count("num_files:1,") == 4
-    examples = _run(tmp_path, exec_properties)
-    assert _read(examples, "train") == [("span 2 .", "スパン 2 。")]
+
+@pytest.mark.parametrize("window, expected", [
+    (SpanWindow(), [0, 1, 2]), (SpanWindow(spans=1), [2]), (SpanWindow(spans=2), [1, 2]),
+    (SpanWindow(spans=1, end_span=1), [1]), (SpanWindow(end_span=1), [0, 1])])
+def test_a_window_of_spans_is_read_next_to_the_unspanned_eval_split(tmp_path, spanned_corpus,
+                                                                     window, expected):
+    examples = _run(tmp_path, _exec_properties(spanned_corpus, train_pattern="train.en.{SPAN:3}",
+                                               window=window))
+
+    assert _read(examples, "train") == sorted((f"span {span} .", f"スパン {span} 。")
+                                              for span in expected)
     assert _read(examples, "eval") == sorted(zip(*DEV))
+    assert _train_spans(examples) == expected and examples.span == expected[-1]
+    file_pairs = examples.get_json_value_custom_property(example_gen.FILE_PAIRS_PROPERTY)
+    assert [(pair["split"], pair["span"], pair["pairs"]) for pair in file_pairs] == [
+        *(("train", span, 1) for span in expected), ("eval", None, 2)]
 
 
-def test_range_config_selects_an_earlier_span(spanned_corpus):
-    one_span = range_config_pb2.RangeConfig(
-        static_range=range_config_pb2.StaticRange(start_span_number=1, end_span_number=1)
-    )
-    exec_properties = _resolve(
-        _exec_properties(spanned_corpus, train_pattern="train.en.{SPAN:3}", range_config=one_span)
-    )
-
-    assert exec_properties["span"] == 1
-    assert '"train.en.001"' in exec_properties["input_config"]
-    assert '"dev.en"' in exec_properties["input_config"]
+def test_a_window_ending_at_a_missing_span_fails_naming_the_spans_on_disk(tmp_path, spanned_corpus):
+    with pytest.raises(SpanError, match=r"span 7 .* spans on disk: \[0, 1, 2\]"):
+        _run(tmp_path, _exec_properties(spanned_corpus, train_pattern="train.en.{SPAN:3}",
+                                        window=SpanWindow(end_span=7)))
+    assert not _files_under(str(tmp_path / "examples"))
 
 
-def test_local_dag_runner_records_the_span_on_the_output(tmp_path, spanned_corpus):
+def test_the_stock_drivers_fingerprint_covers_both_sides_of_every_span(spanned_corpus):
+    """What TFX's local driver and its Kubeflow v2 driver compute, without any driver of ours."""
+    exec_properties = _exec_properties(spanned_corpus, train_pattern="train.en.{SPAN:3}")
+    resolved = _resolve(exec_properties)
+    # Three spans with two sides each, and the two dev files.
+    assert "num_files:6," in resolved["input_fingerprint"]
+    assert "num_files:2," in resolved["input_fingerprint"]
+
+    # The Kubeflow v2 driver resolves with the same processor; an edited .ja changes it.
+    splits = example_gen_pb2.Input()
+    proto_utils.json_to_proto(exec_properties["input_config"], splits)
+
+    def fingerprint() -> str:
+        processor = input_processor.FileBasedInputProcessor(spanned_corpus, splits.splits)
+        span, version = processor.resolve_span_and_version()
+        return processor.get_input_fingerprint(span, version)
+    before = fingerprint()
+    _write(spanned_corpus, "train.ja.001", ["スパン 1 を 直 し た 。"])
+    assert fingerprint() != before
+
+
+def test_local_dag_runner_records_the_spans_on_the_output(tmp_path, spanned_corpus):
     connection = metadata.sqlite_metadata_connection_config(str(tmp_path / "metadata.sqlite"))
-    component = example_gen.ParallelCorpusExampleGen(input_base=spanned_corpus, train_pattern="train.en.{SPAN:3}")
+    component = example_gen.ParallelCorpusExampleGen(
+        input_base=spanned_corpus, train_pattern="train.en.{SPAN:3}", window=SpanWindow(spans=1))
     local_dag_runner.LocalDagRunner().run(
         tfx_pipeline.Pipeline(
             pipeline_name="example_gen_test",
@@ -240,7 +276,7 @@ def test_local_dag_runner_records_the_span_on_the_output(tmp_path, spanned_corpu
         [artifact] = store.store.get_artifacts_by_type(standard_artifacts.Examples.TYPE_NAME)
     examples = standard_artifacts.Examples()
     examples.set_mlmd_artifact(artifact)
-    assert examples.get_int_custom_property("span") == 2
+    assert examples.get_int_custom_property("span") == 2 and _train_spans(examples) == [2]
     assert examples.get_int_custom_property(example_gen.DROPPED_EMPTY_PAIRS_PROPERTY) == 0
     assert _read(examples, "train") == [("span 2 .", "スパン 2 。")]
     assert _read(examples, "eval") == sorted(zip(*DEV))

@@ -1,0 +1,184 @@
+"""DataGate: the data check that can stop a run before anything is trained.
+
+TFX's ExampleValidator records anomalies but stops nothing, and cannot compare a new
+span with earlier data. The gate validates each split's statistics against the
+reviewed schema and, for drift, against the statistics of the last window that
+passed; it also rejects a file pair whose side is mostly empty (ExampleGen drops such
+pairs, so no statistic shows them). Its verdict is the int custom property `blessed`
+of its ExampleAnomalies output, on which the pipeline conditions everything after it,
+and each anomaly is a line naming the span, the feature and the problem.
+
+The statistics of a passing window become the next run's reference; a failing run
+carries the previous reference forward, so one bad span does not become the yardstick
+for the next. The reference is read with a LatestArtifactStrategy resolver over its own
+artifact type, which the Kubeflow Pipelines v2 compiler accepts.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from absl import logging
+import tensorflow_data_validation as tfdv
+from tensorflow_metadata.proto.v0 import anomalies_pb2
+from tfx import types
+from tfx.components.statistics_gen import stats_artifact_utils
+from tfx.dsl.components.base import base_component, base_executor, executor_spec
+from tfx.dsl.io import fileio
+from tfx.types import artifact_utils, standard_artifacts
+from tfx.types.component_spec import ChannelParameter, ExecutionParameter
+from tfx.utils import io_utils
+
+from enja.components import example_gen
+
+# Custom properties of the `anomalies` output.
+BLESSED_PROPERTY = "blessed"  # int: 1 if the data passed, 0 if the run must stop
+PROBLEMS_PROPERTY = "problems"  # JSON list of one line per anomaly found
+REFERENCE_SPANS_PROPERTY = "reference_spans"  # JSON list: the spans drift was measured against
+
+ANOMALIES_FILE = "SchemaDiff.pb"  # per split, as TFX's ExampleValidator names it
+
+
+class AcceptedStatistics(types.Artifact):
+    """Statistics of the last window that passed the gate: the reference for drift."""
+
+    TYPE_NAME = "AcceptedStatistics"
+    PROPERTIES = standard_artifacts.ExampleStatistics.PROPERTIES
+
+
+class DataGateSpec(types.ComponentSpec):
+    PARAMETERS = {"max_empty_fraction": ExecutionParameter(type=float)}
+    INPUTS = {
+        "statistics": ChannelParameter(type=standard_artifacts.ExampleStatistics),
+        "schema": ChannelParameter(type=standard_artifacts.Schema),
+        "examples": ChannelParameter(type=standard_artifacts.Examples),
+        "reference_statistics": ChannelParameter(type=AcceptedStatistics, optional=True),
+    }
+    OUTPUTS = {
+        "anomalies": ChannelParameter(type=standard_artifacts.ExampleAnomalies),
+        "accepted_statistics": ChannelParameter(type=AcceptedStatistics),
+    }
+
+
+def _reasons(anomalies: anomalies_pb2.Anomalies) -> list[tuple[str, str]]:
+    """(feature or "dataset", description) of every anomaly TFDV found."""
+    found = [(feature, reason.description or reason.short_description)
+             for feature, info in sorted(anomalies.anomaly_info.items())
+             for reason in info.reason]
+    found += [("dataset", reason.description or reason.short_description)
+              for reason in anomalies.dataset_anomaly_info.reason]
+    return found
+
+
+def _where(split: str, file_pairs: list[example_gen.FilePair]) -> str:
+    """How a message names a split: by its spans when it has them."""
+    spans = [pair.span for pair in file_pairs if pair.split == split and pair.span is not None]
+    if not spans:
+        return f"{split} split"
+    return f"{split} span {spans[0]}" if len(spans) == 1 else f"{split} spans {spans[0]}-{spans[-1]}"
+
+
+def empty_side_problems(file_pairs: list[example_gen.FilePair], max_fraction: float) -> list[str]:
+    """One line per file whose share of empty lines exceeds `max_fraction`."""
+    problems = []
+    for pair in file_pairs:
+        lines = pair.pairs + pair.dropped_empty
+        for path, empty in ((pair.source, pair.empty_source), (pair.target, pair.empty_target)):
+            if lines and empty / lines > max_fraction:
+                problems.append(f"{pair.describe()}: {empty:,} of {lines:,} lines of "
+                                f"{os.path.basename(path)} are empty; at most {max_fraction:.0%} may be")
+    return problems
+
+
+def _has_splits(artifact: types.Artifact | None) -> bool:
+    return artifact is not None and bool(artifact_utils.decode_split_names(artifact.split_names))
+
+
+def _copy_splits(source: types.Artifact, destination: types.Artifact) -> None:
+    destination.split_names = source.split_names
+    destination.span = source.span
+    for split in artifact_utils.decode_split_names(source.split_names):
+        source_dir = artifact_utils.get_split_uri([source], split)
+        destination_dir = artifact_utils.get_split_uri([destination], split)
+        fileio.makedirs(destination_dir)
+        for name in fileio.listdir(source_dir):
+            fileio.copy(os.path.join(source_dir, name), os.path.join(destination_dir, name), True)
+
+
+class Executor(base_executor.BaseExecutor):
+    """Validates every split, records the verdict, and hands on the drift reference."""
+
+    def Do(self, input_dict: dict[str, list[types.Artifact]],
+           output_dict: dict[str, list[types.Artifact]], exec_properties: dict[str, Any]) -> None:
+        statistics = artifact_utils.get_single_instance(input_dict["statistics"])
+        examples = artifact_utils.get_single_instance(input_dict["examples"])
+        [reference] = input_dict.get("reference_statistics") or [None]
+        reference = reference if _has_splits(reference) else None
+        schema = io_utils.SchemaReader().read(
+            io_utils.get_only_uri_in_dir(artifact_utils.get_single_uri(input_dict["schema"])))
+        file_pairs = [example_gen.FilePair(**pair) for pair in
+                      examples.get_json_value_custom_property(example_gen.FILE_PAIRS_PROPERTY)]
+        anomalies_artifact = artifact_utils.get_single_instance(output_dict["anomalies"])
+        anomalies_artifact.split_names = statistics.split_names
+        anomalies_artifact.span = statistics.span
+
+        problems = []
+        reference_splits = artifact_utils.decode_split_names(reference.split_names) if reference else []
+        for split in artifact_utils.decode_split_names(statistics.split_names):
+            previous = (stats_artifact_utils.load_statistics(reference, split).proto()
+                        if split in reference_splits else None)
+            anomalies = tfdv.validate_statistics(
+                stats_artifact_utils.load_statistics(statistics, split).proto(), schema,
+                previous_statistics=previous)
+            io_utils.write_bytes_file(
+                os.path.join(artifact_utils.get_split_uri([anomalies_artifact], split), ANOMALIES_FILE),
+                anomalies.SerializeToString())
+            problems += [f"{_where(split, file_pairs)}: {feature}: {description}"
+                         for feature, description in _reasons(anomalies)]
+        problems += empty_side_problems(file_pairs, exec_properties["max_empty_fraction"])
+
+        for problem in problems:
+            logging.warning("Data anomaly: %s", problem)
+        anomalies_artifact.set_int_custom_property(BLESSED_PROPERTY, int(not problems))
+        anomalies_artifact.set_json_value_custom_property(PROBLEMS_PROPERTY, problems)
+        anomalies_artifact.set_json_value_custom_property(
+            REFERENCE_SPANS_PROPERTY, [] if reference is None else
+            reference.get_json_value_custom_property(example_gen.SPANS_PROPERTY) or [])
+
+        accepted = artifact_utils.get_single_instance(output_dict["accepted_statistics"])
+        handed_on = reference if problems else statistics
+        if handed_on is None:
+            accepted.split_names = artifact_utils.encode_split_names([])
+        else:
+            _copy_splits(handed_on, accepted)
+            spans = (examples.get_json_value_custom_property(example_gen.SPANS_PROPERTY)
+                     if handed_on is statistics else
+                     handed_on.get_json_value_custom_property(example_gen.SPANS_PROPERTY))
+            accepted.set_json_value_custom_property(example_gen.SPANS_PROPERTY, spans or [])
+        logging.info("Data gate: %s.", "passed" if not problems else f"{len(problems)} anomalies")
+
+
+class DataGate(base_component.BaseComponent):
+    """Stops the run on data anomalies; see the module docstring."""
+
+    SPEC_CLASS = DataGateSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
+
+    def __init__(self, statistics: types.BaseChannel, schema: types.BaseChannel,
+                 examples: types.BaseChannel, reference_statistics: types.BaseChannel | None = None,
+                 max_empty_fraction: float = 0.01):
+        """Builds the gate.
+
+        Args:
+          statistics: StatisticsGen's output for the window being checked.
+          schema: The reviewed schema (ImportSchemaGen).
+          examples: ExampleGen's output, for its per-file-pair counts and spans.
+          reference_statistics: The last accepted statistics (a resolver), if any.
+          max_empty_fraction: Largest share of empty lines a file may have.
+        """
+        super().__init__(DataGateSpec(
+            statistics=statistics, schema=schema, examples=examples,
+            reference_statistics=reference_statistics,
+            anomalies=types.Channel(type=standard_artifacts.ExampleAnomalies),
+            accepted_statistics=types.Channel(type=AcceptedStatistics),
+            max_empty_fraction=max_empty_fraction))

@@ -1,0 +1,130 @@
+"""The data gate on real spans and on spans made bad on purpose, with the reviewed schema."""
+from __future__ import annotations
+
+import os
+import re
+import pathlib
+import shutil
+
+import apache_beam as beam
+import pytest
+from tfx.components.statistics_gen import executor as statistics_executor
+from tfx.dsl.components.base import base_beam_executor
+from tfx.types import artifact_utils, standard_artifacts
+
+from conftest import BEAM_ARGS, REPO_ROOT
+from corpus_spans import BAD_SPANS, real_pairs, write_dev, write_span
+from enja.components import data_gate, example_gen
+from enja.components.spans import SpanWindow
+
+SCHEMA_FILE = REPO_ROOT / "pipeline" / "schema.pbtxt"
+PAIRS = 300  # the smoke preset's sample of each span
+
+
+def _context(tmp: pathlib.Path) -> base_beam_executor.BaseBeamExecutor.Context:
+    return base_beam_executor.BaseBeamExecutor.Context(
+        make_beam_pipeline_fn=lambda: beam.Pipeline(argv=BEAM_ARGS), tmp_dir=str(tmp / "tmp"))
+
+
+class Gate:
+    """ExampleGen → StatisticsGen → DataGate executors over one corpus folder, run after run."""
+
+    def __init__(self, root: pathlib.Path):
+        self.root = root
+        self.corpus = root / "corpus"
+        self.corpus.mkdir()
+        write_dev(self.corpus, 100)
+        self.schema = standard_artifacts.Schema()
+        self.schema.uri = str(root / "schema")
+        os.makedirs(self.schema.uri)
+        shutil.copy(SCHEMA_FILE, self.schema.uri)
+        self.reference: data_gate.AcceptedStatistics | None = None
+        self.runs = 0
+
+    def check(self, span: int) -> standard_artifacts.ExampleAnomalies:
+        """Checks the latest span like a pipeline run would; keeps the handed-on reference."""
+        self.runs += 1
+        run = self.root / f"run{self.runs}"
+        examples = standard_artifacts.Examples()
+        examples.uri = str(run / "examples")
+        exec_properties = dict(example_gen.ParallelCorpusExampleGen(
+            input_base=str(self.corpus), train_pattern="train.en.{SPAN:3}",
+            window=SpanWindow(spans=1)).exec_properties)
+        example_gen.Executor(_context(run)).Do({}, {"examples": [examples]}, exec_properties)
+        statistics = standard_artifacts.ExampleStatistics()
+        statistics.uri = str(run / "statistics")
+        statistics_executor.Executor(_context(run)).Do(
+            {"examples": [examples]}, {"statistics": [statistics]}, {"exclude_splits": "[]"})
+        anomalies = standard_artifacts.ExampleAnomalies()
+        anomalies.uri = str(run / "anomalies")
+        accepted = data_gate.AcceptedStatistics()
+        accepted.uri = str(run / "accepted")
+        inputs = {"statistics": [statistics], "schema": [self.schema], "examples": [examples]}
+        if self.reference is not None:
+            inputs["reference_statistics"] = [self.reference]
+        data_gate.Executor().Do(inputs, {"anomalies": [anomalies], "accepted_statistics": [accepted]},
+                                {"max_empty_fraction": 0.01})
+        self.reference = accepted
+        return anomalies
+
+
+def _problems(anomalies: standard_artifacts.ExampleAnomalies) -> list[str]:
+    return anomalies.get_json_value_custom_property(data_gate.PROBLEMS_PROPERTY)
+
+
+def _passed(anomalies: standard_artifacts.ExampleAnomalies) -> bool:
+    return anomalies.get_int_custom_property(data_gate.BLESSED_PROPERTY) == 1
+
+
+def _accepted_spans(gate: Gate) -> list[int]:
+    return gate.reference.get_json_value_custom_property(example_gen.SPANS_PROPERTY)
+
+
+@pytest.fixture(name="gate")
+def _gate(tmp_path) -> Gate:
+    return Gate(tmp_path)
+
+
+def test_real_spans_pass_one_after_another_and_become_the_reference(gate):
+    for span in range(3):
+        write_span(gate.corpus, span, *real_pairs(span, PAIRS))
+        anomalies = gate.check(span)
+        assert _passed(anomalies), _problems(anomalies)
+        assert _accepted_spans(gate) == [span]
+    assert anomalies.get_json_value_custom_property(data_gate.REFERENCE_SPANS_PROPERTY) == [1]
+    # TFDV's own record of each split, where TFX's tools look for it.
+    assert os.path.exists(os.path.join(artifact_utils.get_split_uri([anomalies], "train"),
+                                       data_gate.ANOMALIES_FILE))
+
+
+@pytest.mark.parametrize("spoil, expected", [
+    ("swapped", [r"train span 1: en_script: .*japanese", r"train span 1: ja_script: .*latin",
+                 r"train span 1: en_script: The Linfty distance"]),
+    ("long", [r"train span 1: en_tokens: Unexpectedly large value", r"train span 1: en_tokens: .*Jensen-Shannon"]),
+    ("mostly_empty_ja", [r"train span 1: 270 of 300 lines of train\.ja\.001 are empty; at most 1% may be"]),
+])
+def test_a_bad_span_stops_the_run_saying_what_and_where(gate, spoil, expected):
+    write_span(gate.corpus, 0, *real_pairs(0, PAIRS))
+    assert _passed(gate.check(0))
+    write_span(gate.corpus, 1, *BAD_SPANS[spoil](*real_pairs(1, PAIRS)))
+
+    anomalies = gate.check(1)
+
+    assert not _passed(anomalies)
+    problems = "\n".join(_problems(anomalies))
+    for pattern in expected:
+        assert re.search(pattern, problems), problems
+    # The bad span does not become the reference: span 0's statistics are handed on.
+    assert _accepted_spans(gate) == [0]
+    write_span(gate.corpus, 2, *real_pairs(2, PAIRS))
+    after = gate.check(2)
+    assert _passed(after), _problems(after)
+    assert after.get_json_value_custom_property(data_gate.REFERENCE_SPANS_PROPERTY) == [0]
+
+
+def test_the_first_run_has_no_reference_and_a_bad_first_span_hands_on_nothing(gate):
+    write_span(gate.corpus, 0, *BAD_SPANS["swapped"](*real_pairs(0, PAIRS)))
+    assert not _passed(gate.check(0))
+    assert artifact_utils.decode_split_names(gate.reference.split_names) == []
+    write_span(gate.corpus, 1, *real_pairs(1, PAIRS))
+    assert _passed(gate.check(1))
