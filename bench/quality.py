@@ -17,7 +17,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from enja.models import evaluation, training_summary  # noqa: E402
-from enja.pipeline import cli, configs, data, local_runner  # noqa: E402
+from enja.pipeline import cli, configs, data, history, local_runner  # noqa: E402
 from pipeline_runs import latest_output, pipeline_seconds  # noqa: E402
 
 COLUMNS = ("preset", "pipeline min", "training min", "epochs (kept)", "tokens/s",
@@ -26,7 +26,8 @@ COLUMNS = ("preset", "pipeline min", "training min", "epochs (kept)", "tokens/s"
 
 def measure(label: str, config: configs.PipelineConfig, run_dir: str,
             data_root: str) -> list[str]:
-    pushed = local_runner.latest_push(local_runner.OutputLayout(run_dir, config).metadata_path)
+    pushed = history.history(
+        local_runner.OutputLayout(run_dir, config).metadata_connection())[-1].pushed_version
     summary = training_summary.read(latest_output(run_dir, "Trainer", "model_run", config))
     model_dir = os.path.join(latest_output(run_dir, "Trainer", "model", config), "Format-Serving")
     dev_en, dev_ja = (os.path.join(data_root, name) for name in ("dev.en", "dev.ja"))
@@ -41,7 +42,7 @@ def measure(label: str, config: configs.PipelineConfig, run_dir: str,
         f"{summary['tokens_per_second']:.0f}",
         f"{greedy['bleu']:.1f}", f"{greedy['seed_bleu']:.3f}",
         f"{beam['bleu']:.1f} (width {config.decoding.beam_width})", f"{beam['seed_bleu']:.3f}",
-        "yes" if pushed else "no",
+        "yes" if pushed is not None else "no",
     ]
 
 

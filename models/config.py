@@ -55,6 +55,15 @@ class TrainingConfig:
     # Seeds weight initialisation and dropout. Reruns come close but are not always
     # bit-identical on this CPU (README, Quality and training speed).
     seed: int = 0
+    # Start from the latest blessed model's weights (token by token for the embeddings
+    # and the output layer, models/warm_start.py) when it was built with the same model
+    # settings (dropout aside); otherwise, or when off, train from scratch.
+    warm_start: bool = True
+    # Epochs of a warm-started run, over which its learning rate decays (0: `epochs`).
+    warm_start_epochs: int = 0
+    # Learning rate a warm-started run starts from (0: `learning_rate`); the optimizer
+    # starts afresh, so a full rate may first undo some of what the base model learned.
+    warm_start_learning_rate: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)

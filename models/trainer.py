@@ -15,7 +15,8 @@ import tensorflow_transform as tft
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from enja.models import export, length_buckets, seq2seq, training_summary
+from enja.models import (export, length_buckets, seq2seq, training_summary, warm_start,
+                         warm_start_state)
 from enja.models.config import DecodingConfig, ModelConfig, TrainingConfig
 from enja.serving.config import ServingConfig
 from enja.serving import warmup
@@ -82,20 +83,30 @@ def _callbacks(training: TrainingConfig, log_dir: str,
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
+    """Trains — warm-started from `fn_args.base_model` when it can — and exports.
+
+    The warm-start state is written before the SavedModel: a Model artifact whose
+    export exists always has its state complete.
+    """
     custom_config: dict[str, Any] = fn_args.custom_config
     model_config = ModelConfig(**custom_config["model"])
     training = TrainingConfig(**custom_config["training"])
     decoding_config = DecodingConfig(**custom_config["decoding"])
     serving = ServingConfig(**custom_config["serving"])
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+    vocabularies = warm_start_state.Vocabularies.of(tf_transform_output)
     keras.utils.set_random_seed(training.seed)
 
+    model = seq2seq.build(model_config, *transform.vocabulary_sizes(tf_transform_output))
+    start = warm_start.start_model(model.trainer, model_config, training, fn_args.base_model,
+                                   vocabularies)
+    print(start.log_line())
+    training = warm_start.training_for(training, start)  # a warm start's epochs and rate
     train_data = teacher_forcing_batches(fn_args.train_files, fn_args.data_accessor,
                                          tf_transform_output, training, shuffle=True,
                                          bucket=training.bucket_by_length)
     eval_data = teacher_forcing_batches(fn_args.eval_files, fn_args.data_accessor,
                                         tf_transform_output, training, shuffle=False, bucket=False)
-    model = seq2seq.build(model_config, *transform.vocabulary_sizes(tf_transform_output))
     seq2seq.compile_model(model.trainer, training)
     clock = training_summary.TrainingClock()
     history = model.trainer.fit(
@@ -108,10 +119,12 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     summary = training_summary.summarize(
         history, clock, training_summary.count_tokens(train_data),
         kept_best=training.early_stopping_patience > 0)
-    training_summary.write(summary, fn_args.model_run_dir)
+    training_summary.write({**summary, "start": start.as_json()}, fn_args.model_run_dir)
     print(f"Kept epoch {summary['kept_epoch']} of {summary['epochs_run']}; "
           f"{summary['tokens_per_second']:.0f} tokens/s in training.")
 
+    warm_start_state.save(warm_start_state.state_dir(fn_args.serving_model_dir), model.trainer,
+                          model_config, vocabularies)
     translator = export.Translator(model, tf_transform_output, decoding_config)
     export.save(translator, fn_args.serving_model_dir)
     warmup.write_warmup_requests(fn_args.serving_model_dir, serving.warmup_sentences,

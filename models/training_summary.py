@@ -1,7 +1,16 @@
 """What a training run did and how fast, saved beside its TensorBoard logs.
 
 Users read it to see which epoch was kept; bench/quality.py and bench/train_speed.py
-read it to compare the pipeline's Trainer with a plain Keras loop.
+read it to compare the pipeline's Trainer with a plain Keras loop; lineage history and
+reports read how the run started. training_summary.json holds:
+
+    epochs_run, kept_epoch   epochs trained, and the one whose weights were kept (1-based)
+    loss, val_loss           per epoch
+    train_seconds            time in training batches, validation passes left out
+    tokens_per_epoch         non-padding source tokens plus target labels
+    tokens_per_second        tokens_per_epoch * epochs_run / train_seconds
+    start                    warm or cold start, why, from which base model, and how many
+                             tokens per side were carried over or new (models/warm_start.py)
 """
 from __future__ import annotations
 

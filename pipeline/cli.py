@@ -1,4 +1,4 @@
-"""The `enja` command: run the pipeline, evaluate a model, serve it, translate with it."""
+"""The `enja` command: run the pipeline, follow its history, serve, roll back and translate."""
 from __future__ import annotations
 
 import argparse
@@ -6,7 +6,19 @@ import json
 import os
 import sys
 import warnings
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
+
+if TYPE_CHECKING:
+    from enja.pipeline import configs
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    """Errors that mean the input is wrong, not the program: one line, no traceback."""
+    from enja.components.parallel_corpus import CorpusError
+    from enja.components.spans import SpanError
+    from enja.pipeline.data import MissingCorpusError
+
+    return (CorpusError, SpanError, MissingCorpusError)
 
 
 def add_settings_argument(parser: argparse.ArgumentParser) -> None:
@@ -17,20 +29,67 @@ def add_settings_argument(parser: argparse.ArgumentParser) -> None:
                              "e.g. --set training.epochs=2; repeatable")
 
 
-def _run(args: argparse.Namespace) -> int:
-    from enja.pipeline import configs, local_runner
+def _config(args: argparse.Namespace, command: str) -> configs.PipelineConfig | None:
+    """The preset with the --set overrides, or None after saying what is wrong."""
+    from enja.pipeline import configs
 
     try:
-        config = configs.with_overrides(configs.PRESETS[args.preset], args.settings)
+        return configs.with_overrides(configs.PRESETS[args.preset], args.settings)
     except ValueError as error:
-        print(f"enja run: --set: {error}", file=sys.stderr)
+        print(f"enja {command}: --set: {error}", file=sys.stderr)
+        return None
+
+
+def _run(args: argparse.Namespace) -> int:
+    from enja.pipeline import history, local_runner
+
+    config = _config(args, "run")
+    if config is None:
         return 2
-    pushed = local_runner.run(data_root=args.data_root, output_dir=args.output_dir,
-                              config=config)
-    if pushed is None:
-        print("No model was blessed, so nothing was pushed.")
-        return 1
-    print(pushed)
+    try:
+        record = local_runner.run(data_root=args.data_root, output_dir=args.output_dir,
+                                  config=config)
+    except _user_errors() as error:
+        print(f"enja run: {error}", file=sys.stderr)
+        return 2
+    print(history.outcome(record, local_runner.OutputLayout(args.output_dir, config).serving_model_dir))
+    return 0 if record.pushed_version is not None else 1
+
+
+def _history(args: argparse.Namespace) -> int:
+    from enja.pipeline import configs, history, local_runner
+
+    layout = local_runner.OutputLayout(args.output_dir, configs.PRESETS[configs.DEFAULT_PRESET])
+    if not os.path.exists(layout.metadata_path):
+        print(f"enja history: no pipeline has run in {args.output_dir}", file=sys.stderr)
+        return 2
+    records = history.history(layout.metadata_connection())
+    print(history.to_json(records) if args.json else history.format_table(records))
+    return 0
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    from enja.pipeline import configs, local_runner, rollback
+    from enja.serving.model_config import ModelConfigError
+
+    config = configs.PRESETS[configs.DEFAULT_PRESET]
+    layout = local_runner.OutputLayout(args.output_dir, config)
+    config_file = args.model_config_file or layout.model_config_file
+    if not os.path.exists(layout.metadata_path):
+        print(f"enja rollback: no pipeline has run in {args.output_dir}", file=sys.stderr)
+        return 2
+    try:
+        if args.latest:
+            message = rollback.rollback_latest(layout.metadata_connection(), config.pipeline_name,
+                                               config_file, args.model_name)
+        else:
+            message = rollback.rollback_to(layout.metadata_connection(), config.pipeline_name,
+                                           config_file, args.model_name,
+                                           layout.serving_model_dir, args.to)
+    except (rollback.RollbackError, ModelConfigError) as error:
+        print(f"enja rollback: {error}", file=sys.stderr)
+        return 2
+    print(message)
     return 0
 
 
@@ -55,19 +114,26 @@ def _attention(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from enja.serving import server
+    from enja.serving.model_config import ModelConfigError
     from enja.serving.request import RequestLimits
 
-    server.serve(
-        model_base_path=args.model_base_path,
-        model_name=args.model_name,
-        host=args.host,
-        port=args.port,
-        enable_batching=args.enable_batching,
-        batching_parameters_file=args.batching_parameters_file,
-        poll_interval_s=args.file_system_poll_wait_seconds,
-        limits=RequestLimits(max_batch_size=args.max_request_sentences,
-                             max_chars=args.max_sentence_chars),
-    )
+    try:
+        server.serve(
+            model_base_path=args.model_base_path,
+            model_name=args.model_name,
+            host=args.host,
+            port=args.port,
+            model_config_file=args.model_config_file,
+            model_config_file_poll_wait_s=args.model_config_file_poll_wait_seconds,
+            enable_batching=args.enable_batching,
+            batching_parameters_file=args.batching_parameters_file,
+            poll_interval_s=args.file_system_poll_wait_seconds,
+            limits=RequestLimits(max_batch_size=args.max_request_sentences,
+                                 max_chars=args.max_sentence_chars),
+        )
+    except ModelConfigError as error:
+        print(f"enja serve: {error}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -98,6 +164,23 @@ def build_parser() -> argparse.ArgumentParser:
     add_settings_argument(run)
     run.set_defaults(handler=_run)
 
+    lineage = commands.add_parser("history", help="what each run did, from ML Metadata")
+    lineage.add_argument("--output-dir", default="pipeline_output")
+    lineage.add_argument("--json", action="store_true", help="one JSON object a run")
+    lineage.set_defaults(handler=_history)
+
+    rollback = commands.add_parser(
+        "rollback", help="serve an earlier pushed version, or the newest again")
+    target = rollback.add_mutually_exclusive_group(required=True)
+    target.add_argument("--to", type=int, metavar="VERSION", help="pin the model to this version")
+    target.add_argument("--latest", action="store_true", help="follow the newest version again")
+    rollback.add_argument("--output-dir", default="pipeline_output")
+    rollback.add_argument("--model-config-file", metavar="FILE",
+                          help="the model config file the servers read "
+                               "(default: <output-dir>/models.config)")
+    rollback.add_argument("--model-name", default=ServingConfig.model_name)
+    rollback.set_defaults(handler=_rollback)
+
     evaluate = commands.add_parser("evaluate", help="translate a file and score it with BLEU")
     evaluate.add_argument("--model", required=True, help="SavedModel directory")
     evaluate.add_argument("--src", required=True, help="English file, one sentence a line")
@@ -113,8 +196,19 @@ def build_parser() -> argparse.ArgumentParser:
     attention.set_defaults(handler=_attention)
 
     serve = commands.add_parser("serve", help="serve pushed models over TF Serving's gRPC API")
-    serve.add_argument("--model-base-path", required=True)
-    serve.add_argument("--model-name", default=ServingConfig.model_name)
+    source = serve.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model-base-path", metavar="DIR",
+                        help="serve the newest version in DIR/<model-name>/<version>/ (or use --model_config_file)")
+    source.add_argument("--model_config_file", metavar="FILE",
+                        help="serve the models of a TF Serving ModelServerConfig in protobuf text format, "
+                             "e.g. serving/deploy/models.config: names, base paths (the folders holding the "
+                             "numbered versions; a relative one is taken relative to FILE's folder), version "
+                             "policies and labels (default: none, use --model-base-path)")
+    serve.add_argument("--model_config_file_poll_wait_seconds", type=float, default=0.0, metavar="N",
+                       help="re-read --model_config_file every N seconds and apply it when it changed; "
+                            "0 reads it once (default: %(default)s)")
+    serve.add_argument("--model-name", default=ServingConfig.model_name,
+                       help="the model's name with --model-base-path (default: %(default)s)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8500)
     serve.add_argument("--enable-batching", action=argparse.BooleanOptionalAction, default=True)

@@ -100,10 +100,11 @@ def with_overrides(config: PipelineConfig, settings: Sequence[str]) -> PipelineC
 
 
 PRESETS: dict[str, PipelineConfig] = {
-    # A few hundred pairs and a tiny model: what the end-to-end test runs.
+    # The first 300 pairs of the latest span and of dev, and a tiny model: what the
+    # end-to-end tests run.
     "smoke": replace(
         PipelineConfig(),
-        data={"max_pairs": 300},
+        data={"max_pairs": 300, "window_spans": 1},
         model={"embedding_dim": 16, "units": 32, "dropout": 0.0},
         training={"batch_size": 32, "epochs": 10, "learning_rate": 1e-2,
                   "early_stopping_patience": 0},

@@ -1,13 +1,15 @@
 """Runs the pipeline locally: LocalDagRunner, Beam's DirectRunner, SQLite ML Metadata."""
 from __future__ import annotations
 
+import logging
 import os
 
+from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
-from tfx.orchestration import metadata
 
-from enja.pipeline import configs, data
-from enja.pipeline.pipeline import create_pipeline
+from enja.pipeline import configs, data, history
+from enja.pipeline.pipeline import REFERENCE_RESOLVER_ID, create_pipeline
+from enja.serving import model_config
 
 
 class OutputLayout:
@@ -19,33 +21,48 @@ class OutputLayout:
         self.metadata_path = os.path.join(self.output_dir, "metadata", "metadata.db")
         self.serving_model_dir = os.path.join(
             self.output_dir, "serving_model", config.serving.model_name)
+        # The TF Serving model config file that `enja serve` polls and `enja rollback` edits.
+        self.model_config_file = os.path.join(self.output_dir, "models.config")
+
+    def metadata_connection(self) -> metadata_store_pb2.ConnectionConfig:
+        return tfx.orchestration.metadata.sqlite_metadata_connection_config(self.metadata_path)
+
+    def pushed_dir(self, version: int) -> str:
+        return os.path.join(self.serving_model_dir, str(version))
 
 
-def latest_push(metadata_path: str) -> str | None:
-    """The directory the latest Pusher run copied a model to, or None if it pushed nothing."""
-    with metadata.Metadata(
-            tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path)) as store:
-        pushed = store.store.get_artifacts_by_type("PushedModel")
-    if not pushed:
-        return None
-    latest = max(pushed, key=lambda artifact: artifact.id)
-    if latest.custom_properties["pushed"].int_value != 1:
-        return None
-    return latest.custom_properties["pushed_destination"].string_value
+class _FirstRunReferenceFilter(logging.Filter):
+    """Drops the traceback TFX logs when no accepted statistics exist yet.
+
+    On a first run the LatestArtifactStrategy resolver of the data gate's reference finds
+    nothing, which TFX logs as an input-resolution error with a traceback although the run
+    goes on and the gate checks the data against the schema alone.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno == logging.ERROR and record.args
+                    and record.args[0] == REFERENCE_RESOLVER_ID and "returned None" in str(record.args))
 
 
 def run(preset: str = configs.DEFAULT_PRESET, data_root: str | None = None,
         output_dir: str = "pipeline_output",
-        config: configs.PipelineConfig | None = None) -> str | None:
-    """Runs the pipeline with a preset (or an explicit config); returns the pushed model dir."""
+        config: configs.PipelineConfig | None = None) -> history.RunRecord:
+    """Runs the pipeline with a preset (or an explicit config); returns what the run did."""
     config = config or configs.PRESETS[preset]
     layout = OutputLayout(output_dir, config)
     os.makedirs(os.path.dirname(layout.metadata_path), exist_ok=True)
-    tfx.orchestration.LocalDagRunner().run(create_pipeline(
-        config,
-        data_root=data.resolve_data_root(data_root),
-        pipeline_root=layout.pipeline_root,
-        serving_model_dir=layout.serving_model_dir,
-        metadata_path=layout.metadata_path,
-        beam_pipeline_args=list(config.beam_pipeline_args)))
-    return latest_push(layout.metadata_path)
+    model_config.write_initial_model_config(
+        layout.model_config_file, config.serving.model_name, layout.serving_model_dir)
+    quiet = _FirstRunReferenceFilter()
+    logging.getLogger("absl").addFilter(quiet)
+    try:
+        tfx.orchestration.LocalDagRunner().run(create_pipeline(
+            config,
+            data_root=data.resolve_data_root(data_root),
+            pipeline_root=layout.pipeline_root,
+            serving_model_dir=layout.serving_model_dir,
+            metadata_connection_config=layout.metadata_connection(),
+            beam_pipeline_args=list(config.beam_pipeline_args)))
+    finally:
+        logging.getLogger("absl").removeFilter(quiet)
+    return history.history(layout.metadata_connection())[-1]

@@ -1,18 +1,37 @@
-"""The TFX pipeline definition: corpus in, validated translator pushed."""
+"""The TFX pipeline definition: new data in, checked, and only a better model served.
+
+What differs between runners (metadata store, Beam arguments, where the data, the
+schema and the outputs live) is passed in by the runner; everything else is here.
+"""
 from __future__ import annotations
 
+import os
 
 import tensorflow_model_analysis as tfma
+from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
+from enja.components.data_gate import AcceptedStatistics, DataGate
 from enja.components.example_gen import ParallelCorpusExampleGen
+from enja.components.infra_check import InfraCheck
+from enja.components.spans import SpanWindow
 from enja.models import contract
 from enja.pipeline.configs import EvaluationConfig, PipelineConfig
 from enja.preprocessing import features
 
+# The reviewed schema every span is checked against (see its comments).
+SCHEMA_FILE = os.path.join(os.path.dirname(__file__), "schema.pbtxt")
+# Node ids that lineage (enja history) looks up.
+BASELINE_RESOLVER_ID = "latest_blessed_model_resolver"
+REFERENCE_RESOLVER_ID = "latest_accepted_statistics_resolver"
+
 
 def eval_config(evaluation: EvaluationConfig) -> tfma.EvalConfig:
-    """Blesses a model whose dev BLEU clears the floor and does not fall below the baseline's."""
+    """BLEU overall and by source-length bucket; blessing looks at the overall BLEU.
+
+    A model is blessed if its dev BLEU clears the floor and is at most the tolerance
+    below the baseline's (the latest blessed model; the first run has none).
+    """
     bleu_threshold = tfma.MetricThreshold(
         value_threshold=tfma.GenericValueThreshold(lower_bound={"value": evaluation.bleu_floor}),
         change_threshold=tfma.GenericChangeThreshold(
@@ -24,58 +43,83 @@ def eval_config(evaluation: EvaluationConfig) -> tfma.EvalConfig:
             label_key=features.TARGET_KEY,
             prediction_key=contract.TRANSLATIONS_OUTPUT,
             preprocessing_function_names=[])],
-        slicing_specs=[tfma.SlicingSpec()],
+        slicing_specs=[tfma.SlicingSpec(),
+                       tfma.SlicingSpec(feature_keys=[features.SOURCE_LENGTH_BUCKET_KEY])],
         metrics_specs=[tfma.MetricsSpec(metrics=[tfma.MetricConfig(
             class_name="CorpusBleu", module="enja.models.bleu_metric",
-            threshold=bleu_threshold)])])
+            # A plain `threshold` would hold every slice to it, each length bucket too.
+            per_slice_thresholds=[tfma.PerSliceMetricThreshold(
+                slicing_specs=[tfma.SlicingSpec()], threshold=bleu_threshold)])])])
 
 
 def create_pipeline(config: PipelineConfig, data_root: str, pipeline_root: str,
-                    serving_model_dir: str, metadata_path: str,
-                    beam_pipeline_args: list[str]) -> tfx.dsl.Pipeline:
-    """Wires ExampleGen → statistics/schema/validation → Transform → Trainer → Evaluator → Pusher."""
+                    serving_model_dir: str,
+                    metadata_connection_config: metadata_store_pb2.ConnectionConfig,
+                    beam_pipeline_args: list[str],
+                    schema_file: str = SCHEMA_FILE) -> tfx.dsl.Pipeline:
+    """Wires ExampleGen → statistics → DataGate → Transform → Trainer → Evaluator → InfraCheck → Pusher.
+
+    Everything after the DataGate runs only if the data passed it.
+    """
     example_gen = ParallelCorpusExampleGen(
         input_base=data_root,
         train_pattern=config.data.train_pattern,
         eval_pattern=config.data.eval_pattern,
+        window=SpanWindow(config.data.window_spans, config.data.end_span),
         max_pairs=config.data.max_pairs)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
-    schema_gen = tfx.components.SchemaGen(
-        statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
-    example_validator = tfx.components.ExampleValidator(
-        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
-    transform = tfx.components.Transform(
+    schema_importer = tfx.components.ImportSchemaGen(schema_file=schema_file)
+    reference_statistics = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
+        statistics=tfx.dsl.Channel(type=AcceptedStatistics),
+    ).with_id(REFERENCE_RESOLVER_ID)
+    data_gate = DataGate(
+        statistics=statistics_gen.outputs["statistics"],
+        schema=schema_importer.outputs["schema"],
         examples=example_gen.outputs["examples"],
-        schema=schema_gen.outputs["schema"],
-        preprocessing_fn="enja.preprocessing.transform.preprocessing_fn",
-        custom_config=config.transform_config())
-    trainer = tfx.components.Trainer(
-        run_fn="enja.models.trainer.run_fn",
-        examples=transform.outputs["transformed_examples"],
-        transform_graph=transform.outputs["transform_graph"],
-        schema=schema_gen.outputs["schema"],
-        custom_config=config.trainer_config())
+        reference_statistics=reference_statistics.outputs["statistics"],
+        max_empty_fraction=config.data.max_empty_fraction)
     baseline_model = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id("latest_blessed_model_resolver")
-    evaluator = tfx.components.Evaluator(
-        examples=example_gen.outputs["examples"],
-        model=trainer.outputs["model"],
-        baseline_model=baseline_model.outputs["model"],
-        eval_config=eval_config(config.evaluation))
-    pusher = tfx.components.Pusher(
-        model=trainer.outputs["model"],
-        model_blessing=evaluator.outputs["blessing"],
-        push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)))
+    ).with_id(BASELINE_RESOLVER_ID)
+
+    with tfx.dsl.Cond(data_gate.outputs["anomalies"].future()[0]
+                      .custom_property("blessed") == 1):
+        transform = tfx.components.Transform(
+            examples=example_gen.outputs["examples"],
+            schema=schema_importer.outputs["schema"],
+            preprocessing_fn="enja.preprocessing.transform.preprocessing_fn",
+            custom_config=config.transform_config())
+        trainer = tfx.components.Trainer(
+            run_fn="enja.models.trainer.run_fn",
+            examples=transform.outputs["transformed_examples"],
+            transform_graph=transform.outputs["transform_graph"],
+            schema=schema_importer.outputs["schema"],
+            base_model=baseline_model.outputs["model"],
+            custom_config=config.trainer_config())
+        evaluator = tfx.components.Evaluator(
+            examples=example_gen.outputs["examples"],
+            model=trainer.outputs["model"],
+            baseline_model=baseline_model.outputs["model"],
+            eval_config=eval_config(config.evaluation))
+        infra_check = InfraCheck(
+            model=trainer.outputs["model"],
+            model_name=config.serving.model_name,
+            sentences=config.serving.warmup_sentences)
+        pusher = tfx.components.Pusher(
+            model=trainer.outputs["model"],
+            model_blessing=evaluator.outputs["blessing"],
+            infra_blessing=infra_check.outputs["blessing"],
+            push_destination=tfx.proto.PushDestination(
+                filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)))
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=pipeline_root,
-        components=[example_gen, statistics_gen, schema_gen, example_validator, transform,
-                    trainer, baseline_model, evaluator, pusher],
+        components=[example_gen, statistics_gen, schema_importer, reference_statistics,
+                    data_gate, baseline_model, transform, trainer, evaluator, infra_check,
+                    pusher],
         enable_cache=True,
-        metadata_connection_config=tfx.orchestration.metadata
-        .sqlite_metadata_connection_config(metadata_path),
+        metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=beam_pipeline_args)

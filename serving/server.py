@@ -16,9 +16,19 @@ from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_p
 
 from enja.serving.batcher import Batcher
 from enja.serving.batching_config import BatchOptions, batch_options
+from enja.serving.config_poller import ConfigFilePoller
 from enja.serving.loader import LoadedModel
+from enja.serving.model_config import (
+    ModelConfig,
+    ModelServerConfig,
+    model_server_config,
+    naming_file,
+    read_model_config,
+    resolve_base_paths,
+)
 from enja.serving.request import RequestLimits
-from enja.serving.servicer import ModelResolver, ModelServicer, PredictionServicer
+from enja.serving.served_models import ServedModels
+from enja.serving.servicer import ModelServicer, PredictionServicer
 from enja.serving.versions import VersionManager
 
 log = logging.getLogger(__name__)
@@ -29,7 +39,7 @@ class ServerOptions:
     host: str = "127.0.0.1"
     port: int = 8500  # 0 picks a free port
     poll_interval_s: float = 1.0  # TF Serving's --file_system_poll_wait_seconds
-    num_versions: int = 1  # the newest N versions are served
+    num_versions: int = 1  # the newest N versions are served (servers built from a config follow its policies)
     max_load_retries: int = 5
     batching: BatchOptions | None = BatchOptions()  # None serves each request on its own
     limits: RequestLimits = RequestLimits()
@@ -39,24 +49,57 @@ class ServerOptions:
 
 
 class ModelServer:
-    """The gRPC server, its version manager and its batcher, started and stopped together."""
+    """The gRPC server, its models' version managers and its batcher, started and stopped together."""
 
     def __init__(self, model_base_path: str, model_name: str, options: ServerOptions = ServerOptions()):
+        """Serve the newest `options.num_versions` versions in <model_base_path>/<model_name>/."""
+        self._build(model_server_config(model_name, os.path.join(model_base_path, model_name), options.num_versions),
+                    options, config_dir=os.getcwd())
+
+    @classmethod
+    def from_model_config(cls, config: ModelServerConfig, options: ServerOptions = ServerOptions(),
+                          config_dir: str = ".") -> "ModelServer":
+        """Serve the models a ModelServerConfig lists, relative base paths taken from `config_dir`.
+
+        Raises ModelConfigError, before anything loads, if the config cannot be served.
+        """
+        server = cls.__new__(cls)
+        server._build(config, options, config_dir)
+        return server
+
+    @classmethod
+    def from_model_config_file(cls, path: str, options: ServerOptions = ServerOptions(),
+                               poll_wait_s: float = 0.0) -> "ModelServer":
+        """Serve what a model config file says, re-reading it every `poll_wait_s` seconds (0: once).
+
+        Relative base paths are taken from the file's folder. Raises ModelConfigError naming the file.
+        """
+        config = read_model_config(path)
+        with naming_file(path):
+            server = cls.from_model_config(config, options, os.path.dirname(os.path.abspath(path)))
+        if poll_wait_s > 0:
+            server._config_poller = ConfigFilePoller(path, config, server.reload_config, poll_wait_s)
+        return server
+
+    def _build(self, config: ModelServerConfig, options: ServerOptions, config_dir: str) -> None:
         self.options = options
-        self.versions = VersionManager(
-            os.path.join(model_base_path, model_name), self._load,
-            poll_interval_s=options.poll_interval_s, num_versions=options.num_versions,
-            max_load_retries=options.max_load_retries)
+        self._config_dir = config_dir
+        self._config_poller: ConfigFilePoller | None = None
+        self.models = ServedModels(resolve_base_paths(config, config_dir), self._new_manager)
         self._batcher = Batcher(options.batching) if options.batching else None
-        models = ModelResolver(model_name, self.versions)
         limits = [("grpc.max_receive_message_length", options.max_message_bytes),
                   ("grpc.max_send_message_length", options.max_message_bytes)]
         self._grpc = grpc.server(futures.ThreadPoolExecutor(options.max_workers, thread_name_prefix="rpc"),
                                  options=limits)
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            PredictionServicer(models, options.limits, self._batcher), self._grpc)
-        model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(models), self._grpc)
+            PredictionServicer(self.models, options.limits, self._batcher), self._grpc)
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(
+            ModelServicer(self.models, self.reload_config), self._grpc)
         self.port = self._grpc.add_insecure_port(f"{options.host}:{options.port}")
+
+    def _new_manager(self, config: ModelConfig) -> VersionManager:
+        return VersionManager(config, self._load, poll_interval_s=self.options.poll_interval_s,
+                              max_load_retries=self.options.max_load_retries)
 
     def _load(self, path: str, version: int) -> LoadedModel:
         model = LoadedModel(path, version)
@@ -67,31 +110,57 @@ class ModelServer:
     def address(self) -> str:
         return f"{self.options.host}:{self.port}"
 
+    @property
+    def versions(self) -> VersionManager:
+        """The versions of the only model (as served by a server built from a base path and a name)."""
+        (manager,) = self.models.managers.values()
+        return manager
+
+    def reload_config(self, config: ModelServerConfig) -> None:
+        """Serve as a new config says (relative base paths as at start-up); keep the old one if it cannot be.
+
+        Raises ModelConfigError when refused; returns once newly aspired versions serve (or failed to load).
+        """
+        self.models.apply(resolve_base_paths(config, self._config_dir))
+        log.info("applied a new model config: %s", ", ".join(sorted(self.models.managers)))
+
     def start(self) -> None:
-        """Load what is on disk (like TF Serving, before accepting calls), then serve and poll."""
-        self.versions.poll()
+        """Load what the config asks for (like TF Serving, before accepting calls), then serve and poll."""
+        self.models.start()
         self._grpc.start()
-        self.versions.start()
-        log.info("serving %s on %s", self.versions.model_dir, self.address)
+        if self._config_poller:
+            self._config_poller.start()
+        log.info("serving %s on %s", ", ".join(sorted(self.models.managers)), self.address)
 
     def stop(self) -> None:
-        """Refuse new calls, let in-flight ones finish (batcher still running), then stop the rest."""
+        """Stop adopting configs, refuse new calls, let in-flight ones finish (batcher still running), then stop."""
+        if self._config_poller:
+            self._config_poller.stop()
         self._grpc.stop(self.options.grace_s).wait()
         if self._batcher:
             self._batcher.close()
-        self.versions.stop()
+        self.models.stop()
 
 
-def serve(model_base_path: str, model_name: str = "enja", host: str = "127.0.0.1", port: int = 8500, *,
+def serve(model_base_path: str | None = None, model_name: str = "enja", host: str = "127.0.0.1", port: int = 8500, *,
+          model_config_file: str | None = None, model_config_file_poll_wait_s: float = 0.0,
           enable_batching: bool = True, batching_parameters_file: str | None = None,
           poll_interval_s: float = 1.0, limits: RequestLimits = RequestLimits()) -> None:
-    """Serve until SIGTERM or SIGINT, then shut down gracefully."""
+    """Serve a base path's model or a config file's models until SIGTERM or SIGINT, then shut down gracefully.
+
+    Raises ModelConfigError, before serving anything, if the config file cannot be served.
+    """
+    if (model_base_path is None) == (model_config_file is None):
+        raise ValueError("give exactly one of model_base_path and model_config_file")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     batching = None
     if enable_batching:
         batching = batch_options(batching_parameters_file) if batching_parameters_file else BatchOptions()
-    server = ModelServer(model_base_path, model_name, ServerOptions(
-        host=host, port=port, poll_interval_s=poll_interval_s, batching=batching, limits=limits))
+    options = ServerOptions(host=host, port=port, poll_interval_s=poll_interval_s, batching=batching, limits=limits)
+    if model_config_file is None:
+        server = ModelServer(model_base_path, model_name, options)
+    else:
+        server = ModelServer.from_model_config_file(model_config_file, options, model_config_file_poll_wait_s)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

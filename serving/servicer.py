@@ -1,17 +1,19 @@
-"""TF Serving's PredictionService and ModelService over one model's versions.
+"""TF Serving's PredictionService and ModelService over the configured models.
 
-Only Predict, GetModelMetadata and GetModelStatus are served; the other RPCs
-answer UNIMPLEMENTED, as TF Serving does for APIs a model does not support.
+Predict, GetModelMetadata, GetModelStatus and HandleReloadConfigRequest are
+served; the other RPCs answer UNIMPLEMENTED, as TF Serving does for APIs a
+model does not support.
 """
 import functools
 import logging
+from collections.abc import Callable
 
 import grpc
 import tensorflow as tf
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
-    model_pb2,
+    model_management_pb2,
     model_service_pb2_grpc,
     predict_pb2,
     prediction_service_pb2_grpc,
@@ -21,7 +23,8 @@ from enja.serving import request as request_lib
 from enja.serving.batcher import Batcher
 from enja.serving.errors import ServingError, invalid, not_found
 from enja.serving.loader import LoadedModel
-from enja.serving.versions import VersionManager
+from enja.serving.model_config import ModelConfigError, ModelServerConfig
+from enja.serving.served_models import ServedModels
 
 log = logging.getLogger(__name__)
 SIGNATURE_DEF_FIELD = "signature_def"
@@ -44,30 +47,12 @@ def _rpc(method):
 
 
 def _unimplemented(self, request, context: grpc.ServicerContext):
-    context.abort(grpc.StatusCode.UNIMPLEMENTED, "this server implements Predict, GetModelMetadata and GetModelStatus")
-
-
-class ModelResolver:
-    """Maps a request's ModelSpec to a loaded version of the one model served."""
-
-    def __init__(self, model_name: str, versions: VersionManager):
-        self.model_name = model_name
-        self.versions = versions
-
-    def check_name(self, spec: model_pb2.ModelSpec) -> None:
-        if spec.name != self.model_name:
-            raise not_found(f"Servable not found for request: model '{spec.name}' is not served "
-                            f"(this server serves '{self.model_name}')")
-
-    def resolve(self, spec: model_pb2.ModelSpec) -> LoadedModel:
-        self.check_name(spec)
-        if spec.WhichOneof("version_choice") == "version_label":
-            raise not_found(f"no version labels are configured (asked for '{spec.version_label}')")
-        return self.versions.get(spec.version.value if spec.HasField("version") else None)
+    context.abort(grpc.StatusCode.UNIMPLEMENTED,
+                  "this server implements Predict, GetModelMetadata, GetModelStatus and HandleReloadConfigRequest")
 
 
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, models: ModelResolver, limits: request_lib.RequestLimits, batcher: Batcher | None):
+    def __init__(self, models: ServedModels, limits: request_lib.RequestLimits, batcher: Batcher | None):
         self._models = models
         self._limits = limits
         self._batcher = batcher
@@ -79,7 +64,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         parsed = request_lib.parse_predict(request, model.signature(signature_name), self._limits)
         outputs = self._run(model, signature_name, parsed)
         response = predict_pb2.PredictResponse()
-        response.model_spec.name = self._models.model_name
+        response.model_spec.name = request.model_spec.name
         response.model_spec.version.value = model.version
         response.model_spec.signature_name = signature_name
         for key, array in outputs.items():
@@ -103,7 +88,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         if fields != {SIGNATURE_DEF_FIELD}:
             raise invalid(f"metadata_field must be ['{SIGNATURE_DEF_FIELD}'], got {sorted(fields)}")
         response = get_model_metadata_pb2.GetModelMetadataResponse()
-        response.model_spec.name = self._models.model_name
+        response.model_spec.name = request.model_spec.name
         response.model_spec.version.value = model.version
         response.metadata[SIGNATURE_DEF_FIELD].Pack(
             get_model_metadata_pb2.SignatureDefMap(signature_def=model.signatures))
@@ -113,21 +98,22 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 
 
 class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
-    def __init__(self, models: ModelResolver):
+    def __init__(self, models: ServedModels, reload: Callable[[ModelServerConfig], None]):
         self._models = models
+        self._reload = reload
 
     @_rpc
     def GetModelStatus(self, request: get_model_status_pb2.GetModelStatusRequest,
                        context) -> get_model_status_pb2.GetModelStatusResponse:
-        self._models.check_name(request.model_spec)
-        statuses = self._models.versions.statuses()
-        if request.model_spec.HasField("version"):
-            wanted = request.model_spec.version.value
+        spec = request.model_spec
+        statuses = self._models.versions(spec.name).statuses()
+        wanted = self._models.version_of(spec)
+        if wanted is not None:
             if wanted not in statuses:
-                raise not_found(f"version {wanted} of '{request.model_spec.name}' is unknown")
+                raise not_found(f"version {wanted} of '{spec.name}' is unknown")
             statuses = {wanted: statuses[wanted]}
         if not statuses:
-            raise not_found(f"no versions of '{request.model_spec.name}' found yet")
+            raise not_found(f"no versions of '{spec.name}' found yet")
         response = get_model_status_pb2.GetModelStatusResponse()
         for version, status in sorted(statuses.items()):
             entry = response.model_version_status.add(version=version, state=status.state)
@@ -136,4 +122,14 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
                 entry.status.error_message = status.error
         return response
 
-    HandleReloadConfigRequest = _unimplemented
+    @_rpc
+    def HandleReloadConfigRequest(self, request: model_management_pb2.ReloadConfigRequest,
+                                  context) -> model_management_pb2.ReloadConfigResponse:
+        """Apply the config (not written anywhere); one that cannot be applied leaves the old in force."""
+        try:
+            self._reload(request.config)
+        except ModelConfigError as error:
+            raise invalid(f"config not applied, the previous one stays in force: {error}") from error
+        response = model_management_pb2.ReloadConfigResponse()
+        response.status.SetInParent()  # error_code OK, as TF Serving answers
+        return response

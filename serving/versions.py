@@ -1,21 +1,26 @@
-"""Which versions of a model are served, following TF Serving's file-system source.
+"""Which versions of a model are served, following TF Serving's file-system source and its
+availability-preserving policy.
 
-Versions are the numeric folders under <base>/<model>/. The newest
-`num_versions` are aspired; a new version is published only after it loaded
-and replayed its warm-up requests, and only then is an older one dropped, so
-a broken push never leaves the model unavailable. Failed loads are retried on
-later polls, a bounded number of times (a push may still be copying).
+Versions are the numeric folders under the model's base path; its
+model_version_policy says which of them are aspired (the newest N, specific
+ones, or all). A newly aspired version is loaded and replays its warm-up
+requests before any version that is no longer aspired is dropped, and the
+version labels move in the same step as the drop, so a new push, a rollback or
+a broken version never leaves the model (or a label) unavailable. Failed loads
+are retried on later polls, a bounded number of times (a push may still be
+copying).
 """
 import dataclasses
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import tensorflow as tf
 from tensorflow_serving.apis import get_model_status_pb2
 
 from enja.serving.errors import not_found
 from enja.serving.loader import LoadedModel
+from enja.serving.model_config import ModelConfig, VersionPolicy, check_labels
 
 State = get_model_status_pb2.ModelVersionStatus.State
 log = logging.getLogger(__name__)
@@ -25,43 +30,81 @@ log = logging.getLogger(__name__)
 class VersionStatus:
     state: int = State.START
     error: str = ""  # why the version ended, if it failed
-    attempts: int = 0
+    failures: int = 0  # failed loads so far
+
+
+def versions_on_disk(base_path: str) -> list[int]:
+    """The numeric version folders under a model's base path, oldest first."""
+    if not tf.io.gfile.isdir(base_path):
+        return []
+    return sorted(int(name.rstrip("/")) for name in tf.io.gfile.listdir(base_path) if name.rstrip("/").isdigit())
+
+
+def aspired_versions(policy: VersionPolicy, on_disk: Sequence[int]) -> list[int]:
+    """The versions on disk that a policy asks for, oldest first (no policy, or latest 0, means latest 1)."""
+    choice = policy.WhichOneof("policy_choice")
+    if choice == "all":
+        return sorted(on_disk)
+    if choice == "specific":
+        return sorted(set(on_disk) & set(policy.specific.versions))
+    return sorted(on_disk)[-max(policy.latest.num_versions, 1):]
+
+
+def check_served_labels(model: ModelConfig) -> None:
+    """Every label must name a version the policy serves among those on disk now."""
+    check_labels(model, aspired_versions(model.model_version_policy, versions_on_disk(model.base_path)))
 
 
 class VersionManager:
-    """Loads, publishes and drops versions of one model; lookups are lock-protected."""
+    """Loads, publishes and drops versions of one model as its ModelConfig asks; lookups are lock-protected."""
 
-    def __init__(self, model_dir: str, load: Callable[[str, int], LoadedModel], poll_interval_s: float = 1.0,
-                 num_versions: int = 1, max_load_retries: int = 5):
-        self.model_dir = model_dir
+    def __init__(self, config: ModelConfig, load: Callable[[str, int], LoadedModel], poll_interval_s: float = 1.0,
+                 max_load_retries: int = 5):
+        self._config = config  # what is asked for; its labels go live once the round that loads their versions ends
         self._load = load
         self._poll_interval_s = poll_interval_s
-        self._num_versions = num_versions
-        self._max_attempts = 1 + max_load_retries
-        self._lock = threading.Lock()
+        self._max_failures = 1 + max_load_retries
+        self._lock = threading.Lock()  # guards what requests read: _available, _statuses, _labels
+        self._round_lock = threading.Lock()  # one poll or reconfiguration at a time
         self._available: dict[int, LoadedModel] = {}
         self._statuses: dict[int, VersionStatus] = {}
+        self._labels: dict[str, int] = {}
         self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._poll_forever, name="version-poller", daemon=True)
+        self._thread = threading.Thread(target=self._poll_forever, name=f"version-poller-{config.name}", daemon=True)
 
-    def on_disk(self) -> list[int]:
-        if not tf.io.gfile.isdir(self.model_dir):
-            return []
-        return sorted(int(name.rstrip("/")) for name in tf.io.gfile.listdir(self.model_dir)
-                      if name.rstrip("/").isdigit())
+    @property
+    def name(self) -> str:
+        return self._config.name
+
+    @property
+    def model_dir(self) -> str:
+        """The folder holding the numbered versions (the config's base_path)."""
+        return self._config.base_path
+
+    def configure(self, config: ModelConfig) -> None:
+        """Follow a new base path, policy and labels; returns once newly aspired versions serve (or failed)."""
+        with self._round_lock:
+            self._config = config
+            self._round()
 
     def poll(self) -> None:
-        """One round: load aspired versions that are not yet served, then drop surplus ones."""
-        found = self.on_disk()
-        for version in found[-self._num_versions:]:
+        """One round: load aspired versions that are not yet served, then drop the ones no longer aspired."""
+        with self._round_lock:
+            self._round()
+
+    def _round(self) -> None:
+        config = self._config
+        aspired = aspired_versions(config.model_version_policy, versions_on_disk(config.base_path))
+        for version in reversed(aspired):  # newest first: it is what unversioned requests get
             with self._lock:
                 status = self._statuses.setdefault(version, VersionStatus())
-            if version in self._available or status.attempts >= self._max_attempts:
-                continue
-            self._try_load(version, status)
+            if version not in self._available and status.failures < self._max_failures:
+                self._try_load(version, status)
         with self._lock:
-            candidates = sorted(v for v in self._available if v in found) or sorted(self._available)
-            for version in set(self._available) - set(candidates[-self._num_versions:]):
+            self._labels = dict(config.version_labels)
+            if not any(version in self._available for version in aspired):
+                return  # keep serving what we have until an aspired version serves
+            for version in set(self._available) - set(aspired):
                 # In-flight requests keep their reference; the session closes when the last one ends.
                 del self._available[version]
                 self._statuses[version] = VersionStatus(State.END)
@@ -69,16 +112,16 @@ class VersionManager:
 
     def _try_load(self, version: int, status: VersionStatus) -> None:
         with self._lock:
-            status.attempts += 1
             status.state = State.LOADING
         path = tf.io.gfile.join(self.model_dir, str(version))
         try:
             model = self._load(path, version)
         except Exception as error:  # any failure, including a corrupt saved_model.pb, just fails this version
             with self._lock:
+                status.failures += 1
                 status.state, status.error = State.END, f"{type(error).__name__}: {error}"
             log.warning("version %d of %s failed to load (attempt %d): %s",
-                        version, self.model_dir, status.attempts, status.error)
+                        version, self.model_dir, status.failures, status.error)
             return
         with self._lock:
             self._available[version] = model
@@ -94,6 +137,26 @@ class VersionManager:
                 return self._available[version]
         wanted = "latest version" if version is None else f"version {version}"
         raise not_found(f"Servable not found: {wanted} of {self.model_dir} is not available")
+
+    def _label(self, label: str) -> int:
+        """The version a label names (caller holds the lock); NOT_FOUND naming an undefined label."""
+        if label not in self._labels:
+            raise not_found(f"Unrecognized servable version label: {label} "
+                            f"(model '{self.name}' has labels {sorted(self._labels)})")
+        return self._labels[label]
+
+    def label_version(self, label: str) -> int:
+        with self._lock:
+            return self._label(label)
+
+    def get_labeled(self, label: str) -> LoadedModel:
+        """The version a label names, looked up in one step so that moving a label never fails a request."""
+        with self._lock:
+            version = self._label(label)
+            if version in self._available:
+                return self._available[version]
+        raise not_found(f"Servable not found: version {version} (label '{label}') of {self.model_dir} "
+                        "is not available")
 
     def statuses(self) -> dict[int, VersionStatus]:
         with self._lock:

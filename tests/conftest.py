@@ -85,14 +85,34 @@ def tiny_model(transform_output_dir):
 
 
 @pytest.fixture(scope="session")
+def exported_model_dir(tiny_model, transform_output_dir, tmp_path_factory) -> str:
+    """The tiny model exported as the Trainer exports it: SavedModel plus warm-up requests."""
+    import tensorflow_transform as tft
+
+    from enja.models import export
+    from enja.models.config import DecodingConfig
+    from enja.serving import warmup
+    from enja.serving.config import ServingConfig
+
+    export_dir = str(tmp_path_factory.mktemp("exported_model") / "saved_model")
+    translator = export.Translator(tiny_model, tft.TFTransformOutput(transform_output_dir),
+                                   DecodingConfig(max_output_length=12))
+    export.save(translator, export_dir)
+    serving = ServingConfig()
+    warmup.write_warmup_requests(export_dir, serving.warmup_sentences, serving.model_name)
+    return export_dir
+
+
+@pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory) -> dict:
     """Runs the whole pipeline once with the `smoke` preset (corpus from $ENJA_DATA_ROOT)."""
     from enja.pipeline import configs, local_runner
 
     output_dir = str(tmp_path_factory.mktemp("smoke_pipeline"))
-    pushed = local_runner.run(preset="smoke", output_dir=output_dir)
-    return {"output_dir": output_dir, "pushed": pushed,
-            "layout": local_runner.OutputLayout(output_dir, configs.PRESETS["smoke"])}
+    record = local_runner.run(preset="smoke", output_dir=output_dir)
+    layout = local_runner.OutputLayout(output_dir, configs.PRESETS["smoke"])
+    pushed = None if record.pushed_version is None else layout.pushed_dir(record.pushed_version)
+    return {"output_dir": output_dir, "pushed": pushed, "record": record, "layout": layout}
 
 
 @pytest.fixture(scope="session")
@@ -100,3 +120,48 @@ def pushed_model_base(smoke_run) -> str:
     """The Pusher's base path, holding <model_name>/<version>/ as TF Serving expects."""
     assert smoke_run["pushed"], "the smoke pipeline pushed no model"
     return os.path.dirname(smoke_run["layout"].serving_model_dir)
+
+
+@pytest.fixture(scope="session")
+def data_accessor():
+    """Reads tf.Example TFRecords with tfx_bsl, as TFX's DataAccessor does for Transform's output."""
+    from tfx import v1 as tfx
+    from tfx_bsl.public import tfxio
+
+    def tf_dataset_factory(files, options, schema):
+        return tfxio.TFExampleRecord(file_pattern=files, schema=schema).TensorFlowDataset(options)
+    return tfx.components.DataAccessor(tf_dataset_factory=tf_dataset_factory,
+                                       record_batch_factory=None, data_view_decode_fn=None)
+
+
+@pytest.fixture(scope="session")
+def standin_model_base(tmp_path_factory) -> str:
+    """A tiny real SavedModel at <base>/enja/1/: the real model's serving signature over a lookup table
+    initialised from an asset file, so the server's loading and protocol run in seconds."""
+    import tensorflow as tf
+
+    from enja.models import contract
+    from enja.serving.config import ServingConfig
+
+    class StandIn(tf.Module):
+        def __init__(self, pairs_file: str):
+            super().__init__()
+            initializer = tf.lookup.TextFileInitializer(
+                pairs_file, tf.string, 0, tf.string, 1, delimiter="\t")
+            self.table = tf.lookup.StaticHashTable(initializer, default_value="?")
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+        def serve(self, text):
+            return {
+                contract.TRANSLATIONS_OUTPUT: self.table.lookup(text),
+                contract.SCORES_OUTPUT: -tf.cast(tf.strings.length(text, unit="UTF8_CHAR"), tf.float32),
+            }
+
+    root = tmp_path_factory.mktemp("standin")
+    pairs = root / "pairs.tsv"
+    pairs.write_text("hello\tこんにちは\nthank you\tありがとう\ngood morning\tおはよう\n", encoding="utf-8")
+    module = StandIn(str(pairs))
+    base = root / "serving_model"
+    tf.saved_model.save(module, str(base / ServingConfig.model_name / "1"),
+                        signatures={contract.SERVING_SIGNATURE: module.serve})
+    return str(base)

@@ -35,7 +35,12 @@ def test_smoke_pipeline_pushes_a_model_that_translates(smoke_run):
     [examples] = [artifact for artifact in _artifacts(layout.metadata_path, "Examples")
                   if DROPPED_EMPTY_PAIRS_PROPERTY in artifact.custom_properties]
     assert examples.custom_properties[DROPPED_EMPTY_PAIRS_PROPERTY].int_value == 0
-    assert examples.custom_properties["span"].int_value == 0
+    assert examples.custom_properties["span"].int_value == 4  # the smoke preset reads the latest span
+    record = smoke_run["record"]
+    assert record.spans == [4] and record.train_pairs == 300 and record.data_passed
+    assert record.start_mode == "cold" and record.start_reason == "no blessed model yet"
+    assert record.blessed and record.infra_passed
+    assert set(record.bleu_by_length["candidate"]) == {"01-06", "07-08", "09-10", "11+"}
     [blessing] = _artifacts(layout.metadata_path, "ModelBlessing")
     assert blessing.custom_properties["blessed"].int_value == 1
 
@@ -52,9 +57,11 @@ def test_a_model_that_emits_nothing_is_not_blessed_or_pushed(smoke_run):
     versions_before = sorted(os.listdir(layout.serving_model_dir))
     silent = configs.replace(configs.PRESETS["smoke"], decoding={"max_output_length": 0})
 
-    pushed = local_runner.run(output_dir=smoke_run["output_dir"], config=silent)
+    record = local_runner.run(output_dir=smoke_run["output_dir"], config=silent)
 
-    assert pushed is None
+    assert record.pushed_version is None and record.blessed is False
+    assert record.start_mode == "warm"  # from the smoke model, which the candidate is compared with
+    assert "BLEU" in record.not_blessed_reason
     assert sorted(os.listdir(layout.serving_model_dir)) == versions_before
     blessings = _artifacts(layout.metadata_path, "ModelBlessing")
     assert [b.custom_properties["blessed"].int_value for b in blessings] == [1, 0]

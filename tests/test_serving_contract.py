@@ -52,34 +52,6 @@ END = get_model_status_pb2.ModelVersionStatus.State.END
 LIMITS = RequestLimits(max_batch_size=64, max_chars=200)
 
 
-class StandIn(tf.Module):
-    """The serving signature of the real model over a lookup table initialised from an asset file."""
-
-    def __init__(self, pairs_file: str):
-        super().__init__()
-        initializer = tf.lookup.TextFileInitializer(
-            pairs_file, tf.string, 0, tf.string, 1, delimiter="\t")
-        self.table = tf.lookup.StaticHashTable(initializer, default_value="?")
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
-    def serve(self, text):
-        return {
-            contract.TRANSLATIONS_OUTPUT: self.table.lookup(text),
-            contract.SCORES_OUTPUT: -tf.cast(tf.strings.length(text, unit="UTF8_CHAR"), tf.float32),
-        }
-
-
-@pytest.fixture(scope="session")
-def standin_model_base(tmp_path_factory) -> str:
-    root = tmp_path_factory.mktemp("standin")
-    pairs = root / "pairs.tsv"
-    pairs.write_text("hello\tこんにちは\nthank you\tありがとう\ngood morning\tおはよう\n", encoding="utf-8")
-    module = StandIn(str(pairs))
-    base = root / "serving_model"
-    tf.saved_model.save(module, str(base / MODEL / "1"), signatures={contract.SERVING_SIGNATURE: module.serve})
-    return str(base)
-
-
 @pytest.fixture(scope="session")
 def model_base(request) -> str:
     return request.getfixturevalue(MODEL_BASE_FIXTURE)

@@ -1,0 +1,119 @@
+"""What a Trainer run keeps beside its SavedModel so that a later run can warm-start from it.
+
+The exported SavedModel holds the serving graph, not a Keras model that training can
+resume. So the Trainer also writes, into its Model artifact (`<uri>/warm_start/`,
+beside `<uri>/Format-Serving/`):
+
+    weights.npz        every weight of the trained model, keyed by `named_weights`
+    source_vocab.txt   the Transform vocabularies the model was trained with, one token
+    target_vocab.txt   a line (UTF-8); a token's id is its line index + NUM_RESERVED
+    state.json         {"model_config": <ModelConfig as a dict>}, written last
+
+`state.json` is written last, under a temporary name renamed into place, and removed
+first when a state is rewritten: a directory without it is no state at all, so a
+half-written state never looks valid. Everything goes through tf.io.gfile (gs:// works).
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+from typing import Any, NamedTuple
+
+import keras
+import numpy as np
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from enja.models.config import ModelConfig
+from enja.preprocessing import features
+
+STATE_DIR = "warm_start"
+MANIFEST = "state.json"
+WEIGHTS = "weights.npz"
+VOCAB_FILES = {"source": "source_vocab.txt", "target": "target_vocab.txt"}
+
+
+class Vocabularies(NamedTuple):
+    """Token lists without the reserved tokens: the token of id i is [i - NUM_RESERVED]."""
+    source: list[bytes]
+    target: list[bytes]
+
+    @classmethod
+    def of(cls, tf_transform_output: tft.TFTransformOutput) -> Vocabularies:
+        return cls(tf_transform_output.vocabulary_by_name(features.SOURCE_VOCAB_NAME),
+                   tf_transform_output.vocabulary_by_name(features.TARGET_VOCAB_NAME))
+
+
+class State(NamedTuple):
+    # The base model's ModelConfig as saved: a dict, so a field added or removed since
+    # still loads (and then differs, so the run starts cold).
+    model_config: dict[str, Any]
+    vocabularies: Vocabularies
+    weights: dict[str, np.ndarray]
+
+
+def state_dir(serving_model_dir: str) -> str:
+    """The state beside a serving model: `<uri>/Format-Serving` → `<uri>/warm_start`."""
+    return os.path.join(os.path.dirname(serving_model_dir.rstrip("/")), STATE_DIR)
+
+
+def named_weights(model: keras.Model) -> dict[str, keras.Variable]:
+    """Each weight of `model` once, keyed "<layer name>/<index in the layer's weights>".
+
+    Keras's own variable paths change between two builds in one process (the
+    bidirectional encoder's inner LSTMs become forward_lstm_1, ...); the layer names
+    are fixed by seq2seq.build. A weight that two layers share (the tied output layer
+    reuses the target embedding) is keyed by the first layer that has it.
+    """
+    named: dict[str, keras.Variable] = {}
+    seen: set[int] = set()
+    for layer in model.layers:
+        for index, weight in enumerate(layer.weights):
+            if id(weight) not in seen:
+                seen.add(id(weight))
+                named[f"{layer.name}/{index}"] = weight
+    return named
+
+
+def _write(path: str, content: bytes) -> None:
+    with tf.io.gfile.GFile(path, "wb") as out:
+        out.write(content)
+
+
+def _read(path: str) -> bytes:
+    with tf.io.gfile.GFile(path, "rb") as source:
+        return source.read()
+
+
+def save(directory: str, model: keras.Model, model_config: ModelConfig,
+         vocabularies: Vocabularies) -> None:
+    """Writes the state of `model` (the teacher-forcing model) into `directory`."""
+    manifest = os.path.join(directory, MANIFEST)
+    tf.io.gfile.makedirs(directory)
+    if tf.io.gfile.exists(manifest):
+        tf.io.gfile.remove(manifest)
+    arrays = io.BytesIO()
+    np.savez(arrays, **{key: np.asarray(weight) for key, weight in named_weights(model).items()})
+    _write(os.path.join(directory, WEIGHTS), arrays.getvalue())
+    for side, name in VOCAB_FILES.items():
+        _write(os.path.join(directory, name),
+               b"".join(token + b"\n" for token in getattr(vocabularies, side)))
+    _write(manifest + ".tmp",
+           json.dumps({"model_config": dataclasses.asdict(model_config)}, indent=2).encode())
+    tf.io.gfile.rename(manifest + ".tmp", manifest, overwrite=True)
+
+
+def load(directory: str) -> State | None:
+    """The state saved in `directory`, or None if there is none (or only part of one)."""
+    manifest = os.path.join(directory, MANIFEST)
+    if not tf.io.gfile.exists(manifest):
+        return None
+    model_config = json.loads(_read(manifest))["model_config"]
+    with np.load(io.BytesIO(_read(os.path.join(directory, WEIGHTS)))) as arrays:
+        weights = dict(arrays)
+    vocabularies = Vocabularies(**{
+        side: _read(os.path.join(directory, name)).split(b"\n")[:-1]
+        for side, name in VOCAB_FILES.items()})
+    return State(model_config, vocabularies, weights)

@@ -1,0 +1,257 @@
+"""`enja history`: what each run of the pipeline did, read back from ML Metadata.
+
+One record a run: the spans it read, the data verdict, how training started and how
+long it took, the candidate's and the baseline's dev BLEU (overall and by source-length
+bucket), the blessing and why not, the serving check, the pushed version, and the
+rollbacks that followed it. `enja report` renders the same records as a page.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import os
+from typing import Any
+
+import tensorflow_model_analysis as tfma
+
+from enja.components import data_gate, example_gen
+from enja.models import training_summary
+from enja.pipeline import lineage
+from enja.preprocessing import features
+
+# Components in pipeline order, with the step a run stops at when one fails or is skipped.
+STEPS = (("ParallelCorpusExampleGen", "reading the corpus"), ("StatisticsGen", "statistics"),
+         ("DataGate", "data validation"), ("Transform", "Transform"), ("Trainer", "training"),
+         ("Evaluator", "evaluation"), ("InfraCheck", "the serving check"), ("Pusher", "push"))
+
+
+@dataclasses.dataclass
+class Rollback:
+    at: str
+    to_version: int | None  # None: back to following the newest version
+    from_version: int | None
+
+
+@dataclasses.dataclass
+class RunRecord:
+    run_id: str
+    started: str
+    minutes: float
+    spans: list[int] | None = None
+    train_pairs: int | None = None
+    data_passed: bool | None = None
+    data_anomalies: list[str] = dataclasses.field(default_factory=list)
+    reference_spans: list[int] | None = None
+    start_mode: str | None = None  # "warm" or "cold"
+    start_reason: str | None = None
+    warm_start_from: str | None = None  # the run id of the base model
+    warm_start_from_version: int | None = None
+    training_minutes: float | None = None
+    loss: list[float] = dataclasses.field(default_factory=list)
+    val_loss: list[float] = dataclasses.field(default_factory=list)
+    candidate_bleu: float | None = None
+    baseline_bleu: float | None = None
+    # {"candidate": {bucket: BLEU}, "baseline": {bucket: BLEU}}
+    bleu_by_length: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
+    blessed: bool | None = None  # the Evaluator's verdict
+    not_blessed_reason: str | None = None
+    blessing_withdrawn: bool = False  # a rollback took the blessing back
+    infra_passed: bool | None = None
+    infra_detail: str | None = None
+    pushed_version: int | None = None
+    candidate_model: str | None = None
+    stopped_at: str | None = None  # the step the run did not get past
+    rollbacks: list[Rollback] = dataclasses.field(default_factory=list)
+
+
+def _iso(milliseconds: int) -> str:
+    return datetime.datetime.fromtimestamp(milliseconds / 1000, datetime.timezone.utc) \
+        .isoformat(timespec="seconds")
+
+
+def _bleu(evaluation_uri: str) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """{model: overall BLEU} and {model: {bucket: BLEU}}, models "candidate"/"baseline"."""
+    overall: dict[str, float] = {}
+    by_bucket: dict[str, dict[str, float]] = {}
+    for metrics in tfma.load_metrics(evaluation_uri):
+        bucket = next((key.bytes_value.decode() for key in metrics.slice_key.single_slice_keys
+                       if key.column == features.SOURCE_LENGTH_BUCKET_KEY), None)
+        for entry in metrics.metric_keys_and_values:
+            if entry.key.is_diff:
+                continue
+            model = entry.key.model_name or "candidate"  # unnamed when there is no baseline
+            if bucket is None:
+                overall[model] = entry.value.double_value.value
+            else:
+                by_bucket.setdefault(model, {})[bucket] = entry.value.double_value.value
+    return overall, {model: dict(sorted(buckets.items())) for model, buckets in by_bucket.items()}
+
+
+def _not_blessed_reason(evaluation_uri: str) -> str | None:
+    """The Evaluator's failed thresholds, in words; None when it blessed."""
+    result = tfma.load_validation_result(evaluation_uri)
+    if result.validation_ok:
+        return None
+    reasons = []
+    for slice_result in result.metric_validations_per_slice:
+        for failure in slice_result.failures:
+            threshold = failure.metric_threshold
+            value = failure.metric_value.double_value.value
+            if failure.metric_key.is_diff:
+                allowed = threshold.change_threshold.absolute.value
+                reasons.append(f"BLEU changed by {value:+.2f} against the baseline; "
+                               f"the least allowed is {allowed:+.2f}")
+            else:
+                floor = threshold.value_threshold.lower_bound.value
+                reasons.append(f"BLEU {value:.2f} is below the floor {floor:.2f}")
+    return "; ".join(reasons) or "validation failed"
+
+
+def _record(run: lineage.PipelineRun, store: lineage.Lineage, versions: dict[int, int]) -> RunRecord:
+    record = RunRecord(run.run_id, _iso(run.started_ms),
+                       round((run.finished_ms - run.started_ms) / 60000, 2))
+    nodes = run.nodes
+    record.stopped_at = next((step for node_id, step in STEPS
+                              if node_id not in nodes or not nodes[node_id].succeeded), None)
+
+    examples = nodes.get("ParallelCorpusExampleGen")
+    if examples and examples.output("examples"):
+        artifact = examples.output("examples")
+        record.spans = [int(span) for span in lineage.custom(artifact, example_gen.SPANS_PROPERTY, [])]
+        record.train_pairs = int(sum(pair["pairs"] for pair in lineage.custom(
+            artifact, example_gen.FILE_PAIRS_PROPERTY, []) if pair["split"] == "train"))
+
+    gate = nodes.get("DataGate")
+    if gate and gate.output("anomalies"):
+        anomalies = gate.output("anomalies")
+        record.data_passed = lineage.custom(anomalies, data_gate.BLESSED_PROPERTY) == 1
+        record.data_anomalies = list(lineage.custom(anomalies, data_gate.PROBLEMS_PROPERTY, []))
+        record.reference_spans = [int(span) for span in lineage.custom(
+            anomalies, data_gate.REFERENCE_SPANS_PROPERTY, [])]
+        if not record.data_passed:
+            record.stopped_at = "data validation"
+
+    trainer = nodes.get("Trainer")
+    if trainer and trainer.succeeded:
+        model = trainer.output("model")
+        record.candidate_model = os.path.join(model.uri, "Format-Serving")
+        summary = training_summary.read(trainer.output("model_run").uri)
+        start = summary.get("start", {})
+        record.start_mode, record.start_reason = start.get("mode"), start.get("reason")
+        record.training_minutes = round(summary["train_seconds"] / 60, 2)
+        record.loss, record.val_loss = summary["loss"], summary["val_loss"]
+        base = trainer.input("base_model")
+        if base is not None and record.start_mode == "warm":
+            producer = store.producer(base.id)
+            record.warm_start_from = producer and store.run_of(producer.execution.id)
+            record.warm_start_from_version = versions.get(base.id)
+
+    evaluator = nodes.get("Evaluator")
+    if evaluator and evaluator.succeeded:
+        evaluation_uri = evaluator.output("evaluation").uri
+        overall, record.bleu_by_length = _bleu(evaluation_uri)
+        record.candidate_bleu = overall.get("candidate")
+        record.baseline_bleu = overall.get("baseline")
+        blessing = evaluator.output("blessing")
+        record.blessing_withdrawn = lineage.custom(blessing, lineage.ROLLED_BACK_BY) is not None
+        record.blessed = lineage.custom(blessing, "blessed") == 1 or record.blessing_withdrawn
+        record.not_blessed_reason = None if record.blessed else _not_blessed_reason(evaluation_uri)
+
+    infra = nodes.get("InfraCheck")
+    if infra and infra.succeeded:
+        blessing = infra.output("blessing")
+        record.infra_passed = lineage.custom(blessing, "blessed") == 1
+        record.infra_detail = lineage.custom(blessing, "reason")
+
+    pusher = nodes.get("Pusher")
+    if pusher and pusher.succeeded and lineage.custom(pusher.output("pushed_model"), "pushed") == 1:
+        record.pushed_version = int(lineage.custom(pusher.output("pushed_model"), "pushed_version"))
+    return record
+
+
+def history(connection_config: Any) -> list[RunRecord]:
+    """Every run, oldest first, each with the rollbacks made after it."""
+    store = lineage.Lineage(connection_config)
+    versions = {model_id: version for version, model_id in store.pushes()}
+    runs = store.runs()
+    records = [_record(run, store, versions) for run in runs]
+    starts = [run.started_ms for run in runs]
+    for rollback in store.rollbacks():
+        made = rollback.create_time_since_epoch
+        earlier = [record for record, started in zip(records, starts) if started <= made]
+        if earlier:
+            earlier[-1].rollbacks.append(Rollback(
+                _iso(made), lineage.custom(rollback, lineage.TO_VERSION),
+                lineage.custom(rollback, lineage.FROM_VERSION)))
+    return records
+
+
+def to_json(records: list[RunRecord]) -> str:
+    """One JSON object a line, a run each."""
+    return "\n".join(json.dumps(dataclasses.asdict(record), ensure_ascii=False) for record in records)
+
+
+def outcome(record: RunRecord, serving_model_dir: str) -> str:
+    """What a run ended with, in words, for the person who started it."""
+    if record.pushed_version is not None:
+        baseline = ("no baseline" if record.baseline_bleu is None
+                    else f"baseline {record.baseline_bleu:.2f}")
+        return (f"Pushed version {record.pushed_version} (dev BLEU {record.candidate_bleu:.2f}, "
+                f"{baseline}; {record.start_mode} start): "
+                f"{os.path.join(serving_model_dir, str(record.pushed_version))}")
+    if record.data_passed is False:
+        return "\n".join(["Data validation stopped the run; nothing was trained or pushed:",
+                          *(f"  {problem}" for problem in record.data_anomalies)])
+    if record.blessed is False:
+        return f"Not blessed, so nothing was pushed: {record.not_blessed_reason}."
+    if record.infra_passed is False:
+        return f"The serving check failed, so nothing was pushed: {record.infra_detail}."
+    return f"The run stopped at {record.stopped_at or 'the push'}; nothing was pushed."
+
+
+def _cell(value: Any, fmt: str = "{}") -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def _outcome(record: RunRecord) -> str:
+    if record.pushed_version is not None:
+        return f"pushed {record.pushed_version}"
+    if record.stopped_at == "data validation":
+        return "stopped: data"
+    if record.blessed is False:
+        return "not blessed"
+    if record.infra_passed is False:
+        return "failed serving check"
+    return f"stopped: {record.stopped_at}" if record.stopped_at else "not pushed"
+
+
+def format_table(records: list[RunRecord]) -> str:
+    """A fixed-width table a run a row, then the anomalies, reasons and rollbacks in words."""
+    header = ("run", "started (UTC)", "min", "spans", "start", "train min", "BLEU", "baseline",
+              "outcome")
+    rows = []
+    notes = []
+    for number, record in enumerate(records, start=1):
+        start = (f"warm<{record.warm_start_from_version or record.warm_start_from}"
+                 if record.start_mode == "warm" else record.start_mode)
+        rows.append((str(number), record.started.replace("T", " ")[:19], f"{record.minutes:.1f}",
+                     ",".join(map(str, record.spans or [])) or "-", _cell(start),
+                     _cell(record.training_minutes, "{:.1f}"), _cell(record.candidate_bleu, "{:.2f}"),
+                     _cell(record.baseline_bleu, "{:.2f}"), _outcome(record)))
+        notes += [f"run {number}: data anomaly: {problem}" for problem in record.data_anomalies]
+        if record.not_blessed_reason:
+            notes.append(f"run {number}: not blessed: {record.not_blessed_reason}")
+        if record.infra_passed is False:
+            notes.append(f"run {number}: serving check failed: {record.infra_detail}")
+        if record.blessing_withdrawn:
+            notes.append(f"run {number}: blessing withdrawn by a rollback")
+        for rollback in record.rollbacks:
+            to = (f"version {rollback.to_version}" if rollback.to_version is not None
+                  else "the newest version")
+            notes.append(f"after run {number}: rollback at {rollback.at} to {to} "
+                         f"(was serving {_cell(rollback.from_version)})")
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+             for row in (header, *rows)]
+    return "\n".join(lines + ([""] + notes if notes else []))
