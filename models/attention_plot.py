@@ -8,7 +8,7 @@ note maps ids to tokens.
 from __future__ import annotations
 
 import functools
-from typing import Iterable, NamedTuple
+from typing import BinaryIO, Iterable, NamedTuple
 
 import numpy as np
 import tensorflow as tf
@@ -83,8 +83,9 @@ def _labels(alignment: Alignment) -> tuple[list[str], list[str], str, str | None
     return source, target, font, note
 
 
-def draw(alignment: Alignment, output_png: str) -> str | None:
-    """Saves the heatmap (source on x, target on y) as a PNG; returns the label note, if any."""
+def draw(alignment: Alignment, output_png: str | BinaryIO) -> str | None:
+    """Saves the heatmap (source on x, target on y) as a PNG file, or into a binary stream for
+    pages that embed it; returns the label note, if any."""
     source, target, font_file, note = _labels(alignment)
     font = font_manager.FontProperties(fname=font_file)
     figure = Figure(figsize=(1.5 + 0.45 * len(source), 1.2 + 0.4 * len(target)), dpi=100)

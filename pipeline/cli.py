@@ -68,6 +68,24 @@ def _history(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from enja.pipeline import configs, history, local_runner, report
+
+    layout = local_runner.OutputLayout(args.output_dir, configs.PRESETS[configs.DEFAULT_PRESET])
+    if not os.path.exists(layout.metadata_path):
+        print(f"enja report: no pipeline has run in {args.output_dir}", file=sys.stderr)
+        return 2
+    try:
+        sentences = report.sample_sentences(args.data_root)
+    except _user_errors() as error:
+        print(f"enja report: {error}", file=sys.stderr)
+        return 2
+    report.write_report(history.history(layout.metadata_connection()), sentences, args.out,
+                        source=layout.output_dir)
+    print(args.out)
+    return 0
+
+
 def _rollback(args: argparse.Namespace) -> int:
     from enja.pipeline import configs, local_runner, rollback
     from enja.serving.model_config import ModelConfigError
@@ -90,6 +108,28 @@ def _rollback(args: argparse.Namespace) -> int:
         print(f"enja rollback: {error}", file=sys.stderr)
         return 2
     print(message)
+    return 0
+
+
+def _continuous(args: argparse.Namespace) -> int:
+    from enja.pipeline import continuous, data, history, local_runner
+
+    config = _config(args, "continuous")
+    if config is None:
+        return 2
+    layout = local_runner.OutputLayout(args.output_dir, config)
+    if os.path.exists(layout.metadata_path):
+        print(f"enja continuous: {args.output_dir} already holds a pipeline's history; "
+              "give a new --output-dir", file=sys.stderr)
+        return 2
+    try:
+        source_root = data.resolve_data_root(args.data_root)
+        records = continuous.play(config, source_root, args.output_dir, args.port,
+                                  args.spans or sorted(continuous.source_spans(source_root, config)))
+    except _user_errors() as error:
+        print(f"enja continuous: {error}", file=sys.stderr)
+        return 2
+    print(history.format_table(records))
     return 0
 
 
@@ -164,10 +204,29 @@ def build_parser() -> argparse.ArgumentParser:
     add_settings_argument(run)
     run.set_defaults(handler=_run)
 
+    continuous = commands.add_parser(
+        "continuous", help="play the spans arriving one by one, a run each, the server up throughout")
+    continuous.add_argument("--preset", choices=sorted(configs.PRESETS), default="continuous")
+    continuous.add_argument("--data-root", help="corpus folder with the spans (default: $ENJA_DATA_ROOT)")
+    continuous.add_argument("--output-dir", default="continuous_output",
+                            help="a new folder for this scenario's runs (default: %(default)s)")
+    continuous.add_argument("--port", type=int, default=8500, help="the model server's gRPC port")
+    continuous.add_argument("--spans", type=int, nargs="+", metavar="SPAN",
+                            help="the spans to arrive, in order (default: every span of the corpus)")
+    add_settings_argument(continuous)
+    continuous.set_defaults(handler=_continuous)
+
     lineage = commands.add_parser("history", help="what each run did, from ML Metadata")
     lineage.add_argument("--output-dir", default="pipeline_output")
     lineage.add_argument("--json", action="store_true", help="one JSON object a run")
     lineage.set_defaults(handler=_history)
+
+    page = commands.add_parser("report", help="the history as one self-contained HTML page")
+    page.add_argument("--output-dir", default="pipeline_output")
+    page.add_argument("--out", required=True, metavar="FILE.html", help="the page to write")
+    page.add_argument("--data-root", help="corpus folder whose first dev sentences are sampled "
+                                          "(default: $ENJA_DATA_ROOT, else the warm-up sentences)")
+    page.set_defaults(handler=_report)
 
     rollback = commands.add_parser(
         "rollback", help="serve an earlier pushed version, or the newest again")

@@ -113,6 +113,12 @@ PRESETS: dict[str, PipelineConfig] = {
     # The default model, its learning rate decayed over 4 epochs instead of 10, at batch
     # 64 (batch 32 scored higher but took 24 minutes instead of 19).
     "quick": replace(PipelineConfig(), training={"epochs": 4, "batch_size": 64}),
+    # Data arriving span by span (`enja continuous`): every run trains the default model on
+    # all spans so far, the first from scratch for 6 epochs, later ones warm-started from
+    # the model in production for 2 epochs at a quarter of the learning rate.
+    "continuous": replace(
+        PipelineConfig(),
+        training={"epochs": 6, "warm_start_epochs": 2, "warm_start_learning_rate": 5e-4}),
     # A useful translator in about an hour on 2 CPU cores (63 min of pipeline measured here).
     "default": PipelineConfig(),
     # The seed article's model, the baseline users read about: no attention, 1024-unit
