@@ -4,14 +4,20 @@ TFX's ExampleValidator records anomalies but stops nothing, and cannot compare a
 span with earlier data. The gate validates each split's statistics against the
 reviewed schema and, for drift, against the statistics of the last window that
 passed; it also rejects a file pair whose side is mostly empty (ExampleGen drops such
-pairs, so no statistic shows them). Its verdict is the int custom property `blessed`
-of its ExampleAnomalies output, on which the pipeline conditions everything after it,
-and each anomaly is a line naming the span, the feature and the problem.
+pairs, so no statistic shows them). Each anomaly is a line naming the span, the
+feature and the problem.
 
-The statistics of a passing window become the next run's reference; a failing run
-carries the previous reference forward, so one bad span does not become the yardstick
-for the next. The reference is read with a LatestArtifactStrategy resolver over its own
-artifact type, which the Kubeflow Pipelines v2 compiler accepts.
+Anomalies fail the gate's execution with those lines as its result message (stored
+in ML Metadata, shown by `enja history` and by Kubeflow's UI), which ends the run;
+the pipeline orders Transform, and so training, after the gate. Failing rather than
+skipping keeps the gate out of the inputs of later components, whose outputs stay
+cached between runs on the same data.
+
+A passing gate publishes its statistics as the next run's reference. A failing one
+publishes nothing, so the reference stays the last window that passed and one bad span
+does not become the yardstick for the next. The reference is read with a
+LatestArtifactStrategy resolver over its own artifact type, which the Kubeflow
+Pipelines v2 compiler accepts.
 """
 from __future__ import annotations
 
@@ -19,22 +25,25 @@ import os
 from typing import Any
 
 from absl import logging
+import grpc
+from ml_metadata.proto import metadata_store_pb2
 import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tfx import types
 from tfx.components.statistics_gen import stats_artifact_utils
 from tfx.dsl.components.base import base_component, base_executor, executor_spec
 from tfx.dsl.io import fileio
+from tfx.orchestration.portable.mlmd import execution_lib
+from tfx.proto.orchestration import execution_result_pb2
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx.utils import io_utils
 
 from enja.components import example_gen
 
-# Custom properties of the `anomalies` output.
-BLESSED_PROPERTY = "blessed"  # int: 1 if the data passed, 0 if the run must stop
-PROBLEMS_PROPERTY = "problems"  # JSON list of one line per anomaly found
-REFERENCE_SPANS_PROPERTY = "reference_spans"  # JSON list: the spans drift was measured against
+# JSON custom property of the `anomalies` output of a passing gate: the spans drift was
+# measured against ([] on a first run).
+REFERENCE_SPANS_PROPERTY = "reference_spans"
 
 ANOMALIES_FILE = "SchemaDiff.pb"  # per split, as TFX's ExampleValidator names it
 
@@ -90,10 +99,6 @@ def empty_side_problems(file_pairs: list[example_gen.FilePair], max_fraction: fl
     return problems
 
 
-def _has_splits(artifact: types.Artifact | None) -> bool:
-    return artifact is not None and bool(artifact_utils.decode_split_names(artifact.split_names))
-
-
 def _copy_splits(source: types.Artifact, destination: types.Artifact) -> None:
     destination.split_names = source.split_names
     destination.span = source.span
@@ -105,19 +110,36 @@ def _copy_splits(source: types.Artifact, destination: types.Artifact) -> None:
             fileio.copy(os.path.join(source_dir, name), os.path.join(destination_dir, name), True)
 
 
+# The result code of a gate that found anomalies (other failures are errors).
+STOPPED_CODE = grpc.StatusCode.FAILED_PRECONDITION.value[0]
+
+
+def stopped(problems: list[str]) -> execution_result_pb2.ExecutorOutput:
+    """The failed execution that stops the run, its message one line per anomaly."""
+    return execution_result_pb2.ExecutorOutput(execution_result=execution_result_pb2.ExecutionResult(
+        code=STOPPED_CODE, result_message="\n".join(problems)))
+
+
+def problems_of(execution: metadata_store_pb2.Execution) -> list[str]:
+    """The anomalies a gate's execution stopped the run for ([] if it did not)."""
+    result = execution_lib.get_execution_result(execution, ignore_parse_errors=True)
+    if result is None or result.code != STOPPED_CODE:
+        return []
+    return result.result_message.splitlines()
+
+
 class Executor(base_executor.BaseExecutor):
-    """Validates every split, records the verdict, and hands on the drift reference."""
+    """Validates every split; stops the run on anomalies, else hands on the reference."""
 
     def Do(self, input_dict: dict[str, list[types.Artifact]],
-           output_dict: dict[str, list[types.Artifact]], exec_properties: dict[str, Any]) -> None:
+           output_dict: dict[str, list[types.Artifact]],
+           exec_properties: dict[str, Any]) -> execution_result_pb2.ExecutorOutput | None:
         statistics = artifact_utils.get_single_instance(input_dict["statistics"])
         examples = artifact_utils.get_single_instance(input_dict["examples"])
         [reference] = input_dict.get("reference_statistics") or [None]
-        reference = reference if _has_splits(reference) else None
         schema = io_utils.SchemaReader().read(
             io_utils.get_only_uri_in_dir(artifact_utils.get_single_uri(input_dict["schema"])))
-        file_pairs = [example_gen.FilePair(**pair) for pair in
-                      examples.get_json_value_custom_property(example_gen.FILE_PAIRS_PROPERTY)]
+        file_pairs = example_gen.file_pairs_read(examples)
         anomalies_artifact = artifact_utils.get_single_instance(output_dict["anomalies"])
         anomalies_artifact.split_names = statistics.split_names
         anomalies_artifact.span = statistics.span
@@ -136,30 +158,23 @@ class Executor(base_executor.BaseExecutor):
             problems += [f"{_where(split, file_pairs)}: {feature}: {description}"
                          for feature, description in _reasons(anomalies)]
         problems += empty_side_problems(file_pairs, exec_properties["max_empty_fraction"])
+        if problems:
+            for problem in problems:
+                logging.error("Data anomaly: %s", problem)
+            return stopped(problems)
 
-        for problem in problems:
-            logging.warning("Data anomaly: %s", problem)
-        anomalies_artifact.set_int_custom_property(BLESSED_PROPERTY, int(not problems))
-        anomalies_artifact.set_json_value_custom_property(PROBLEMS_PROPERTY, problems)
-        anomalies_artifact.set_json_value_custom_property(
-            REFERENCE_SPANS_PROPERTY, [] if reference is None else
-            reference.get_json_value_custom_property(example_gen.SPANS_PROPERTY) or [])
-
+        reference_spans = [] if reference is None else example_gen.spans_read(reference)
+        anomalies_artifact.set_json_value_custom_property(REFERENCE_SPANS_PROPERTY, reference_spans)
         accepted = artifact_utils.get_single_instance(output_dict["accepted_statistics"])
-        handed_on = reference if problems else statistics
-        if handed_on is None:
-            accepted.split_names = artifact_utils.encode_split_names([])
-        else:
-            _copy_splits(handed_on, accepted)
-            spans = (examples.get_json_value_custom_property(example_gen.SPANS_PROPERTY)
-                     if handed_on is statistics else
-                     handed_on.get_json_value_custom_property(example_gen.SPANS_PROPERTY))
-            accepted.set_json_value_custom_property(example_gen.SPANS_PROPERTY, spans or [])
-        logging.info("Data gate: %s.", "passed" if not problems else f"{len(problems)} anomalies")
+        _copy_splits(statistics, accepted)
+        accepted.set_json_value_custom_property(example_gen.SPANS_PROPERTY,
+                                                example_gen.spans_read(examples))
+        logging.info("Data gate passed (drift measured against spans %s).", reference_spans or "none")
+        return None
 
 
 class DataGate(base_component.BaseComponent):
-    """Stops the run on data anomalies; see the module docstring."""
+    """Ends the run on data anomalies; see the module docstring."""
 
     SPEC_CLASS = DataGateSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)

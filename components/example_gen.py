@@ -66,6 +66,12 @@ class FilePair:
     empty_source: int = 0
     empty_target: int = 0
 
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> FilePair:
+        """From the `file_pairs` property, whose numbers ML Metadata stores as doubles."""
+        return cls(**{name: value[name] if name in ("split", "source", "target") or value[name] is None
+                      else int(value[name]) for name in value})
+
     def describe(self) -> str:
         """How a message names it: its span, or its file when it has none."""
         return (f"{self.split} span {self.span}" if self.span is not None
@@ -119,6 +125,16 @@ class CorpusOptions:
                               self.window, pattern)
         return [FilePair(split, span, source, self.target_of(source))
                 for span, source in chosen.items()]
+
+
+def spans_read(examples: types.Artifact) -> list[int]:
+    """The training spans an Examples artifact holds (its numbers come back as doubles)."""
+    return [int(span) for span in examples.get_json_value_custom_property(SPANS_PROPERTY) or []]
+
+
+def file_pairs_read(examples: types.Artifact) -> list[FilePair]:
+    return [FilePair.from_json(pair)
+            for pair in examples.get_json_value_custom_property(FILE_PAIRS_PROPERTY) or []]
 
 
 def _open_binary(path: str) -> BinaryIO:

@@ -33,7 +33,7 @@ def resolve_data_root(data_root: str | None) -> str:
     return os.path.abspath(root)
 
 
-def _write_atomically(path: str, data: bytes) -> None:
+def write_atomically(path: str, data: bytes) -> None:
     """Writes through a temporary file so an interrupted run leaves no partial corpus file."""
     handle, tmp_path = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".partial-")
     with os.fdopen(handle, "wb") as tmp:
@@ -47,11 +47,11 @@ def download(dest: str = DEFAULT_DOWNLOAD_DIR) -> str:
     for name in CORPUS_FILES:
         with urllib.request.urlopen(CORPUS_URL.format(name=name), timeout=60) as response:
             data = response.read()
-        _write_atomically(os.path.join(dest, name), data)
+        write_atomically(os.path.join(dest, name), data)
         if name.startswith("train."):
             lines = data.splitlines(keepends=True)
             span_size = -(-len(lines) // SPANS)
             for span in range(SPANS):
-                _write_atomically(os.path.join(dest, f"{name}.{span:03d}"),
+                write_atomically(os.path.join(dest, f"{name}.{span:03d}"),
                                   b"".join(lines[span * span_size:(span + 1) * span_size]))
     return dest

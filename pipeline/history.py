@@ -123,14 +123,13 @@ def _record(run: lineage.PipelineRun, store: lineage.Lineage, versions: dict[int
             artifact, example_gen.FILE_PAIRS_PROPERTY, []) if pair["split"] == "train"))
 
     gate = nodes.get("DataGate")
-    if gate and gate.output("anomalies"):
-        anomalies = gate.output("anomalies")
-        record.data_passed = lineage.custom(anomalies, data_gate.BLESSED_PROPERTY) == 1
-        record.data_anomalies = list(lineage.custom(anomalies, data_gate.PROBLEMS_PROPERTY, []))
+    if gate and gate.succeeded:
+        record.data_passed = True
         record.reference_spans = [int(span) for span in lineage.custom(
-            anomalies, data_gate.REFERENCE_SPANS_PROPERTY, [])]
-        if not record.data_passed:
-            record.stopped_at = "data validation"
+            gate.output("anomalies"), data_gate.REFERENCE_SPANS_PROPERTY, [])]
+    elif gate and (problems := data_gate.problems_of(gate.execution)):
+        record.data_passed, record.data_anomalies = False, problems
+        record.stopped_at = "data validation"
 
     trainer = nodes.get("Trainer")
     if trainer and trainer.succeeded:
@@ -214,7 +213,7 @@ def _cell(value: Any, fmt: str = "{}") -> str:
     return "-" if value is None else fmt.format(value)
 
 
-def _outcome(record: RunRecord) -> str:
+def short_outcome(record: RunRecord) -> str:
     if record.pushed_version is not None:
         return f"pushed {record.pushed_version}"
     if record.stopped_at == "data validation":
@@ -238,7 +237,7 @@ def format_table(records: list[RunRecord]) -> str:
         rows.append((str(number), record.started.replace("T", " ")[:19], f"{record.minutes:.1f}",
                      ",".join(map(str, record.spans or [])) or "-", _cell(start),
                      _cell(record.training_minutes, "{:.1f}"), _cell(record.candidate_bleu, "{:.2f}"),
-                     _cell(record.baseline_bleu, "{:.2f}"), _outcome(record)))
+                     _cell(record.baseline_bleu, "{:.2f}"), short_outcome(record)))
         notes += [f"run {number}: data anomaly: {problem}" for problem in record.data_anomalies]
         if record.not_blessed_reason:
             notes.append(f"run {number}: not blessed: {record.not_blessed_reason}")

@@ -160,7 +160,7 @@ class Lineage:
             if version is not None:
                 execution.custom_properties[name].int_value = version
         [context] = [c for c in self.store.get_contexts_by_type("pipeline") if c.name == pipeline_name]
-        [execution_id], _, _ = self.store.put_execution(
+        execution_id, _, _ = self.store.put_execution(
             execution, artifact_and_events=[], contexts=[context])
         return execution_id
 

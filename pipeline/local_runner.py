@@ -53,16 +53,23 @@ def run(preset: str = configs.DEFAULT_PRESET, data_root: str | None = None,
     os.makedirs(os.path.dirname(layout.metadata_path), exist_ok=True)
     model_config.write_initial_model_config(
         layout.model_config_file, config.serving.model_name, layout.serving_model_dir)
+    pipeline = create_pipeline(
+        config,
+        data_root=data.resolve_data_root(data_root),
+        pipeline_root=layout.pipeline_root,
+        serving_model_dir=layout.serving_model_dir,
+        metadata_connection_config=layout.metadata_connection(),
+        beam_pipeline_args=list(config.beam_pipeline_args))
     quiet = _FirstRunReferenceFilter()
     logging.getLogger("absl").addFilter(quiet)
     try:
-        tfx.orchestration.LocalDagRunner().run(create_pipeline(
-            config,
-            data_root=data.resolve_data_root(data_root),
-            pipeline_root=layout.pipeline_root,
-            serving_model_dir=layout.serving_model_dir,
-            metadata_connection_config=layout.metadata_connection(),
-            beam_pipeline_args=list(config.beam_pipeline_args)))
+        tfx.orchestration.LocalDagRunner().run(pipeline)
+    except Exception:
+        # The data gate ends a run on anomalies by failing: an outcome, not an error.
+        record = history.history(layout.metadata_connection())[-1]
+        if record.data_passed is not False:
+            raise
+        return record
     finally:
         logging.getLogger("absl").removeFilter(quiet)
     return history.history(layout.metadata_connection())[-1]

@@ -59,7 +59,7 @@ def create_pipeline(config: PipelineConfig, data_root: str, pipeline_root: str,
                     schema_file: str = SCHEMA_FILE) -> tfx.dsl.Pipeline:
     """Wires ExampleGen → statistics → DataGate → Transform → Trainer → Evaluator → InfraCheck → Pusher.
 
-    Everything after the DataGate runs only if the data passed it.
+    Transform, and so everything after it, runs only once the DataGate passed the data.
     """
     example_gen = ParallelCorpusExampleGen(
         input_base=data_root,
@@ -85,35 +85,34 @@ def create_pipeline(config: PipelineConfig, data_root: str, pipeline_root: str,
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
     ).with_id(BASELINE_RESOLVER_ID)
 
-    with tfx.dsl.Cond(data_gate.outputs["anomalies"].future()[0]
-                      .custom_property("blessed") == 1):
-        transform = tfx.components.Transform(
-            examples=example_gen.outputs["examples"],
-            schema=schema_importer.outputs["schema"],
-            preprocessing_fn="enja.preprocessing.transform.preprocessing_fn",
-            custom_config=config.transform_config())
-        trainer = tfx.components.Trainer(
-            run_fn="enja.models.trainer.run_fn",
-            examples=transform.outputs["transformed_examples"],
-            transform_graph=transform.outputs["transform_graph"],
-            schema=schema_importer.outputs["schema"],
-            base_model=baseline_model.outputs["model"],
-            custom_config=config.trainer_config())
-        evaluator = tfx.components.Evaluator(
-            examples=example_gen.outputs["examples"],
-            model=trainer.outputs["model"],
-            baseline_model=baseline_model.outputs["model"],
-            eval_config=eval_config(config.evaluation))
-        infra_check = InfraCheck(
-            model=trainer.outputs["model"],
-            model_name=config.serving.model_name,
-            sentences=config.serving.warmup_sentences)
-        pusher = tfx.components.Pusher(
-            model=trainer.outputs["model"],
-            model_blessing=evaluator.outputs["blessing"],
-            infra_blessing=infra_check.outputs["blessing"],
-            push_destination=tfx.proto.PushDestination(
-                filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)))
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"],
+        schema=schema_importer.outputs["schema"],
+        preprocessing_fn="enja.preprocessing.transform.preprocessing_fn",
+        custom_config=config.transform_config())
+    transform.add_upstream_node(data_gate)  # nothing is trained on data the gate stopped
+    trainer = tfx.components.Trainer(
+        run_fn="enja.models.trainer.run_fn",
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_importer.outputs["schema"],
+        base_model=baseline_model.outputs["model"],
+        custom_config=config.trainer_config())
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        baseline_model=baseline_model.outputs["model"],
+        eval_config=eval_config(config.evaluation))
+    infra_check = InfraCheck(
+        model=trainer.outputs["model"],
+        model_name=config.serving.model_name,
+        sentences=config.serving.warmup_sentences)
+    pusher = tfx.components.Pusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        infra_blessing=infra_check.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)))
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=pipeline_root,

@@ -23,7 +23,7 @@ from matplotlib.ticker import MaxNLocator
 
 from enja.models import attention_plot, contract, evaluation
 from enja.pipeline import data
-from enja.pipeline.history import Rollback, RunRecord, _outcome
+from enja.pipeline.history import Rollback, RunRecord, short_outcome
 from enja.serving.config import ServingConfig
 
 SAMPLE_SENTENCES = 5
@@ -137,7 +137,7 @@ def _runs_table(records: Sequence[RunRecord]) -> str:
                  f'<td class="number">{_number(record.candidate_bleu, 2)}</td>',
                  f'<td class="number">{_number(record.baseline_bleu, 2)}</td>',
                  f"<td>{_data_verdict(record)}</td>", f"<td>{_blessing(record)}</td>",
-                 f"<td>{_serving_check(record)}</td>", f"<td>{_text(_outcome(record))}</td>",
+                 f"<td>{_serving_check(record)}</td>", f"<td>{_text(short_outcome(record))}</td>",
                  f"<td>{_items([_rollback(rollback) for rollback in record.rollbacks])}</td>")
         rows.append(f'<tr class="run" id="run-{number}">{"".join(cells)}</tr>')
     head = "".join(f"<th>{name}</th>" for name in header)
@@ -176,7 +176,7 @@ def _bleu_chart(records: Sequence[RunRecord]) -> str:
     vertical = {"rotation": 90, "ha": "center", "fontsize": 8}
     for index, record in enumerate(records):  # the baseline's bar is at index + 0.2
         if record.candidate_bleu is None:
-            axes.text(index, top / 2, _outcome(record), va="center", color="#b00020", **vertical)
+            axes.text(index, top / 2, short_outcome(record), va="center", color="#b00020", **vertical)
         elif record.baseline_bleu is None:
             axes.text(index + 0.2, top / 50, "no baseline", va="bottom", color="#666", **vertical)
     axes.set_title("dev BLEU of each run's candidate and its baseline", fontsize=10)
@@ -276,4 +276,4 @@ def render(records: Sequence[RunRecord], sentences: Sequence[str], source: str =
 def write_report(records: Sequence[RunRecord], sentences: Sequence[str], out: str,
                  source: str = "") -> None:
     """Renders the page and swaps it into `out` at once, so no half-written page is seen."""
-    data._write_atomically(out, render(records, sentences, source).encode("utf-8"))
+    data.write_atomically(out, render(records, sentences, source).encode("utf-8"))

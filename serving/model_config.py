@@ -155,6 +155,7 @@ def write_initial_model_config(path: str, model_name: str, versions_dir: str) ->
     """
     if os.path.exists(path):
         return False
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     write_model_config(path, model_server_config(model_name, os.path.abspath(versions_dir)))
     return True
 

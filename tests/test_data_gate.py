@@ -41,8 +41,11 @@ class Gate:
         self.reference: data_gate.AcceptedStatistics | None = None
         self.runs = 0
 
-    def check(self, span: int) -> standard_artifacts.ExampleAnomalies:
-        """Checks the latest span like a pipeline run would; keeps the handed-on reference."""
+    def check(self, span: int) -> list[str]:
+        """Checks the latest span like a pipeline run would; returns the problems found.
+
+        Like the pipeline's resolver, the next check's reference is the last passing one's.
+        """
         self.runs += 1
         run = self.root / f"run{self.runs}"
         examples = standard_artifacts.Examples()
@@ -62,18 +65,15 @@ class Gate:
         inputs = {"statistics": [statistics], "schema": [self.schema], "examples": [examples]}
         if self.reference is not None:
             inputs["reference_statistics"] = [self.reference]
-        data_gate.Executor().Do(inputs, {"anomalies": [anomalies], "accepted_statistics": [accepted]},
-                                {"max_empty_fraction": 0.01})
-        self.reference = accepted
-        return anomalies
-
-
-def _problems(anomalies: standard_artifacts.ExampleAnomalies) -> list[str]:
-    return anomalies.get_json_value_custom_property(data_gate.PROBLEMS_PROPERTY)
-
-
-def _passed(anomalies: standard_artifacts.ExampleAnomalies) -> bool:
-    return anomalies.get_int_custom_property(data_gate.BLESSED_PROPERTY) == 1
+        result = data_gate.Executor().Do(
+            inputs, {"anomalies": [anomalies], "accepted_statistics": [accepted]},
+            {"max_empty_fraction": 0.01})
+        self.anomalies = anomalies
+        if result is None:
+            self.reference = accepted
+            return []
+        assert result.execution_result.code != 0
+        return result.execution_result.result_message.splitlines()
 
 
 def _accepted_spans(gate: Gate) -> list[int]:
@@ -88,12 +88,11 @@ def _gate(tmp_path) -> Gate:
 def test_real_spans_pass_one_after_another_and_become_the_reference(gate):
     for span in range(3):
         write_span(gate.corpus, span, *real_pairs(span, PAIRS))
-        anomalies = gate.check(span)
-        assert _passed(anomalies), _problems(anomalies)
+        assert gate.check(span) == []
         assert _accepted_spans(gate) == [span]
-    assert anomalies.get_json_value_custom_property(data_gate.REFERENCE_SPANS_PROPERTY) == [1]
+    assert gate.anomalies.get_json_value_custom_property(data_gate.REFERENCE_SPANS_PROPERTY) == [1]
     # TFDV's own record of each split, where TFX's tools look for it.
-    assert os.path.exists(os.path.join(artifact_utils.get_split_uri([anomalies], "train"),
+    assert os.path.exists(os.path.join(artifact_utils.get_split_uri([gate.anomalies], "train"),
                                        data_gate.ANOMALIES_FILE))
 
 
@@ -105,26 +104,24 @@ def test_real_spans_pass_one_after_another_and_become_the_reference(gate):
 ])
 def test_a_bad_span_stops_the_run_saying_what_and_where(gate, spoil, expected):
     write_span(gate.corpus, 0, *real_pairs(0, PAIRS))
-    assert _passed(gate.check(0))
+    assert gate.check(0) == []
     write_span(gate.corpus, 1, *BAD_SPANS[spoil](*real_pairs(1, PAIRS)))
 
-    anomalies = gate.check(1)
+    problems = "\n".join(gate.check(1))
 
-    assert not _passed(anomalies)
-    problems = "\n".join(_problems(anomalies))
     for pattern in expected:
         assert re.search(pattern, problems), problems
-    # The bad span does not become the reference: span 0's statistics are handed on.
+    # The bad span does not become the reference: span 0's statistics stay it.
     assert _accepted_spans(gate) == [0]
     write_span(gate.corpus, 2, *real_pairs(2, PAIRS))
-    after = gate.check(2)
-    assert _passed(after), _problems(after)
-    assert after.get_json_value_custom_property(data_gate.REFERENCE_SPANS_PROPERTY) == [0]
+    assert gate.check(2) == []
+    assert gate.anomalies.get_json_value_custom_property(data_gate.REFERENCE_SPANS_PROPERTY) == [0]
 
 
-def test_the_first_run_has_no_reference_and_a_bad_first_span_hands_on_nothing(gate):
+def test_a_bad_first_span_leaves_no_reference_and_the_next_is_checked_on_the_schema(gate):
     write_span(gate.corpus, 0, *BAD_SPANS["swapped"](*real_pairs(0, PAIRS)))
-    assert not _passed(gate.check(0))
-    assert artifact_utils.decode_split_names(gate.reference.split_names) == []
+    assert gate.check(0)
+    assert gate.reference is None
     write_span(gate.corpus, 1, *real_pairs(1, PAIRS))
-    assert _passed(gate.check(1))
+    assert gate.check(1) == []
+    assert gate.anomalies.get_json_value_custom_property(data_gate.REFERENCE_SPANS_PROPERTY) == []
