@@ -49,10 +49,23 @@ ANOMALIES_FILE = "SchemaDiff.pb"  # per split, as TFX's ExampleValidator names i
 
 
 class AcceptedStatistics(types.Artifact):
-    """Statistics of the last window that passed the gate: the reference for drift."""
+    """Statistics of the last window that passed the gate: the reference for drift.
 
-    TYPE_NAME = "AcceptedStatistics"
-    PROPERTIES = standard_artifacts.ExampleStatistics.PROPERTIES
+    Laid out like ExampleStatistics (Split-<name>/ folders), its split names and spans in
+    custom properties: the Kubeflow Pipelines v2 compiler allows a custom artifact type
+    no properties of its own.
+    """
+
+    # "<namespace>.<Title>": the form the Kubeflow Pipelines v2 compiler requires.
+    TYPE_NAME = "enja.AcceptedStatistics"
+
+
+def _as_statistics(accepted: types.Artifact) -> standard_artifacts.ExampleStatistics:
+    """An ExampleStatistics view of accepted statistics, for TFX's readers."""
+    view = standard_artifacts.ExampleStatistics()
+    view.uri = accepted.uri
+    view.split_names = accepted.get_string_custom_property("split_names")
+    return view
 
 
 class DataGateSpec(types.ComponentSpec):
@@ -99,11 +112,13 @@ def empty_side_problems(file_pairs: list[example_gen.FilePair], max_fraction: fl
     return problems
 
 
-def _copy_splits(source: types.Artifact, destination: types.Artifact) -> None:
-    destination.split_names = source.split_names
-    destination.span = source.span
-    for split in artifact_utils.decode_split_names(source.split_names):
-        source_dir = artifact_utils.get_split_uri([source], split)
+def _accept(statistics: types.Artifact, accepted: types.Artifact, spans: list[int]) -> None:
+    """Copies the statistics into the accepted-statistics artifact."""
+    accepted.set_string_custom_property("split_names", statistics.split_names)
+    accepted.set_json_value_custom_property(example_gen.SPANS_PROPERTY, spans)
+    destination = _as_statistics(accepted)
+    for split in artifact_utils.decode_split_names(statistics.split_names):
+        source_dir = artifact_utils.get_split_uri([statistics], split)
         destination_dir = artifact_utils.get_split_uri([destination], split)
         fileio.makedirs(destination_dir)
         for name in fileio.listdir(source_dir):
@@ -136,7 +151,8 @@ class Executor(base_executor.BaseExecutor):
            exec_properties: dict[str, Any]) -> execution_result_pb2.ExecutorOutput | None:
         statistics = artifact_utils.get_single_instance(input_dict["statistics"])
         examples = artifact_utils.get_single_instance(input_dict["examples"])
-        [reference] = input_dict.get("reference_statistics") or [None]
+        [accepted_before] = input_dict.get("reference_statistics") or [None]
+        reference = None if accepted_before is None else _as_statistics(accepted_before)
         schema = io_utils.SchemaReader().read(
             io_utils.get_only_uri_in_dir(artifact_utils.get_single_uri(input_dict["schema"])))
         file_pairs = example_gen.file_pairs_read(examples)
@@ -163,12 +179,10 @@ class Executor(base_executor.BaseExecutor):
                 logging.error("Data anomaly: %s", problem)
             return stopped(problems)
 
-        reference_spans = [] if reference is None else example_gen.spans_read(reference)
+        reference_spans = [] if accepted_before is None else example_gen.spans_read(accepted_before)
         anomalies_artifact.set_json_value_custom_property(REFERENCE_SPANS_PROPERTY, reference_spans)
-        accepted = artifact_utils.get_single_instance(output_dict["accepted_statistics"])
-        _copy_splits(statistics, accepted)
-        accepted.set_json_value_custom_property(example_gen.SPANS_PROPERTY,
-                                                example_gen.spans_read(examples))
+        _accept(statistics, artifact_utils.get_single_instance(output_dict["accepted_statistics"]),
+                example_gen.spans_read(examples))
         logging.info("Data gate passed (drift measured against spans %s).", reference_spans or "none")
         return None
 
