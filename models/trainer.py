@@ -15,8 +15,8 @@ import tensorflow_transform as tft
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from enja.models import (export, length_buckets, seq2seq, training_summary, warm_start,
-                         warm_start_state)
+from enja.models import (epoch_bleu, export, length_buckets, seq2seq, training_summary,
+                         warm_start, warm_start_state)
 from enja.models.config import DecodingConfig, ModelConfig, TrainingConfig
 from enja.serving.config import ServingConfig
 from enja.serving import warmup
@@ -69,10 +69,11 @@ def learning_rate(training: TrainingConfig, epoch: int) -> float:
                      f"{training.learning_rate_schedule!r}")
 
 
-def _callbacks(training: TrainingConfig, log_dir: str,
-               clock: training_summary.TrainingClock) -> list[keras.callbacks.Callback]:
+def _callbacks(training: TrainingConfig, log_dir: str, clock: training_summary.TrainingClock,
+               dev_bleu: epoch_bleu.EpochBleu) -> list[keras.callbacks.Callback]:
+    # The clock stops before validation and the BLEU pass; TensorBoard logs val_bleu too.
     callbacks: list[keras.callbacks.Callback] = [
-        keras.callbacks.TensorBoard(log_dir=log_dir), clock,
+        clock, dev_bleu, keras.callbacks.TensorBoard(log_dir=log_dir),
         keras.callbacks.LearningRateScheduler(
             lambda epoch, _current: learning_rate(training, epoch))]
     if training.early_stopping_patience:
@@ -109,11 +110,13 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                                         tf_transform_output, training, shuffle=False, bucket=False)
     seq2seq.compile_model(model.trainer, training)
     clock = training_summary.TrainingClock()
+    dev_bleu = epoch_bleu.EpochBleu(model, eval_data, vocabularies.target,
+                                    decoding_config.max_output_length)
     history = model.trainer.fit(
         train_data,
         validation_data=eval_data,
         epochs=training.epochs,
-        callbacks=_callbacks(training, fn_args.model_run_dir, clock),
+        callbacks=_callbacks(training, fn_args.model_run_dir, clock, dev_bleu),
         # A progress bar on a terminal, one line per epoch in logs.
         verbose=1 if sys.stdout.isatty() else 2)
     summary = training_summary.summarize(

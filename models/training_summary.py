@@ -6,6 +6,8 @@ reports read how the run started. training_summary.json holds:
 
     epochs_run, kept_epoch   epochs trained, and the one whose weights were kept (1-based)
     loss, val_loss           per epoch
+    val_bleu                 greedy dev BLEU per epoch (models/epoch_bleu.py)
+    epoch_train_seconds      training seconds at the end of each epoch, summed from the start
     train_seconds            time in training batches, validation passes left out
     tokens_per_epoch         non-padding source tokens plus target labels
     tokens_per_second        tokens_per_epoch * epochs_run / train_seconds
@@ -22,7 +24,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from enja.models import seq2seq
+from enja.models import epoch_bleu, seq2seq
 from enja.preprocessing import features
 
 SUMMARY_FILE = "training_summary.json"
@@ -45,6 +47,7 @@ class TrainingClock(keras.callbacks.Callback):
     def __init__(self) -> None:
         super().__init__()
         self.seconds = 0.0
+        self.after_epoch: list[float] = []  # self.seconds at the end of each epoch
         self._started: float | None = None
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
@@ -55,6 +58,7 @@ class TrainingClock(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self._stop()
+        self.after_epoch.append(self.seconds)
 
     def _stop(self) -> None:
         if self._started is not None:
@@ -77,6 +81,8 @@ def summarize(history: keras.callbacks.History, clock: TrainingClock, tokens_per
                       else epochs_run,
         "loss": history.history["loss"],
         "val_loss": val_loss,
+        "val_bleu": history.history.get(epoch_bleu.LOG_KEY, []),
+        "epoch_train_seconds": clock.after_epoch,
         "train_seconds": clock.seconds,
         "tokens_per_epoch": tokens_per_epoch,
         "tokens_per_second": tokens_per_epoch * epochs_run / clock.seconds,

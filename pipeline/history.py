@@ -50,6 +50,7 @@ class RunRecord:
     training_minutes: float | None = None
     loss: list[float] = dataclasses.field(default_factory=list)
     val_loss: list[float] = dataclasses.field(default_factory=list)
+    val_bleu: list[float] = dataclasses.field(default_factory=list)  # greedy dev BLEU per epoch
     candidate_bleu: float | None = None
     baseline_bleu: float | None = None
     # {"candidate": {bucket: BLEU}, "baseline": {bucket: BLEU}}
@@ -140,6 +141,7 @@ def _record(run: lineage.PipelineRun, store: lineage.Lineage, versions: dict[int
         record.start_mode, record.start_reason = start.get("mode"), start.get("reason")
         record.training_minutes = round(summary["train_seconds"] / 60, 2)
         record.loss, record.val_loss = summary["loss"], summary["val_loss"]
+        record.val_bleu = summary.get("val_bleu", [])
         base = trainer.input("base_model")
         if base is not None and record.start_mode == "warm":
             producer = store.producer(base.id)

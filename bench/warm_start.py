@@ -1,0 +1,110 @@
+"""The training time a warm start saves: warm and cold runs on the same data, epoch by epoch.
+
+    .venv/bin/python bench/warm_start.py --continuous-dir continuous_output [--run 5] [--epochs 6]
+
+Reads a finished `enja continuous` scenario and replays its run N twice on the same
+window of spans, each for the same number of epochs, in fresh output folders:
+  warm  from the model that run N started from (the metadata is copied and rolled back
+        to that model's version, so the resolver hands it to the Trainer as it did), and
+  cold  from scratch.
+The Trainer logs greedy dev BLEU after every epoch (models/epoch_bleu.py) and the
+training seconds so far, so the two curves can be compared at equal quality. Prints
+both curves, the Evaluator's dev BLEU of each final model, and the saving: the cold
+run's training minutes to reach its final BLEU against the warm run's minutes to reach
+the same BLEU (or, if the warm run never does, the reverse comparison at the warm
+run's final BLEU).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from enja.models import training_summary  # noqa: E402
+from enja.pipeline import configs, history, local_runner, rollback  # noqa: E402
+from enja.serving import model_config  # noqa: E402
+from pipeline_runs import latest_output  # noqa: E402
+
+
+def minutes_to_reach(summary: dict, bleu: float) -> float | None:
+    """Training minutes until the greedy dev BLEU first reached `bleu`, or None."""
+    for seconds, value in zip(summary["epoch_train_seconds"], summary["val_bleu"]):
+        if value >= bleu:
+            return seconds / 60
+    return None
+
+
+def replay_warm(continuous: local_runner.OutputLayout, record: history.RunRecord,
+                config: configs.PipelineConfig, output_dir: str) -> history.RunRecord:
+    """Run `record` again from its base model, with the given config, in a copy of the metadata."""
+    layout = local_runner.OutputLayout(output_dir, config)
+    os.makedirs(os.path.dirname(layout.metadata_path))
+    shutil.copyfile(continuous.metadata_path, layout.metadata_path)
+    model_config.write_initial_model_config(
+        layout.model_config_file, config.serving.model_name, layout.serving_model_dir)
+    rollback.rollback_to(layout.metadata_connection(), config.pipeline_name, layout.model_config_file,
+                         config.serving.model_name, continuous.serving_model_dir,
+                         record.warm_start_from_version)
+    return local_runner.run(data_root=os.path.join(continuous.output_dir, "incoming"),
+                            output_dir=output_dir, config=config)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--continuous-dir", required=True)
+    parser.add_argument("--run", type=int, help="1-based run of the scenario (default: the last)")
+    parser.add_argument("--preset", default="continuous", choices=sorted(configs.PRESETS))
+    parser.add_argument("--epochs", type=int, help="epochs of both runs (default: the preset's)")
+    parser.add_argument("--output-dir", default="bench_output/warm_start")
+    args = parser.parse_args()
+
+    preset = configs.PRESETS[args.preset]
+    continuous = local_runner.OutputLayout(args.continuous_dir, preset)
+    records = history.history(continuous.metadata_connection())
+    record = records[(args.run or len(records)) - 1]
+    if record.start_mode != "warm":
+        parser.error(f"run {args.run or len(records)} did not warm-start")
+    epochs = args.epochs or preset.training.epochs
+    window = configs.with_overrides(preset, [f"data.end_span={record.spans[-1]}",
+                                             f"data.window_spans={len(record.spans)}"])
+    if os.path.exists(args.output_dir):
+        parser.error(f"{args.output_dir} exists: remove it first")
+    runs = {
+        "warm": replay_warm(continuous, record, configs.with_overrides(
+            window, [f"training.warm_start_epochs={epochs}"]), os.path.join(args.output_dir, "warm")),
+        "cold": local_runner.run(
+            data_root=os.path.join(continuous.output_dir, "incoming"),
+            output_dir=os.path.join(args.output_dir, "cold"),
+            config=configs.with_overrides(window, ["training.warm_start=false", f"training.epochs={epochs}"])),
+    }
+    summaries = {name: training_summary.read(latest_output(os.path.join(args.output_dir, name),
+                                                            "Trainer", "model_run", preset))
+                 for name in runs}
+    print(f"Spans {record.spans}, {epochs} epochs each; warm from version {record.warm_start_from_version}.")
+    print("| start | epoch | training min | greedy dev BLEU | dev loss |")
+    print("|---|---|---|---|---|")
+    for name, summary in summaries.items():
+        for epoch, (seconds, bleu, loss) in enumerate(zip(
+                summary["epoch_train_seconds"], summary["val_bleu"], summary["val_loss"]), start=1):
+            print(f"| {name} | {epoch} | {seconds / 60:.1f} | {bleu:.2f} | {loss:.3f} |")
+    for name, run in runs.items():
+        print(f"{name}: Evaluator dev BLEU {run.candidate_bleu:.2f} (beam), "
+              f"{run.training_minutes:.1f} training min, {run.minutes:.1f} pipeline min")
+    warm, cold = summaries["warm"], summaries["cold"]
+    target = cold["val_bleu"][-1]
+    warm_minutes = minutes_to_reach(warm, target)
+    if warm_minutes is not None:
+        print(f"To reach the cold run's final greedy dev BLEU {target:.2f}: cold "
+              f"{cold['epoch_train_seconds'][-1] / 60:.1f} min, warm {warm_minutes:.1f} min; "
+              f"the warm start saves {cold['epoch_train_seconds'][-1] / 60 - warm_minutes:.1f} min.")
+    target = warm["val_bleu"][-1]
+    cold_minutes = minutes_to_reach(cold, target)
+    print(f"To reach the warm run's final greedy dev BLEU {target:.2f}: warm "
+          f"{warm['epoch_train_seconds'][-1] / 60:.1f} min, cold "
+          + (f"{cold_minutes:.1f} min." if cold_minutes is not None else "never, within its epochs."))
+
+
+if __name__ == "__main__":
+    main()
