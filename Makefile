@@ -35,9 +35,11 @@ run: data
 	$(ENJA) translate --server 127.0.0.1:$(PORT) --wait 300 $(DEMO_SENTENCES)
 	@echo "Serving on 127.0.0.1:$(PORT): try 'echo \"i like dogs .\" | $(ENJA) translate'; 'make stop' ends it."
 
-# (Re)starts the local TF Serving-compatible server on the pushed models, in the background.
+# (Re)starts the local TF Serving-compatible server in the background, on the model config file
+# `enja run` writes (it follows new pushes; `enja rollback` edits it).
 serve: stop
-	nohup $(ENJA) serve --model-base-path $(OUTPUT_DIR)/serving_model --port $(PORT) \
+	nohup $(ENJA) serve --model_config_file $(OUTPUT_DIR)/models.config \
+		--model_config_file_poll_wait_seconds 1 --port $(PORT) \
 		> $(OUTPUT_DIR)/server.log 2>&1 & echo $$! > $(OUTPUT_DIR)/server.pid
 
 stop:

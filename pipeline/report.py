@@ -206,7 +206,7 @@ def _length_chart(records: Sequence[RunRecord]) -> str:
 
 
 def _training_chart(records: Sequence[RunRecord]) -> str:
-    """Loss and validation loss per epoch, a panel for each run that trained."""
+    """Loss, validation loss and greedy dev BLEU per epoch, a panel for each run that trained."""
     trained = [(number, record) for number, record in enumerate(records, start=1) if record.loss]
     if not trained:
         return "<p>No run has trained yet.</p>"
@@ -220,7 +220,15 @@ def _training_chart(records: Sequence[RunRecord]) -> str:
         axes.set_title(f"run {number} ({record.start_mode or '?'} start)", fontsize=10)
         axes.set_xlabel("epoch")
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axes.legend(fontsize=8, frameon=False)
+        handles, labels = axes.get_legend_handles_labels()
+        if record.val_bleu:
+            bleu_axes = axes.twinx()
+            bleu_axes.plot(range(1, len(record.val_bleu) + 1), record.val_bleu, "^:",
+                           color="tab:green", label="greedy dev BLEU", markersize=3)
+            bleu_axes.tick_params(axis="y", labelcolor="tab:green", labelsize=8)
+            more_handles, more_labels = bleu_axes.get_legend_handles_labels()
+            handles, labels = handles + more_handles, labels + more_labels
+        axes.legend(handles, labels, fontsize=8, frameon=False)
     for axes in panels:  # the grid's empty cells
         axes.set_visible(False)
     return _image(figure, "training curves")

@@ -6,10 +6,10 @@ config equals the last one adopted from it is not applied again, so a config
 sent with HandleReloadConfigRequest stays in force until the file changes.
 """
 import logging
-import threading
 from collections.abc import Callable
 
 from enja.serving.model_config import ModelConfigError, ModelServerConfig, naming_file, read_model_config
+from enja.serving.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -22,10 +22,8 @@ class ConfigFilePoller:
         self._path = path
         self._adopted = adopted  # the config last adopted from the file
         self._apply = apply
-        self._interval_s = interval_s
         self._problem: str | None = None  # the last problem logged, so a bad file is reported once
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._poll_forever, name="config-poller", daemon=True)
+        self._periodic = Periodic(self.poll, interval_s, name=f"config-poller {path}")
 
     def poll(self) -> None:
         """One look at the file: apply its config if it changed since the last one adopted from it."""
@@ -44,16 +42,7 @@ class ConfigFilePoller:
             self._problem = None
 
     def start(self) -> None:
-        self._thread.start()
+        self._periodic.start()
 
     def stop(self) -> None:
-        self._stopped.set()
-        if self._thread.is_alive():
-            self._thread.join()
-
-    def _poll_forever(self) -> None:
-        while not self._stopped.wait(self._interval_s):
-            try:
-                self.poll()
-            except Exception:  # e.g. a flaky file system while loading: try again next time
-                log.exception("applying %s failed", self._path)
+        self._periodic.stop()

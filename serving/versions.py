@@ -21,6 +21,7 @@ from tensorflow_serving.apis import get_model_status_pb2
 from enja.serving.errors import not_found
 from enja.serving.loader import LoadedModel
 from enja.serving.model_config import ModelConfig, VersionPolicy, check_labels
+from enja.serving.periodic import Periodic
 
 State = get_model_status_pb2.ModelVersionStatus.State
 log = logging.getLogger(__name__)
@@ -62,15 +63,13 @@ class VersionManager:
                  max_load_retries: int = 5):
         self._config = config  # what is asked for; its labels go live once the round that loads their versions ends
         self._load = load
-        self._poll_interval_s = poll_interval_s
         self._max_failures = 1 + max_load_retries
         self._lock = threading.Lock()  # guards what requests read: _available, _statuses, _labels
         self._round_lock = threading.Lock()  # one poll or reconfiguration at a time
         self._available: dict[int, LoadedModel] = {}
         self._statuses: dict[int, VersionStatus] = {}
         self._labels: dict[str, int] = {}
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._poll_forever, name=f"version-poller-{config.name}", daemon=True)
+        self._periodic = Periodic(self.poll, poll_interval_s, name=f"version-poller {config.name}")
 
     @property
     def name(self) -> str:
@@ -163,16 +162,7 @@ class VersionManager:
             return {version: dataclasses.replace(status) for version, status in self._statuses.items()}
 
     def start(self) -> None:
-        self._thread.start()
+        self._periodic.start()
 
     def stop(self) -> None:
-        self._stopped.set()
-        if self._thread.is_alive():
-            self._thread.join()
-
-    def _poll_forever(self) -> None:
-        while not self._stopped.wait(self._poll_interval_s):
-            try:
-                self.poll()
-            except Exception:  # a flaky file system must not end polling
-                log.exception("polling %s failed", self.model_dir)
+        self._periodic.stop()

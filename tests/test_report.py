@@ -29,7 +29,8 @@ def _records(model_dir: str) -> list[RunRecord]:
     cold = RunRecord(
         "run-a", "2025-01-06T09:00:00+00:00", 24.3, spans=[0], train_pairs=10000, data_passed=True,
         start_mode="cold", start_reason="no blessed model to start from", training_minutes=18.2,
-        loss=[4.1, 3.2, 2.8, 2.6], val_loss=[3.6, 3.1, 2.9, 2.85], candidate_bleu=25.1,
+        loss=[4.1, 3.2, 2.8, 2.6], val_loss=[3.6, 3.1, 2.9, 2.85], val_bleu=[9.0, 17.5, 22.1, 24.6],
+        candidate_bleu=25.1,
         bleu_by_length={"candidate": {"01-06": 31.0, "07-08": 26.5, "09-10": 22.0, "11+": 18.4}},
         blessed=True, infra_passed=True, infra_detail="answered the warm-up requests",
         pushed_version=1, candidate_model=model_dir)
