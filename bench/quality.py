@@ -26,8 +26,8 @@ COLUMNS = ("preset", "pipeline min", "training min", "epochs (kept)", "tokens/s"
 
 def measure(label: str, config: configs.PipelineConfig, run_dir: str,
             data_root: str) -> list[str]:
-    pushed = history.history(
-        local_runner.OutputLayout(run_dir, config).metadata_connection())[-1].pushed_version
+    pushed = history.latest_run(
+        local_runner.OutputLayout(run_dir, config).metadata_connection()).pushed_version
     summary = training_summary.read(latest_output(run_dir, "Trainer", "model_run", config))
     model_dir = os.path.join(latest_output(run_dir, "Trainer", "model", config), "Format-Serving")
     dev_en, dev_ja = (os.path.join(data_root, name) for name in ("dev.en", "dev.ja"))

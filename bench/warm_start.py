@@ -9,10 +9,9 @@ window of spans, each for the same number of epochs, in fresh output folders:
   cold  from scratch.
 The Trainer logs greedy dev BLEU after every epoch (models/epoch_bleu.py) and the
 training seconds so far, so the two curves can be compared at equal quality. Prints
-both curves, the Evaluator's dev BLEU of each final model, and the saving: the cold
-run's training minutes to reach its final BLEU against the warm run's minutes to reach
-the same BLEU (or, if the warm run never does, the reverse comparison at the warm
-run's final BLEU).
+both curves, the Evaluator's dev BLEU of each final model, and the saving at each
+level the warm run reached: its training minutes to reach it against the cold run's
+(`--existing` prints the same for replays already in --output-dir).
 """
 from __future__ import annotations
 
@@ -37,7 +36,7 @@ def minutes_to_reach(summary: dict, bleu: float) -> float | None:
 
 
 def replay_warm(continuous: local_runner.OutputLayout, record: history.RunRecord,
-                config: configs.PipelineConfig, output_dir: str) -> history.RunRecord:
+                config: configs.PipelineConfig, output_dir: str) -> None:
     """Run `record` again from its base model, with the given config, in a copy of the metadata."""
     layout = local_runner.OutputLayout(output_dir, config)
     os.makedirs(os.path.dirname(layout.metadata_path))
@@ -47,8 +46,8 @@ def replay_warm(continuous: local_runner.OutputLayout, record: history.RunRecord
     rollback.rollback_to(layout.metadata_connection(), config.pipeline_name, layout.model_config_file,
                          config.serving.model_name, continuous.serving_model_dir,
                          record.warm_start_from_version)
-    return local_runner.run(data_root=os.path.join(continuous.output_dir, "incoming"),
-                            output_dir=output_dir, config=config)
+    local_runner.run(data_root=os.path.join(continuous.output_dir, "incoming"),
+                     output_dir=output_dir, config=config)
 
 
 def main() -> None:
@@ -58,6 +57,8 @@ def main() -> None:
     parser.add_argument("--preset", default="continuous", choices=sorted(configs.PRESETS))
     parser.add_argument("--epochs", type=int, help="epochs of both runs (default: the preset's)")
     parser.add_argument("--output-dir", default="bench_output/warm_start")
+    parser.add_argument("--existing", action="store_true",
+                        help="read the replays already in --output-dir instead of running them")
     args = parser.parse_args()
 
     preset = configs.PRESETS[args.preset]
@@ -69,19 +70,19 @@ def main() -> None:
     epochs = args.epochs or preset.training.epochs
     window = configs.with_overrides(preset, [f"data.end_span={record.spans[-1]}",
                                              f"data.window_spans={len(record.spans)}"])
-    if os.path.exists(args.output_dir):
-        parser.error(f"{args.output_dir} exists: remove it first")
-    runs = {
-        "warm": replay_warm(continuous, record, configs.with_overrides(
-            window, [f"training.warm_start_epochs={epochs}"]), os.path.join(args.output_dir, "warm")),
-        "cold": local_runner.run(
-            data_root=os.path.join(continuous.output_dir, "incoming"),
-            output_dir=os.path.join(args.output_dir, "cold"),
-            config=configs.with_overrides(window, ["training.warm_start=false", f"training.epochs={epochs}"])),
-    }
-    summaries = {name: training_summary.read(latest_output(os.path.join(args.output_dir, name),
-                                                            "Trainer", "model_run", preset))
-                 for name in runs}
+    replays = {"warm": os.path.join(args.output_dir, "warm"), "cold": os.path.join(args.output_dir, "cold")}
+    if not args.existing:
+        if os.path.exists(args.output_dir):
+            parser.error(f"{args.output_dir} exists: remove it, or pass --existing to read it")
+        replay_warm(continuous, record, configs.with_overrides(
+            window, [f"training.warm_start_epochs={epochs}"]), replays["warm"])
+        local_runner.run(data_root=os.path.join(continuous.output_dir, "incoming"), output_dir=replays["cold"],
+                         config=configs.with_overrides(window, ["training.warm_start=false",
+                                                                f"training.epochs={epochs}"]))
+    runs = {name: history.latest_run(local_runner.OutputLayout(folder, preset).metadata_connection())
+            for name, folder in replays.items()}
+    summaries = {name: training_summary.read(latest_output(folder, "Trainer", "model_run", preset))
+                 for name, folder in replays.items()}
     print(f"Spans {record.spans}, {epochs} epochs each; warm from version {record.warm_start_from_version}.")
     print("| start | epoch | training min | greedy dev BLEU | dev loss |")
     print("|---|---|---|---|---|")
@@ -92,18 +93,17 @@ def main() -> None:
     for name, run in runs.items():
         print(f"{name}: Evaluator dev BLEU {run.candidate_bleu:.2f} (beam), "
               f"{run.training_minutes:.1f} training min, {run.minutes:.1f} pipeline min")
+    print("| greedy dev BLEU reached | warm: training min | cold: training min | saved min |")
+    print("|---|---|---|---|")
     warm, cold = summaries["warm"], summaries["cold"]
-    target = cold["val_bleu"][-1]
-    warm_minutes = minutes_to_reach(warm, target)
-    if warm_minutes is not None:
-        print(f"To reach the cold run's final greedy dev BLEU {target:.2f}: cold "
-              f"{cold['epoch_train_seconds'][-1] / 60:.1f} min, warm {warm_minutes:.1f} min; "
-              f"the warm start saves {cold['epoch_train_seconds'][-1] / 60 - warm_minutes:.1f} min.")
-    target = warm["val_bleu"][-1]
-    cold_minutes = minutes_to_reach(cold, target)
-    print(f"To reach the warm run's final greedy dev BLEU {target:.2f}: warm "
-          f"{warm['epoch_train_seconds'][-1] / 60:.1f} min, cold "
-          + (f"{cold_minutes:.1f} min." if cold_minutes is not None else "never, within its epochs."))
+    for bleu in sorted({*warm["val_bleu"], cold["val_bleu"][-1]}):
+        warm_minutes, cold_minutes = minutes_to_reach(warm, bleu), minutes_to_reach(cold, bleu)
+        saved = ("-" if None in (warm_minutes, cold_minutes) else f"{cold_minutes - warm_minutes:.1f}")
+        print(f"| {bleu:.2f} | {_minutes(warm_minutes)} | {_minutes(cold_minutes)} | {saved} |")
+
+
+def _minutes(minutes: float | None) -> str:
+    return "not within its epochs" if minutes is None else f"{minutes:.1f}"
 
 
 if __name__ == "__main__":

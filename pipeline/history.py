@@ -14,6 +14,7 @@ import os
 from typing import Any
 
 import tensorflow_model_analysis as tfma
+from ml_metadata.proto import metadata_store_pb2
 
 from enja.components import data_gate, example_gen
 from enja.models import training_summary
@@ -171,10 +172,15 @@ def _record(run: lineage.PipelineRun, store: lineage.Lineage, versions: dict[int
     return record
 
 
-def history(connection_config: Any) -> list[RunRecord]:
+def _pushed_versions(store: lineage.Lineage) -> dict[int, int]:
+    """{model artifact id: the version it was pushed as}."""
+    return {model_id: version for version, model_id in store.pushes()}
+
+
+def history(connection_config: metadata_store_pb2.ConnectionConfig) -> list[RunRecord]:
     """Every run, oldest first, each with the rollbacks made after it."""
     store = lineage.Lineage(connection_config)
-    versions = {model_id: version for version, model_id in store.pushes()}
+    versions = _pushed_versions(store)
     runs = store.runs()
     records = [_record(run, store, versions) for run in runs]
     starts = [run.started_ms for run in runs]
@@ -186,6 +192,12 @@ def history(connection_config: Any) -> list[RunRecord]:
                 _iso(made), lineage.custom(rollback, lineage.TO_VERSION),
                 lineage.custom(rollback, lineage.FROM_VERSION)))
     return records
+
+
+def latest_run(connection_config: metadata_store_pb2.ConnectionConfig) -> RunRecord:
+    """The newest run's record alone: what `enja run` reports when a run ends."""
+    store = lineage.Lineage(connection_config)
+    return _record(store.runs()[-1], store, _pushed_versions(store))
 
 
 def to_json(records: list[RunRecord]) -> str:

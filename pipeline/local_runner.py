@@ -66,10 +66,10 @@ def run(preset: str = configs.DEFAULT_PRESET, data_root: str | None = None,
         tfx.orchestration.LocalDagRunner().run(pipeline)
     except Exception:
         # The data gate ends a run on anomalies by failing: an outcome, not an error.
-        record = history.history(layout.metadata_connection())[-1]
+        record = history.latest_run(layout.metadata_connection())
         if record.data_passed is not False:
             raise
         return record
     finally:
         logging.getLogger("absl").removeFilter(quiet)
-    return history.history(layout.metadata_connection())[-1]
+    return history.latest_run(layout.metadata_connection())

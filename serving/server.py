@@ -89,8 +89,8 @@ class ModelServer:
         self._batcher = Batcher(options.batching) if options.batching else None
         limits = [("grpc.max_receive_message_length", options.max_message_bytes),
                   ("grpc.max_send_message_length", options.max_message_bytes)]
-        self._grpc = grpc.server(futures.ThreadPoolExecutor(options.max_workers, thread_name_prefix="rpc"),
-                                 options=limits)
+        self._rpc_threads = futures.ThreadPoolExecutor(options.max_workers, thread_name_prefix="rpc")
+        self._grpc = grpc.server(self._rpc_threads, options=limits)
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
             PredictionServicer(self.models, options.limits, self._batcher), self._grpc)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(
@@ -137,6 +137,7 @@ class ModelServer:
         if self._config_poller:
             self._config_poller.stop()
         self._grpc.stop(self.options.grace_s).wait()
+        self._rpc_threads.shutdown()  # gRPC leaves its pool's threads behind otherwise
         if self._batcher:
             self._batcher.close()
         self.models.stop()
