@@ -1,6 +1,7 @@
 """The training time a warm start saves: warm and cold runs on the same data, epoch by epoch.
 
     .venv/bin/python bench/warm_start.py --continuous-dir continuous_output [--run 5] [--epochs 6]
+        [--warm-learning-rate 0.002]
 
 Reads a finished `enja continuous` scenario and replays its run N twice on the same
 window of spans, each for the same number of epochs, in fresh output folders:
@@ -56,6 +57,9 @@ def main() -> None:
     parser.add_argument("--run", type=int, help="1-based run of the scenario (default: the last)")
     parser.add_argument("--preset", default="continuous", choices=sorted(configs.PRESETS))
     parser.add_argument("--epochs", type=int, help="epochs of both runs (default: the preset's)")
+    parser.add_argument("--warm-learning-rate", type=float,
+                        help="the warm run's peak learning rate (default: the preset's "
+                             "training.warm_start_learning_rate; 0: the cold run's)")
     parser.add_argument("--output-dir", default="bench_output/warm_start")
     parser.add_argument("--existing", action="store_true",
                         help="read the replays already in --output-dir instead of running them")
@@ -74,8 +78,10 @@ def main() -> None:
     if not args.existing:
         if os.path.exists(args.output_dir):
             parser.error(f"{args.output_dir} exists: remove it, or pass --existing to read it")
-        replay_warm(continuous, record, configs.with_overrides(
-            window, [f"training.warm_start_epochs={epochs}"]), replays["warm"])
+        warm_settings = [f"training.warm_start_epochs={epochs}"]
+        if args.warm_learning_rate is not None:
+            warm_settings.append(f"training.warm_start_learning_rate={args.warm_learning_rate}")
+        replay_warm(continuous, record, configs.with_overrides(window, warm_settings), replays["warm"])
         local_runner.run(data_root=os.path.join(continuous.output_dir, "incoming"), output_dir=replays["cold"],
                          config=configs.with_overrides(window, ["training.warm_start=false",
                                                                 f"training.epochs={epochs}"]))
