@@ -15,6 +15,7 @@ setup(
     python_requires=">=3.10,<3.11",
     packages=[f"enja.{name}" for name in SUBPACKAGES],
     package_dir={f"enja.{name}": name for name in SUBPACKAGES},
-    package_data={"enja.serving": ["deploy/*", "deploy/**/*"]},
+    # The reviewed schema is read at run time (ImportSchemaGen), in the Kubeflow image too.
+    package_data={"enja.pipeline": ["schema.pbtxt"], "enja.serving": ["deploy/*", "deploy/**/*"]},
     entry_points={"console_scripts": ["enja = enja.pipeline.cli:main"]},
 )

@@ -5,7 +5,9 @@ file relative to `input_base` and the target side is the same name with the
 language code swapped. A pattern with a span spec (`train.en.{SPAN:3}`) reads a
 window of spans (`spans.SpanWindow`). Every pair is validated
 (`parallel_corpus.scan_pair`) before the Beam pipeline writes anything, so bad data
-fails the component without leaving output behind.
+fails the component without leaving output behind. The same scan cuts each pair into
+chunks of `CHUNK_LINES` lines, byte ranges of both files, and each chunk is one Beam
+element: a distributed runner spreads a file pair over its workers.
 
 Spans and checks live in the executor, and TFX's input config holds plain globs over
 both sides of every file a split may read: the stock FileBasedDriver — the one the
@@ -47,8 +49,11 @@ DROPPED_EMPTY_PAIRS_PROPERTY = "dropped_empty_pairs"
 SPANS_PROPERTY = "spans"
 # JSON custom property: per file pair read, its split, span, paths and pair counts.
 FILE_PAIRS_PROPERTY = "file_pairs"
-# Exec property the executor fills before Beam runs: {TFX split pattern: file pairs}.
-_RESOLVED_FILES_KEY = "_resolved_file_pairs"
+# Exec property the executor fills before Beam runs: {TFX split pattern: chunks to read}.
+_CHUNKS_KEY = "_chunks"
+# Line pairs a Beam element reads: under 200 KB of this corpus, so the read and the element
+# cost little next to converting the pairs, while a 10k-pair span spreads over 5 workers.
+CHUNK_LINES = 2_000
 
 _Split = example_gen_pb2.Input.Split
 
@@ -156,8 +161,8 @@ def _to_example(pair: tuple[str, str]) -> tf.train.Example:
     return tf.train.Example(features=tf.train.Features(feature=feature))
 
 
-def _read_file_pair(files: tuple[str, str], max_pairs: int) -> Iterator[tuple[str, str]]:
-    return parallel_corpus.read_pairs(*files, max_pairs=max_pairs, opener=_open_binary)
+def _read_chunk(chunk: parallel_corpus.Chunk) -> Iterator[tuple[str, str]]:
+    return parallel_corpus.read_chunk(chunk, opener=_open_binary)
 
 
 @beam.ptransform_fn
@@ -166,12 +171,16 @@ def _read_file_pair(files: tuple[str, str], max_pairs: int) -> Iterator[tuple[st
 def _ParallelCorpusToExample(  # pylint: disable=invalid-name
     pipeline: beam.Pipeline, exec_properties: dict[str, Any], split_pattern: str
 ) -> beam.PCollection:
-    """Reads a split's file pairs (one Beam element each) as tf.Examples."""
-    options = CorpusOptions.from_exec_properties(exec_properties)
+    """Reads a split's chunks (one Beam element each) as tf.Examples.
+
+    The Reshuffle lets a runner hand the chunks to different workers instead of
+    reading them all where `Create` produced them.
+    """
     return (
         pipeline
-        | "FilePairs" >> beam.Create(exec_properties[_RESOLVED_FILES_KEY][split_pattern])
-        | "ReadPairs" >> beam.FlatMap(_read_file_pair, max_pairs=options.max_pairs)
+        | "Chunks" >> beam.Create(exec_properties[_CHUNKS_KEY][split_pattern])
+        | "Distribute" >> beam.Reshuffle()
+        | "ReadPairs" >> beam.FlatMap(_read_chunk)
         | "ToExample" >> beam.Map(_to_example)
     )
 
@@ -183,18 +192,22 @@ def _input_splits(exec_properties: dict[str, Any]) -> list[_Split]:
     return list(input_config.splits)
 
 
-def _scan(options: CorpusOptions, file_pair: FilePair) -> FilePair:
-    """Validates a file pair whole and returns it with its counts."""
-    counts = parallel_corpus.scan_pair(file_pair.source, file_pair.target,
-                                       max_pairs=options.max_pairs, opener=_open_binary)
-    logging.info("%s (%s + %s): %d pairs, %d dropped for an empty side.", file_pair.describe(),
-                 file_pair.source, file_pair.target, counts.kept, counts.dropped_empty)
-    return dataclasses.replace(file_pair, pairs=counts.kept, dropped_empty=counts.dropped_empty,
-                               empty_source=counts.empty_source, empty_target=counts.empty_target)
+def _scan(options: CorpusOptions,
+          file_pair: FilePair) -> tuple[FilePair, tuple[parallel_corpus.Chunk, ...]]:
+    """Validates a file pair whole; returns it with its counts, and the chunks that read it."""
+    scan = parallel_corpus.scan_pair(file_pair.source, file_pair.target, max_pairs=options.max_pairs,
+                                     opener=_open_binary, chunk_lines=CHUNK_LINES)
+    counts = scan.counts
+    logging.info("%s (%s + %s): %d pairs, %d dropped for an empty side, in %d chunks.",
+                 file_pair.describe(), file_pair.source, file_pair.target, counts.kept,
+                 counts.dropped_empty, len(scan.chunks))
+    counted = dataclasses.replace(file_pair, pairs=counts.kept, dropped_empty=counts.dropped_empty,
+                                  empty_source=counts.empty_source, empty_target=counts.empty_target)
+    return counted, scan.chunks
 
 
 class Executor(base_example_gen_executor.BaseExampleGenExecutor):
-    """Resolves and validates every file pair, then writes one output split per input split."""
+    """Resolves, validates and chunks every file pair, then writes one output split per input split."""
 
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
         return _ParallelCorpusToExample
@@ -207,16 +220,18 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
     ) -> None:
         options = CorpusOptions.from_exec_properties(exec_properties)
         input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
-        resolved: dict[str, list[tuple[str, str]]] = {}
+        chunks: dict[str, list[parallel_corpus.Chunk]] = {}
         read: list[FilePair] = []
         for split in _input_splits(exec_properties):
-            file_pairs = [_scan(options, pair) for pair in options.file_pairs(input_base, split.name)]
-            resolved[split.pattern] = [(pair.source, pair.target) for pair in file_pairs]
-            read.extend(file_pairs)
+            chunks[split.pattern] = []
+            for file_pair in options.file_pairs(input_base, split.name):
+                counted, pair_chunks = _scan(options, file_pair)
+                read.append(counted)
+                chunks[split.pattern].extend(pair_chunks)
 
         examples = artifact_utils.get_single_instance(output_dict[standard_component_specs.EXAMPLES_KEY])
         try:
-            super().Do(input_dict, output_dict, {**exec_properties, _RESOLVED_FILES_KEY: resolved})
+            super().Do(input_dict, output_dict, {**exec_properties, _CHUNKS_KEY: chunks})
         except Exception:
             # A failed Beam write can leave finished splits or temporary shards behind.
             for split_name in artifact_utils.decode_split_names(examples.split_names):

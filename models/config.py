@@ -28,6 +28,10 @@ class ModelConfig:
 class TrainingConfig:
     # Smaller batches reached a lower dev loss per epoch here (128 → 64 → 32) at a
     # similar cost per sentence (README, Quality and training speed).
+    # The global batch: trained on several replicas (GPUs or workers, models/
+    # distribution.py), each takes an equal share of it (shares differ by one example
+    # where it does not divide) and the loss stays the mean over all of it, so
+    # learning_rate and the other settings mean what they mean on one device, unscaled.
     batch_size: int = 32
     # Train on batches of similar-length sentences trimmed to their longest member
     # (models/length_buckets.py) rather than on fully padded ones. Off until it is

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import keras
+import tensorflow as tf
 from keras import layers, ops
 
 from enja.models.config import ModelConfig, TrainingConfig
@@ -86,6 +87,15 @@ class TiedLogits(layers.Layer):
         return ops.reshape(flat, (shape[0], shape[1], self.embedding.input_dim))
 
 
+def _sum_over_replicas(value: Any) -> Any:
+    """`value` summed over the replicas of a tf.distribute step (itself on one device, and
+    where Keras traces the loss outside any step, only to build it)."""
+    context = tf.distribute.get_replica_context()
+    if context is None:
+        return value
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
+
+
 class TokenCrossentropy(keras.losses.Loss):
     """Mean cross-entropy over the non-padding target tokens, optionally label-smoothed.
 
@@ -93,6 +103,13 @@ class TokenCrossentropy(keras.losses.Loss):
     spreads ε uniformly over the vocabulary (Szegedy et al., 2016), which keeps the
     model from growing over-confident on a 50k-pair corpus. Keras's sparse loss has no
     smoothing and its dense one needs one-hot labels of vocabulary width.
+
+    The mean is over the real tokens of the global batch: on several replicas
+    (models/distribution.py) Keras sums the replicas' gradients and logs each replica's
+    loss times their number, so each replica's loss must be its part of the global mean;
+    dividing by its own tokens would double both on two replicas. (Keras weighs the
+    logged replica losses by their examples: exact while the replicas' batches are equally
+    large, so on all but perhaps an epoch's last.)
     """
 
     def __init__(self, label_smoothing: float = 0.0):
@@ -109,7 +126,7 @@ class TokenCrossentropy(keras.losses.Loss):
             uniform = ops.logsumexp(logits, axis=-1) - ops.mean(logits, axis=-1)
             loss = (1.0 - self.label_smoothing) * loss + self.label_smoothing * uniform
         real = ops.cast(ops.not_equal(labels, features.PAD_ID), loss.dtype)
-        return loss * real / ops.maximum(ops.sum(real), 1.0)
+        return loss * real / ops.maximum(_sum_over_replicas(ops.sum(real)), 1.0)
 
 
 def build(config: ModelConfig, source_vocab_size: int, target_vocab_size: int) -> Seq2Seq:

@@ -2,6 +2,12 @@
 
 Named by dotted path (`enja.models.trainer.run_fn`) so TFX runs the installed
 package instead of packaging a module file.
+
+It trains under the `tf.distribute` strategy its environment calls for
+(models/distribution.py): one device, several local GPUs, or the workers TF_CONFIG
+names. `training.batch_size` is the global batch, which the strategy splits across the
+replicas, so every training setting, the learning rate first, means what it means on one
+device, and a run on several replicas takes the steps a run on one would.
 """
 from __future__ import annotations
 
@@ -15,8 +21,8 @@ import tensorflow_transform as tft
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from enja.models import (epoch_bleu, export, length_buckets, seq2seq, training_summary,
-                         warm_start, warm_start_state)
+from enja.models import (distribution, epoch_bleu, export, length_buckets, seq2seq,
+                         training_summary, warm_start, warm_start_state)
 from enja.models.config import DecodingConfig, ModelConfig, TrainingConfig
 from enja.serving.config import ServingConfig
 from enja.serving import warmup
@@ -35,10 +41,26 @@ def teacher_forcing_pair(batch: dict[str, tf.Tensor]) -> tuple[dict[str, tf.Tens
 READ_BATCH_SIZE = 1024
 
 
+def _sharded_by_data(batches: tf.data.Dataset) -> tf.data.Dataset:
+    """`batches` for tf.distribute to shard by data: each worker reads every file and keeps
+    its replicas' parts of each global batch (AutoShardPolicy.DATA; one device ignores it).
+
+    Not by file: Transform may write fewer files than there are workers, and a worker
+    shuffling only its own files would train on other global batches than one device.
+    Reading the whole corpus costs each worker little: it is read once and cached, and
+    the seeded shuffle gives every worker the same order, so each example is trained on
+    once an epoch, by one replica.
+    """
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.DATA)
+    return batches.with_options(options)
+
+
 def teacher_forcing_batches(files: list[str], data_accessor: tfx.components.DataAccessor,
                             tf_transform_output: tft.TFTransformOutput, training: TrainingConfig,
                             shuffle: bool, bucket: bool) -> tf.data.Dataset:
-    """Transformed examples as (inputs, labels) batches for teacher forcing, one epoch.
+    """Transformed examples as (inputs, labels) global batches for teacher forcing, one epoch.
 
     With `training.cache_examples` the examples are read and parsed once and replayed
     from memory every epoch, so the shuffle can draw from the whole corpus, reshuffled
@@ -55,8 +77,9 @@ def teacher_forcing_batches(files: list[str], data_accessor: tfx.components.Data
                                     reshuffle_each_iteration=True)
     batches = (length_buckets.bucket_by_length(examples, training.batch_size) if bucket
                else examples.batch(training.batch_size))
-    return batches.map(teacher_forcing_pair,
-                       num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return _sharded_by_data(batches.map(teacher_forcing_pair,
+                                        num_parallel_calls=tf.data.AUTOTUNE)
+                            .prefetch(tf.data.AUTOTUNE))
 
 
 def learning_rate(training: TrainingConfig, epoch: int) -> float:
@@ -83,12 +106,33 @@ def _callbacks(training: TrainingConfig, log_dir: str, clock: training_summary.T
     return callbacks
 
 
+def _train(model: seq2seq.Seq2Seq, training: TrainingConfig, train_data: tf.data.Dataset,
+           eval_data: tf.data.Dataset, target_vocabulary: list[bytes], max_output_length: int,
+           model_run_dir: str) -> dict[str, Any]:
+    """Fits the teacher-forcing model and returns the training summary of the run."""
+    clock = training_summary.TrainingClock()
+    dev_bleu = epoch_bleu.EpochBleu(model, eval_data, target_vocabulary, max_output_length)
+    history = model.trainer.fit(
+        train_data,
+        validation_data=eval_data,
+        epochs=training.epochs,
+        callbacks=_callbacks(training, model_run_dir, clock, dev_bleu),
+        # A progress bar on a terminal, one line per epoch in logs.
+        verbose=1 if sys.stdout.isatty() else 2)
+    return training_summary.summarize(
+        history, clock, training_summary.count_tokens(train_data),
+        kept_best=training.early_stopping_patience > 0)
+
+
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """Trains — warm-started from `fn_args.base_model` when it can — and exports.
 
-    The warm-start state is written before the SavedModel: a Model artifact whose
-    export exists always has its state complete.
+    On a cluster every worker runs all of it, in step; only the chief writes into the
+    output paths, the others write into temporary directories they remove (see
+    models/distribution.py). The warm-start state is written before the SavedModel: a
+    Model artifact whose export exists always has its state complete.
     """
+    strategy = distribution.strategy_from_environment()  # before any other TensorFlow op
     custom_config: dict[str, Any] = fn_args.custom_config
     model_config = ModelConfig(**custom_config["model"])
     training = TrainingConfig(**custom_config["training"])
@@ -98,37 +142,29 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     vocabularies = warm_start_state.Vocabularies.of(tf_transform_output)
     keras.utils.set_random_seed(training.seed)
 
-    model = seq2seq.build(model_config, *transform.vocabulary_sizes(tf_transform_output))
-    start = warm_start.start_model(model.trainer, model_config, training, fn_args.base_model,
-                                   vocabularies)
+    with strategy.scope():  # the model's and the optimizer's variables, on every replica
+        model = seq2seq.build(model_config, *transform.vocabulary_sizes(tf_transform_output))
+        start = warm_start.start_model(model.trainer, model_config, training,
+                                       fn_args.base_model, vocabularies)
+        training = warm_start.training_for(training, start)  # a warm start's epochs and rate
+        seq2seq.compile_model(model.trainer, training)
     print(start.log_line())
-    training = warm_start.training_for(training, start)  # a warm start's epochs and rate
     train_data = teacher_forcing_batches(fn_args.train_files, fn_args.data_accessor,
                                          tf_transform_output, training, shuffle=True,
                                          bucket=training.bucket_by_length)
     eval_data = teacher_forcing_batches(fn_args.eval_files, fn_args.data_accessor,
                                         tf_transform_output, training, shuffle=False, bucket=False)
-    seq2seq.compile_model(model.trainer, training)
-    clock = training_summary.TrainingClock()
-    dev_bleu = epoch_bleu.EpochBleu(model, eval_data, vocabularies.target,
-                                    decoding_config.max_output_length)
-    history = model.trainer.fit(
-        train_data,
-        validation_data=eval_data,
-        epochs=training.epochs,
-        callbacks=_callbacks(training, fn_args.model_run_dir, clock, dev_bleu),
-        # A progress bar on a terminal, one line per epoch in logs.
-        verbose=1 if sys.stdout.isatty() else 2)
-    summary = training_summary.summarize(
-        history, clock, training_summary.count_tokens(train_data),
-        kept_best=training.early_stopping_patience > 0)
-    training_summary.write({**summary, "start": start.as_json()}, fn_args.model_run_dir)
-    print(f"Kept epoch {summary['kept_epoch']} of {summary['epochs_run']}; "
-          f"{summary['tokens_per_second']:.0f} tokens/s in training.")
+    with (distribution.worker_dir(fn_args.model_run_dir, strategy) as model_run_dir,
+          distribution.worker_dir(fn_args.serving_model_dir, strategy) as serving_model_dir):
+        summary = _train(model, training, train_data, eval_data, vocabularies.target,
+                         decoding_config.max_output_length, model_run_dir)
+        training_summary.write({**summary, "start": start.as_json()}, model_run_dir)
+        print(f"Kept epoch {summary['kept_epoch']} of {summary['epochs_run']}; "
+              f"{summary['tokens_per_second']:.0f} tokens/s in training.")
 
-    warm_start_state.save(warm_start_state.state_dir(fn_args.serving_model_dir), model.trainer,
-                          model_config, vocabularies)
-    translator = export.Translator(model, tf_transform_output, decoding_config)
-    export.save(translator, fn_args.serving_model_dir)
-    warmup.write_warmup_requests(fn_args.serving_model_dir, serving.warmup_sentences,
-                                 serving.model_name)
+        warm_start_state.save(warm_start_state.state_dir(serving_model_dir), model.trainer,
+                              model_config, vocabularies)
+        translator = export.Translator(model, tf_transform_output, decoding_config)
+        export.save(translator, serving_model_dir)
+        warmup.write_warmup_requests(serving_model_dir, serving.warmup_sentences,
+                                     serving.model_name)

@@ -56,6 +56,32 @@ def _run(args: argparse.Namespace) -> int:
     return 0 if record.pushed_version is not None else 1
 
 
+def _kubeflow(args: argparse.Namespace) -> int:
+    from enja.pipeline import data, kubeflow_v2_runner
+
+    config = _config(args, "kubeflow")
+    if config is None:
+        return 2
+    # Only the containers read it (it may be a bucket this machine cannot read): not checked here.
+    data_root = args.data_root or os.environ.get(data.DATA_ROOT_ENV)
+    if not data_root:
+        print(f"enja kubeflow: give --data-root URI (or set {data.DATA_ROOT_ENV}): "
+              "the corpus as the containers read it", file=sys.stderr)
+        return 2
+    serving_dir = args.serving_dir or "/".join(
+        [args.pipeline_root.rstrip("/"), "serving_model", config.serving.model_name])
+    try:
+        kubeflow_v2_runner.compile_pipeline(
+            config, args.output, pipeline_root=args.pipeline_root, data_root=data_root,
+            serving_model_dir=serving_dir, image=args.image or kubeflow_v2_runner.DEFAULT_IMAGE,
+            schema_file=args.schema_file or kubeflow_v2_runner.IMAGE_SCHEMA_FILE)
+    except _user_errors() as error:
+        print(f"enja kubeflow: {error}", file=sys.stderr)
+        return 2
+    print(args.output)
+    return 0
+
+
 def _history(args: argparse.Namespace) -> int:
     from enja.pipeline import configs, history, local_runner
 
@@ -215,6 +241,26 @@ def build_parser() -> argparse.ArgumentParser:
                             help="the spans to arrive, in order (default: every span of the corpus)")
     add_settings_argument(continuous)
     continuous.set_defaults(handler=_continuous)
+
+    kubeflow = commands.add_parser(
+        "kubeflow", help="compile the pipeline for Kubeflow Pipelines v2 (see docs/kubeflow.md)")
+    kubeflow.add_argument("--output", required=True, metavar="FILE",
+                          help="the PipelineSpec to write: YAML, or a PipelineJob for a .json name")
+    kubeflow.add_argument("--preset", choices=sorted(configs.PRESETS), default=configs.DEFAULT_PRESET)
+    # Defaults from enja.pipeline.kubeflow_v2_runner, which the handler imports: it loads TFX.
+    kubeflow.add_argument("--image", help="the image every component runs in "
+                                           "(default: enja-nmt:latest, the Dockerfile's local tag)")
+    kubeflow.add_argument("--pipeline-root", required=True, metavar="URI",
+                          help="where runs write their artifacts, e.g. gs://BUCKET/root")
+    kubeflow.add_argument("--data-root", metavar="URI",
+                          help="the corpus as the containers read it (default: $ENJA_DATA_ROOT)")
+    kubeflow.add_argument("--serving-dir", metavar="URI",
+                          help="where Pusher pushes (default: <pipeline-root>/serving_model/<model>)")
+    kubeflow.add_argument("--schema-file", metavar="URI",
+                          help="the reviewed schema as the containers read it "
+                               "(default: the copy the image's installed enja package ships)")
+    add_settings_argument(kubeflow)
+    kubeflow.set_defaults(handler=_kubeflow)
 
     lineage = commands.add_parser("history", help="what each run did, from ML Metadata")
     lineage.add_argument("--output-dir", default="pipeline_output")

@@ -4,6 +4,7 @@ The groups map onto the components that read them: `data` → ExampleGen, `vocab
 Transform, `model`/`training`/`decoding` → Trainer, `evaluation` → Evaluator,
 `serving` → Pusher and the model server. Transform and Trainer receive only their
 own groups, so changing the model does not invalidate the cached vocabularies.
+`beam` chooses where every Beam-powered component runs (`enja.pipeline.beam`).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any, Sequence
 
 from enja.components.config import DataConfig
 from enja.models.config import DecodingConfig, ModelConfig, TrainingConfig
+from enja.pipeline import beam
 from enja.preprocessing.config import VocabConfig
 from enja.serving.config import ServingConfig
 
@@ -25,6 +27,48 @@ class EvaluationConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class BeamConfig:
+    """The Beam runner of ExampleGen, StatisticsGen, Transform and Evaluator, by name.
+
+    `beam.pipeline_args` turns it into Beam's arguments; a bad choice or a missing
+    setting fails when the config is made, before any component runs.
+    """
+
+    # in_memory      DirectRunner in this process: tests and the default (worker processes
+    #                would each pay the ~15 s TF import, which the data here does not repay).
+    # multi_process  DirectRunner with `direct_num_workers` worker processes on this machine.
+    # dataflow       Google Cloud Dataflow: needs `project`, `region`, `temp_location` (gs://…)
+    #                and `sdk_container_image`, an image holding enja and TFX (Dataflow's stock
+    #                image has neither, and TFX ships only itself to workers).
+    # flink, spark   PortableRunner, through the Flink or Spark job server at `job_endpoint`
+    #                (host:port), SDK workers started as `environment_type` says.
+    # Not Dask: Beam's DaskRunner (2.74) translates only Create, ParDo, GroupByKey and Flatten
+    # and computes only the graph's last leaf. On it ExampleGen reports success having written
+    # no train split and an empty eval split, and StatisticsGen and Transform, which read
+    # their input with Beam's Read, fail (bench/beam_runners.py shows it).
+    runner: str = "in_memory"
+    # multi_process: worker processes (0: one per CPU core).
+    direct_num_workers: int = 2
+    # dataflow: the Google Cloud project, its region, and a gs:// folder for temporary files.
+    project: str = ""
+    region: str = ""
+    temp_location: str = ""
+    # dataflow: the worker image (it must hold enja, e.g. the pipeline's own image).
+    sdk_container_image: str = ""
+    # flink, spark: the job server's host:port.
+    job_endpoint: str = ""
+    # flink, spark: how the job server starts SDK workers — DOCKER (`environment_config` is
+    # an image holding enja), PROCESS (`environment_config` is the JSON with the worker's
+    # boot command), EXTERNAL (`environment_config` is a worker pool's host:port), or
+    # LOOPBACK (this process runs the work: for trying a local job server).
+    environment_type: str = "DOCKER"
+    environment_config: str = ""
+
+    def __post_init__(self) -> None:
+        beam.pipeline_args(self)  # Raises on a bad setting, naming it.
+
+
+@dataclasses.dataclass(frozen=True)
 class PipelineConfig:
     pipeline_name: str = "enja"
     data: DataConfig = DataConfig()
@@ -34,11 +78,7 @@ class PipelineConfig:
     decoding: DecodingConfig = DecodingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     serving: ServingConfig = ServingConfig()
-    # In-memory DirectRunner: worker processes would each pay the ~15 s TF import.
-    beam_pipeline_args: tuple[str, ...] = (
-        "--direct_running_mode=in_memory",
-        "--direct_num_workers=1",
-    )
+    beam: BeamConfig = BeamConfig()
 
     def transform_config(self) -> dict[str, Any]:
         """What Transform's preprocessing_fn reads (its `custom_config`)."""

@@ -1,4 +1,4 @@
-"""Runs the pipeline locally: LocalDagRunner, Beam's DirectRunner, SQLite ML Metadata."""
+"""Runs the pipeline locally: LocalDagRunner, the configured Beam runner, SQLite ML Metadata."""
 from __future__ import annotations
 
 import logging
@@ -7,7 +7,7 @@ import os
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
-from enja.pipeline import configs, data, history
+from enja.pipeline import beam, configs, data, history
 from enja.pipeline.pipeline import REFERENCE_RESOLVER_ID, create_pipeline
 from enja.serving import model_config
 
@@ -49,6 +49,7 @@ def run(preset: str = configs.DEFAULT_PRESET, data_root: str | None = None,
         config: configs.PipelineConfig | None = None) -> history.RunRecord:
     """Runs the pipeline with a preset (or an explicit config); returns what the run did."""
     config = config or configs.PRESETS[preset]
+    beam_pipeline_args = beam.pipeline_args(config.beam)  # A bad setting fails before anything runs.
     layout = OutputLayout(output_dir, config)
     os.makedirs(os.path.dirname(layout.metadata_path), exist_ok=True)
     model_config.write_initial_model_config(
@@ -59,7 +60,7 @@ def run(preset: str = configs.DEFAULT_PRESET, data_root: str | None = None,
         pipeline_root=layout.pipeline_root,
         serving_model_dir=layout.serving_model_dir,
         metadata_connection_config=layout.metadata_connection(),
-        beam_pipeline_args=list(config.beam_pipeline_args))
+        beam_pipeline_args=beam_pipeline_args)
     quiet = _FirstRunReferenceFilter()
     logging.getLogger("absl").addFilter(quiet)
     try:

@@ -54,7 +54,7 @@ def eval_config(evaluation: EvaluationConfig) -> tfma.EvalConfig:
 
 def create_pipeline(config: PipelineConfig, data_root: str, pipeline_root: str,
                     serving_model_dir: str,
-                    metadata_connection_config: metadata_store_pb2.ConnectionConfig,
+                    metadata_connection_config: metadata_store_pb2.ConnectionConfig | None,
                     beam_pipeline_args: list[str],
                     schema_file: str = SCHEMA_FILE) -> tfx.dsl.Pipeline:
     """Wires ExampleGen → statistics → DataGate → Transform → Trainer → Evaluator → InfraCheck → Pusher.

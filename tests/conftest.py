@@ -27,6 +27,36 @@ def tiny_vocab_config(max_source_length: int = 6, max_target_length: int = 12) -
                       "max_target_length": max_target_length}}
 
 
+def tfrecord_data_accessor():
+    """Reads tf.Example TFRecords with tfx_bsl, as TFX's accessor does for Transform's output."""
+    from tfx import v1 as tfx
+    from tfx_bsl.public import tfxio
+
+    def tf_dataset_factory(files, options, schema):
+        return tfxio.TFExampleRecord(file_pattern=files, schema=schema).TensorFlowDataset(options)
+    return tfx.components.DataAccessor(tf_dataset_factory=tf_dataset_factory,
+                                       record_batch_factory=None, data_view_decode_fn=None)
+
+
+def write_transformed(transform_output_dir: str, pairs: list[tuple[str, str]], path: str) -> str:
+    """`pairs` through the Transform graph, as Transform's output TFRecords."""
+    import tensorflow as tf
+    import tensorflow_transform as tft
+
+    from enja.preprocessing import features
+
+    transformed = tft.TFTransformOutput(transform_output_dir).transform_features_layer()({
+        features.SOURCE_KEY: tf.constant([en for en, _ in pairs])[:, None],
+        features.TARGET_KEY: tf.constant([ja for _, ja in pairs])[:, None]})
+    with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+        for row in range(len(pairs)):
+            example = tf.train.Example()
+            for key in (features.SOURCE_IDS_KEY, features.TARGET_IDS_KEY):
+                example.features.feature[key].int64_list.value.extend(transformed[key][row].numpy())
+            writer.write(example.SerializeToString())
+    return path
+
+
 @pytest.fixture(scope="session")
 def transform_output_dir(tmp_path_factory) -> str:
     """Runs the real preprocessing_fn with tf.Transform's Beam implementation on TINY_PAIRS."""
@@ -124,14 +154,7 @@ def pushed_model_base(smoke_run) -> str:
 
 @pytest.fixture(scope="session")
 def data_accessor():
-    """Reads tf.Example TFRecords with tfx_bsl, as TFX's DataAccessor does for Transform's output."""
-    from tfx import v1 as tfx
-    from tfx_bsl.public import tfxio
-
-    def tf_dataset_factory(files, options, schema):
-        return tfxio.TFExampleRecord(file_pattern=files, schema=schema).TensorFlowDataset(options)
-    return tfx.components.DataAccessor(tf_dataset_factory=tf_dataset_factory,
-                                       record_batch_factory=None, data_view_decode_fn=None)
+    return tfrecord_data_accessor()
 
 
 @pytest.fixture(scope="session")

@@ -27,6 +27,7 @@ def test_overrides_change_only_the_named_settings():
     ("training.epochs=two", "takes a int"),
     ("model.bidirectional=yes", "true or false"),
     ("serving.warmup_sentences=hi", "cannot be set"),
+    ("beam.runner=gpu", "beam.runner is 'gpu'; choose one of in_memory, multi_process"),
 ])
 def test_bad_overrides_name_the_setting(setting, message):
     with pytest.raises(ValueError, match=message):

@@ -129,10 +129,66 @@ def test_lines_split_on_newline_only(tmp_path):
     assert list(pairs) == [("a\u2028b", "A"), ("c", "C")]
 
 
+def _write_bytes(directory: os.PathLike, name: str, content: bytes) -> str:
+    path = os.path.join(directory, name)
+    with open(path, "wb") as f:
+        f.write(content)
+    return path
+
+
+# Both sides: empty lines fall on chunk boundaries of 1, 2 and 3 lines, a pair is empty
+# on both sides, and the last line has no trailing newline (on the English side only).
+CHUNKED_EN = "a .\n\nc .\n\ne .\nf .\n\nh .\ni .".encode()
+CHUNKED_JA = "あ\nい\n\n\nお\nか\n  \nく\nけ\n".encode()
+
+
+@pytest.mark.parametrize("chunk_lines", [1, 2, 3, 4, 0])
+@pytest.mark.parametrize("max_pairs", [0, 5])
+def test_chunks_yield_exactly_the_pairs_of_the_whole_file_reader(tmp_path, chunk_lines, max_pairs):
+    source = _write_bytes(tmp_path, "x.en", CHUNKED_EN)
+    target = _write_bytes(tmp_path, "x.ja", CHUNKED_JA)
+
+    scan = parallel_corpus.scan_pair(source, target, max_pairs=max_pairs, chunk_lines=chunk_lines)
+
+    whole = list(parallel_corpus.read_pairs(source, target, max_pairs=max_pairs))
+    assert [pair for chunk in scan.chunks for pair in parallel_corpus.read_chunk(chunk)] == whole
+    assert scan.counts.kept == len(whole)
+    lines = max_pairs or 9
+    step = chunk_lines or lines
+    assert [chunk.first_line for chunk in scan.chunks] == list(range(1, lines + 1, step))
+    last = scan.chunks[-1]
+    assert (last.source_range[1], last.target_range[1]) == (
+        (len(CHUNKED_EN), len(CHUNKED_JA)) if not max_pairs else
+        (len("a .\n\nc .\n\ne .\n".encode()), len("あ\nい\n\n\nお\n".encode())))
+
+
+def test_a_chunk_names_the_file_and_line_of_invalid_utf8(tmp_path):
+    source = _write_bytes(tmp_path, "x.en", b"a\nb\nc\nd\n")
+    target = _write_bytes(tmp_path, "x.ja", b"A\nB\nC\nD\n")
+    _, second = parallel_corpus.scan_pair(source, target, chunk_lines=2).chunks
+    _write_bytes(tmp_path, "x.ja", b"A\nB\nC\n\xe5\n")  # Spoiled after the scan, same size.
+
+    with pytest.raises(parallel_corpus.InvalidUtf8Error, match=r"x\.ja, line 4: invalid UTF-8"):
+        list(parallel_corpus.read_chunk(second))
+
+
+def test_a_chunk_of_a_file_changed_after_the_scan_fails(tmp_path):
+    source = _write_bytes(tmp_path, "x.en", b"a\nb\nc\n")
+    target = _write_bytes(tmp_path, "x.ja", b"AB\nC\nD\n")
+    first, _ = parallel_corpus.scan_pair(source, target, chunk_lines=2).chunks
+    _write_bytes(tmp_path, "x.ja", b"A\nB\nC\nD\n")
+
+    with pytest.raises(parallel_corpus.CorpusError, match="changed after it was scanned"):
+        list(parallel_corpus.read_chunk(first))
+
+
 # The executor.
 
 
-def test_writes_en_ja_examples_to_train_and_eval(tmp_path, corpus):
+@pytest.mark.parametrize("chunk_lines", [example_gen.CHUNK_LINES, 1])
+def test_writes_en_ja_examples_to_train_and_eval(tmp_path, corpus, monkeypatch, chunk_lines):
+    """The same examples whatever the chunks: here one a file pair, or one a line."""
+    monkeypatch.setattr(example_gen, "CHUNK_LINES", chunk_lines)
     examples = _run(tmp_path, _exec_properties(corpus))
 
     assert artifact_utils.decode_split_names(examples.split_names) == ["train", "eval"]

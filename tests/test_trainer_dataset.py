@@ -8,23 +8,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
-from tfx import v1 as tfx
-from tfx_bsl.public import tfxio
 
+from conftest import tfrecord_data_accessor
 from enja.models import seq2seq, trainer
 from enja.models.config import TrainingConfig
 from enja.preprocessing import features
 
 NUM_EXAMPLES = 40
 BATCH_SIZE = 16
-
-
-def _accessor() -> tfx.components.DataAccessor:
-    """Reads tf.Example TFRecords with tfx_bsl, as TFX's accessor does for Transform's output."""
-    def tf_dataset_factory(files, options, schema):
-        return tfxio.TFExampleRecord(file_pattern=files, schema=schema).TensorFlowDataset(options)
-    return tfx.components.DataAccessor(tf_dataset_factory=tf_dataset_factory,
-                                       record_batch_factory=None, data_view_decode_fn=None)
 
 
 @pytest.fixture
@@ -56,7 +47,7 @@ def _epoch(dataset: tf.data.Dataset) -> list[int]:
 def test_each_epoch_yields_every_example_once_reshuffled_from_memory(transformed_examples):
     path, output = transformed_examples
     training = TrainingConfig(batch_size=BATCH_SIZE)
-    dataset = trainer.teacher_forcing_batches([path], _accessor(), output, training,
+    dataset = trainer.teacher_forcing_batches([path], tfrecord_data_accessor(), output, training,
                                               shuffle=True, bucket=False)
 
     first = _epoch(dataset)
@@ -71,7 +62,7 @@ def test_each_epoch_yields_every_example_once_reshuffled_from_memory(transformed
 def test_without_cache_each_epoch_reads_the_files_again(transformed_examples):
     path, output = transformed_examples
     training = dataclasses.replace(TrainingConfig(batch_size=BATCH_SIZE), cache_examples=False)
-    dataset = trainer.teacher_forcing_batches([path], _accessor(), output, training,
+    dataset = trainer.teacher_forcing_batches([path], tfrecord_data_accessor(), output, training,
                                               shuffle=False, bucket=False)
 
     assert _epoch(dataset) == list(range(NUM_EXAMPLES))  # unshuffled: file order

@@ -11,7 +11,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tfx import v1 as tfx
 
-from conftest import TINY_PAIRS
+from conftest import TINY_PAIRS, write_transformed
 from enja.models import contract, seq2seq, trainer, training_summary, warm_start, warm_start_state
 from enja.models.config import DecodingConfig, ModelConfig, TrainingConfig
 from enja.models.warm_start_state import Vocabularies
@@ -251,18 +251,8 @@ def test_a_warm_start_trains_its_own_epochs_and_decays_over_them():
 @pytest.fixture(scope="module")
 def transformed_tiny_pairs(transform_output_dir, tmp_path_factory) -> str:
     """TINY_PAIRS through the Transform graph, as Transform's output TFRecords."""
-    transformed = tft.TFTransformOutput(transform_output_dir).transform_features_layer()({
-        features.SOURCE_KEY: tf.constant([en for en, _ in TINY_PAIRS])[:, None],
-        features.TARGET_KEY: tf.constant([ja for _, ja in TINY_PAIRS])[:, None]})
-    path = str(tmp_path_factory.mktemp("transformed") / "examples.gz")
-    with tf.io.TFRecordWriter(path, options="GZIP") as writer:
-        for row in range(len(TINY_PAIRS)):
-            example = tf.train.Example()
-            for key in (features.SOURCE_IDS_KEY, features.TARGET_IDS_KEY):
-                example.features.feature[key].int64_list.value.extend(
-                    transformed[key][row].numpy())
-            writer.write(example.SerializeToString())
-    return path
+    return write_transformed(transform_output_dir, TINY_PAIRS,
+                             str(tmp_path_factory.mktemp("transformed") / "examples.gz"))
 
 
 def test_run_fn_warm_starts_and_keeps_a_state_for_the_next_run(

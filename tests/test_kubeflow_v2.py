@@ -1,0 +1,199 @@
+"""The Kubeflow Pipelines v2 spec: it parses as kfp's PipelineSpec, and its containers run.
+
+The spec is compiled with `enja kubeflow` (smoke preset, the real corpus) and parsed with
+kfp's own protos. Then ImportSchemaGen, the ExampleGen (its driver hook, then its
+executor) and Transform run here through exactly the commands and arguments the spec
+gives, fed the executor input a KFP launcher builds (tests/kfp_launcher.py), and their
+outputs are compared with the local run of the same preset (the `smoke_run` fixture).
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import os
+from collections.abc import Iterator
+
+import pytest
+import tensorflow as tf
+from google.protobuf import json_format
+from kfp.pipeline_spec import pipeline_spec_pb2 as pb
+from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_entrypoint_utils
+from tfx.types import Artifact, standard_artifacts
+
+from enja.components import example_gen
+from enja.components.data_gate import AcceptedStatistics
+from enja.pipeline import beam, cli, configs, data, kubeflow_v2_runner, lineage, pipeline
+
+import kfp_launcher  # tests/, on pytest's path
+
+IMAGE = "registry.example/enja-nmt:test"
+RUN_EXECUTOR = ["python", "-m", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]
+EXAMPLE_GEN_DRIVER = ["python", "-m", "tfx.orchestration.kubeflow.v2.file_based_example_gen.driver"]
+EXAMPLE_GEN = "ParallelCorpusExampleGen"
+# Every container task and the executor it runs.
+EXECUTORS = {
+    EXAMPLE_GEN: "enja.components.example_gen.Executor",
+    "StatisticsGen": "tfx.components.statistics_gen.executor.Executor",
+    "ImportSchemaGen": "tfx.components.schema_gen.import_schema_gen.executor.Executor",
+    "DataGate": "enja.components.data_gate.Executor",
+    "Transform": "tfx.components.transform.executor.Executor",
+    "Trainer": "tfx.components.trainer.executor.GenericExecutor",
+    "Evaluator": "tfx.components.evaluator.executor.Executor",
+    "InfraCheck": "enja.components.infra_check.Executor",
+    "Pusher": "tfx.components.pusher.executor.Executor",
+}
+# The two resolvers: one task for the data gate's reference, two for the baseline model.
+RESOLVERS = {pipeline.REFERENCE_RESOLVER_ID, f"{pipeline.BASELINE_RESOLVER_ID}-model-blessing-resolver",
+             f"{pipeline.BASELINE_RESOLVER_ID}-model-resolver"}
+SMOKE = configs.PRESETS["smoke"]
+
+
+@pytest.fixture(scope="session")
+def compiled(tmp_path_factory) -> dict:
+    """The smoke preset compiled by `enja kubeflow` to YAML, with local URIs the test can run on."""
+    root = tmp_path_factory.mktemp("kubeflow")
+    paths = {"output": str(root / "pipeline.yaml"), "pipeline_root": str(root / "pipeline_root"),
+             "data_root": data.resolve_data_root(None), "serving_dir": str(root / "serving_model")}
+    assert cli.main(["kubeflow", "--preset", "smoke", "--image", IMAGE,
+                     "--output", paths["output"], "--pipeline-root", paths["pipeline_root"],
+                     "--data-root", paths["data_root"], "--serving-dir", paths["serving_dir"],
+                     "--schema-file", pipeline.SCHEMA_FILE]) == 0
+    return {**paths, "spec": kfp_launcher.load_spec(paths["output"])}
+
+
+def _parameter(spec: pb.PipelineSpec, task: str, name: str) -> str:
+    return spec.root.dag.tasks[task].inputs.parameters[name].runtime_value.constant_value.string_value
+
+
+def test_the_spec_has_every_task_in_order_and_every_container_as_deployed(compiled):
+    spec = compiled["spec"]
+    tasks = spec.root.dag.tasks
+    assert set(tasks) == set(EXECUTORS) | RESOLVERS
+    # Nothing is transformed or trained before the data gate; nothing pushed before both checks.
+    assert "DataGate" in tasks["Transform"].dependent_tasks
+    assert {"Evaluator", "InfraCheck"} <= set(tasks["Pusher"].dependent_tasks)
+    assert pipeline.REFERENCE_RESOLVER_ID in tasks["DataGate"].dependent_tasks
+    assert spec.default_pipeline_root == compiled["pipeline_root"]
+
+    launcher = kfp_launcher.Launcher(spec)
+    invocation = ["--json_serialized_invocation_args", "{{$}}", *beam.pipeline_args(SMOKE.beam)]
+    for task, executor_class in EXECUTORS.items():  # every one gets the pipeline's Beam arguments
+        container = launcher.container(task)
+        assert (container.image, list(container.command), list(container.args)) == (
+            IMAGE, RUN_EXECUTOR, ["--executor_class_path", executor_class, *invocation]), task
+    # The corpus executor (spans, checks) runs behind Kubeflow's stock ExampleGen driver.
+    driver = launcher.container(EXAMPLE_GEN).lifecycle.pre_cache_check
+    assert (list(driver.command), list(driver.args)) == (EXAMPLE_GEN_DRIVER, invocation)
+    assert _parameter(spec, EXAMPLE_GEN, "input_base") == compiled["data_root"]
+    assert _parameter(spec, "ImportSchemaGen", "schema_file") == pipeline.SCHEMA_FILE
+    assert all(kfp_launcher.deployment(spec).executors[f"{task}_executor"].HasField("resolver")
+               for task in RESOLVERS)
+
+
+def test_the_reference_resolver_queries_the_title_the_gate_writes(compiled):
+    """A custom type would be queried as "tfx.Artifact" but written under its own title."""
+    spec = compiled["spec"]
+    executors = kfp_launcher.deployment(spec).executors
+    query = executors[f"{pipeline.REFERENCE_RESOLVER_ID}_executor"].resolver.output_artifact_queries
+    assert query["statistics"].filter == 'schema_title="tfx.Statistics" AND state=LIVE'
+    accepted = spec.components["DataGate"].output_definitions.artifacts["accepted_statistics"]
+    assert kfp_launcher.schema_title(accepted.artifact_type) == "tfx.Statistics"
+
+
+def test_the_data_gate_container_rebuilds_its_output_artifacts(compiled):
+    outputs = kfp_launcher.Launcher(compiled["spec"]).outputs("DataGate")
+    rebuilt = kubeflow_v2_entrypoint_utils.parse_raw_artifact_dict(outputs.artifacts)
+    assert type(rebuilt["accepted_statistics"][0]) is AcceptedStatistics
+
+
+def test_a_json_file_gets_the_pipeline_job_with_its_root(tmp_path):
+    output = tmp_path / "pipeline.json"
+    kubeflow_v2_runner.compile_pipeline(
+        SMOKE, str(output), pipeline_root="gs://bucket/root", data_root="gs://bucket/corpus",
+        serving_model_dir="gs://bucket/serving_model/enja")
+
+    job = json_format.Parse(output.read_text(), pb.PipelineJob())
+    assert job.runtime_config.gcs_output_directory == "gs://bucket/root"
+    assert job.pipeline_spec["defaultPipelineRoot"] == "gs://bucket/root"
+    assert _parameter(json_format.ParseDict(json_format.MessageToDict(job.pipeline_spec),
+                                            pb.PipelineSpec()),
+                      "ImportSchemaGen", "schema_file") == kubeflow_v2_runner.IMAGE_SCHEMA_FILE
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--set", "nope.epochs=2"], "enja kubeflow: --set: expected group.field=value"),
+    ([], "enja kubeflow: give --data-root URI"),
+])
+def test_kubeflow_user_errors_are_one_line(arguments, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv(data.DATA_ROOT_ENV, raising=False)
+    code = cli.main(["kubeflow", "--output", str(tmp_path / "p.yaml"),
+                     "--pipeline-root", "gs://bucket/root", *arguments])
+    error = capsys.readouterr().err
+    assert code == 2 and error.startswith(message) and error.count("\n") == 1
+    assert not (tmp_path / "p.yaml").exists()
+
+
+def _records(examples: Artifact, split: str) -> list[bytes]:
+    """The split's tf.Examples, each serialized deterministically: the order in which a process
+    writes a feature map is not fixed (string hashing), so the written bytes differ between runs."""
+    files = tf.io.gfile.glob(os.path.join(examples.uri, f"Split-{split}", "*"))
+    return sorted(tf.train.Example.FromString(record.numpy()).SerializeToString(deterministic=True)
+                  for record in tf.data.TFRecordDataset(files, compression_type="GZIP"))
+
+
+def _vocabularies(transform_graph_uri: str) -> dict[str, bytes]:
+    assets = os.path.join(transform_graph_uri, "transform_fn", "assets")
+    return {name: tf.io.gfile.GFile(os.path.join(assets, name), "rb").read()
+            for name in tf.io.gfile.listdir(assets)}
+
+
+def _local_artifacts(smoke_run: dict) -> tuple[Artifact, str]:
+    """The local run's ExampleGen Examples (the ones with a dropped-pair count) and its vocabularies' graph."""
+    store = lineage.Lineage(smoke_run["layout"].metadata_connection())
+    examples = standard_artifacts.Examples()
+    examples.set_mlmd_artifact(next(
+        artifact for artifact in store.artifacts("Examples")
+        if example_gen.DROPPED_EMPTY_PAIRS_PROPERTY in artifact.custom_properties))
+    return examples, store.artifacts("TransformGraph")[0].uri
+
+
+def _run_to_transform(launcher: kfp_launcher.Launcher) -> None:
+    """ImportSchemaGen beside the ExampleGen, then Transform, which reads both."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        schema = pool.submit(launcher.run, "ImportSchemaGen")
+        launcher.run(EXAMPLE_GEN)
+        schema.result()
+    launcher.run("Transform")
+
+
+# Session-scoped like `smoke_run`: among fixtures of one scope pytest sets up first the one a
+# test names first, so these subprocesses start before the local run and overlap it.
+@pytest.fixture(scope="session")
+def kubeflow_run(compiled) -> Iterator[tuple[kfp_launcher.Launcher, concurrent.futures.Future]]:
+    """The spec's tasks up to Transform, run in the background while the local run goes on."""
+    launcher = kfp_launcher.Launcher(compiled["spec"])
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        yield launcher, pool.submit(_run_to_transform, launcher)
+
+
+def _as_consumer_sees_it(launcher: kfp_launcher.Launcher, task: str, key: str) -> Artifact:
+    """An output as TFX's container parses it when a later task gets it as input."""
+    recorded = pb.ArtifactList(artifacts=[launcher.recorded[(task, key)]])
+    [artifact] = kubeflow_v2_entrypoint_utils.parse_raw_artifact_dict({key: recorded})[key]
+    return artifact
+
+
+def test_example_gen_and_transform_run_from_the_spec_as_locally(kubeflow_run, smoke_run):
+    launcher, tasks = kubeflow_run
+    tasks.result()
+
+    local_examples, local_transform_graph = _local_artifacts(smoke_run)
+    examples = _as_consumer_sees_it(launcher, EXAMPLE_GEN, "examples")
+    for split in ("train", "eval"):
+        records = _records(examples, split)
+        assert len(records) == SMOKE.data.max_pairs and records == _records(local_examples, split), split
+    assert example_gen.spans_read(examples) == example_gen.spans_read(local_examples) == [4]
+    assert example_gen.file_pairs_read(examples) == example_gen.file_pairs_read(local_examples)
+    assert (examples.span, examples.split_names) == (local_examples.span, local_examples.split_names)
+
+    vocabularies = _vocabularies(launcher.recorded[("Transform", "transform_graph")].uri)
+    assert vocabularies and vocabularies == _vocabularies(local_transform_graph)
