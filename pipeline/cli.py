@@ -189,6 +189,7 @@ def _serve(args: argparse.Namespace) -> int:
             model_name=args.model_name,
             host=args.host,
             port=args.port,
+            rest_api_port=args.rest_api_port,
             model_config_file=args.model_config_file,
             model_config_file_poll_wait_s=args.model_config_file_poll_wait_seconds,
             enable_batching=args.enable_batching,
@@ -315,7 +316,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--model-name", default=ServingConfig.model_name,
                        help="the model's name with --model-base-path (default: %(default)s)")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8500)
+    serve.add_argument("--port", type=int, default=8500,
+                       help="the gRPC port: TF Serving's PredictionService and ModelService, and the standard "
+                            "health service grpc.health.v1.Health, SERVING for a model name while a version of "
+                            "it is available and for \"\" while every model's is (default: %(default)s)")
+    serve.add_argument("--rest_api_port", type=int, default=0, metavar="PORT",
+                       help="the HTTP port for Prometheus metrics at GET /monitoring/prometheus/metrics "
+                            "(requests, latency, batch sizes, version loads, served versions); "
+                            "0 serves no HTTP (default: %(default)s)")
     serve.add_argument("--enable-batching", action=argparse.BooleanOptionalAction, default=True)
     serve.add_argument("--batching-parameters-file",
                        help="TF Serving BatchingParameters text file, "
@@ -328,7 +336,10 @@ def build_parser() -> argparse.ArgumentParser:
     translate = commands.add_parser("translate", help="translate through a model server")
     translate.add_argument("--server", default="localhost:8500")
     translate.add_argument("--model-name", default=ServingConfig.model_name)
-    translate.add_argument("--timeout", type=float, default=30.0)
+    translate.add_argument("--timeout", type=float, default=30.0,
+                           help="seconds each request may take, including the retries (with exponential backoff) "
+                                "of one the server refuses as UNAVAILABLE or RESOURCE_EXHAUSTED "
+                                "(default: %(default)s)")
     translate.add_argument("--wait", type=float, default=0.0,
                            help="seconds to wait for the server to come up first")
     translate.add_argument("text", nargs="*", help="sentences (default: stdin, one a line)")

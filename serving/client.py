@@ -1,6 +1,13 @@
-"""Translating through any server that speaks TF Serving's gRPC API (`enja translate`)."""
+"""Translating through any server that speaks TF Serving's gRPC API (`enja translate`).
+
+Calls that the server refuses for now (UNAVAILABLE: not up yet, shutting down or
+its batch queue full; RESOURCE_EXHAUSTED) are retried by gRPC itself with
+exponential backoff, up to RETRY_POLICY's attempts and always within the
+caller's deadline: a Predict is safe to repeat.
+"""
 import argparse
 import itertools
+import json
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 
@@ -12,6 +19,23 @@ from enja.models import contract
 from enja.serving.warmup import predict_request
 
 BATCH_SIZE = 32  # sentences per request when reading stdin
+# gRPC's retry policy (its service config's names); gRPC waits a random time up to the current
+# backoff before each retry, and caps maxAttempts at 5.
+RETRY_POLICY = {
+    "maxAttempts": 5,
+    "initialBackoff": "0.1s",
+    "maxBackoff": "2s",
+    "backoffMultiplier": 2,
+    "retryableStatusCodes": ["UNAVAILABLE", "RESOURCE_EXHAUSTED"],
+}
+SERVICE_CONFIG = {"methodConfig": [{"name": [{"service": "tensorflow.serving.PredictionService"}],
+                                    "retryPolicy": RETRY_POLICY}]}
+
+
+def retrying_channel(server: str) -> grpc.Channel:
+    """An insecure channel to `server` whose PredictionService calls retry as RETRY_POLICY says."""
+    return grpc.insecure_channel(server, options=[("grpc.enable_retries", 1),
+                                                  ("grpc.service_config", json.dumps(SERVICE_CONFIG))])
 
 
 def translate_batches(stub: prediction_service_pb2_grpc.PredictionServiceStub, sentences: Iterable[str],
@@ -29,7 +53,7 @@ def translate_batches(stub: prediction_service_pb2_grpc.PredictionServiceStub, s
 def translate(sentences: Sequence[str], server: str = "localhost:8500", model_name: str = "enja",
               timeout: float = 30.0) -> list[str]:
     """Japanese translations of English sentences; raises grpc.RpcError on failure."""
-    with grpc.insecure_channel(server) as channel:
+    with retrying_channel(server) as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         return list(translate_batches(stub, sentences, model_name, timeout))
 
@@ -38,7 +62,7 @@ def main(args: argparse.Namespace) -> int:
     """Translate `args.text`, or stdin a line at a time; print one translation a line."""
     sentences = args.text or (line.rstrip("\n") for line in sys.stdin)
     try:
-        with grpc.insecure_channel(args.server) as channel:
+        with retrying_channel(args.server) as channel:
             if args.wait:
                 # Our server and TF Serving both listen only once a version is loaded.
                 grpc.channel_ready_future(channel).result(timeout=args.wait)

@@ -5,6 +5,7 @@ loads, versions, batches and answers like TF Serving, so clients and the
 model contract can be checked against it and then pointed at the real thing.
 """
 import dataclasses
+import functools
 import logging
 import os
 import signal
@@ -17,7 +18,10 @@ from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_p
 from enja.serving.batcher import Batcher
 from enja.serving.batching_config import BatchOptions, batch_options
 from enja.serving.config_poller import ConfigFilePoller
+from enja.serving.health import HealthReporter
+from enja.serving.http_server import HttpServer, Response
 from enja.serving.loader import LoadedModel
+from enja.serving.metrics import ServerMetrics
 from enja.serving.model_config import (
     ModelConfig,
     ModelServerConfig,
@@ -32,12 +36,14 @@ from enja.serving.servicer import ModelServicer, PredictionServicer
 from enja.serving.versions import VersionManager
 
 log = logging.getLogger(__name__)
+METRICS_PATH = "/monitoring/prometheus/metrics"  # TF Serving's, so scrape configs carry over
 
 
 @dataclasses.dataclass(frozen=True)
 class ServerOptions:
     host: str = "127.0.0.1"
     port: int = 8500  # 0 picks a free port
+    rest_api_port: int | None = None  # the HTTP port (metrics); None: none, 0 picks a free port
     poll_interval_s: float = 1.0  # TF Serving's --file_system_poll_wait_seconds
     num_versions: int = 1  # the newest N versions are served (servers built from a config follow its policies)
     max_load_retries: int = 5
@@ -85,30 +91,55 @@ class ModelServer:
         self.options = options
         self._config_dir = config_dir
         self._config_poller: ConfigFilePoller | None = None
-        self.models = ServedModels(resolve_base_paths(config, config_dir), self._new_manager)
-        self._batcher = Batcher(options.batching) if options.batching else None
+        config = resolve_base_paths(config, config_dir)
         limits = [("grpc.max_receive_message_length", options.max_message_bytes),
                   ("grpc.max_send_message_length", options.max_message_bytes)]
         self._rpc_threads = futures.ThreadPoolExecutor(options.max_workers, thread_name_prefix="rpc")
         self._grpc = grpc.server(self._rpc_threads, options=limits)
+        self.metrics = ServerMetrics()
+        self._health = HealthReporter(self._grpc, [model.name for model in config.model_config_list.config])
+        self._report_lock = threading.Lock()
+        self.models = ServedModels(config, self._new_manager)
+        self._batcher = Batcher(options.batching) if options.batching else None
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            PredictionServicer(self.models, options.limits, self._batcher), self._grpc)
+            PredictionServicer(self.models, options.limits, self._batcher, self.metrics), self._grpc)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(
             ModelServicer(self.models, self.reload_config), self._grpc)
         self.port = self._grpc.add_insecure_port(f"{options.host}:{options.port}")
+        self._http: HttpServer | None = None
+        if options.rest_api_port is not None:
+            self._http = HttpServer(options.host, options.rest_api_port, {("GET", METRICS_PATH): self._metrics_page})
 
     def _new_manager(self, config: ModelConfig) -> VersionManager:
-        return VersionManager(config, self._load, poll_interval_s=self.options.poll_interval_s,
-                              max_load_retries=self.options.max_load_retries)
+        return VersionManager(config, functools.partial(self._load, config.name),
+                              poll_interval_s=self.options.poll_interval_s,
+                              max_load_retries=self.options.max_load_retries, on_round=self._report_availability)
 
-    def _load(self, path: str, version: int) -> LoadedModel:
-        model = LoadedModel(path, version)
-        log.info("version %d answered %d warm-up requests", version, model.warm_up(self.options.limits))
+    def _load(self, model_name: str, path: str, version: int) -> LoadedModel:
+        with self.metrics.load(model_name):
+            model = LoadedModel(path, version)
+            log.info("version %d answered %d warm-up requests", version, model.warm_up(self.options.limits))
         return model
+
+    def _report_availability(self) -> None:
+        """Bring health and the served-version gauge in line with the versions available now."""
+        with self._report_lock:  # one snapshot at a time, so a stale one never lands last
+            available = {name: manager.available_versions() for name, manager in self.models.managers.items()}
+            self._health.update(available)
+            self.metrics.set_served(available)
+
+    def _metrics_page(self, body: bytes) -> Response:
+        text, content_type = self.metrics.exposition()
+        return Response(200, text, content_type)
 
     @property
     def address(self) -> str:
         return f"{self.options.host}:{self.port}"
+
+    @property
+    def rest_api_address(self) -> str | None:
+        """host:port of the HTTP server, if it has one."""
+        return f"{self.options.host}:{self._http.port}" if self._http else None
 
     @property
     def versions(self) -> VersionManager:
@@ -122,12 +153,15 @@ class ModelServer:
         Raises ModelConfigError when refused; returns once newly aspired versions serve (or failed to load).
         """
         self.models.apply(resolve_base_paths(config, self._config_dir))
+        self._report_availability()  # the models added or dropped, which their managers' rounds cannot report
         log.info("applied a new model config: %s", ", ".join(sorted(self.models.managers)))
 
     def start(self) -> None:
         """Load what the config asks for (like TF Serving, before accepting calls), then serve and poll."""
         self.models.start()
         self._grpc.start()
+        if self._http:
+            self._http.start()
         if self._config_poller:
             self._config_poller.start()
         log.info("serving %s on %s", ", ".join(sorted(self.models.managers)), self.address)
@@ -136,7 +170,10 @@ class ModelServer:
         """Stop adopting configs, refuse new calls, let in-flight ones finish (batcher still running), then stop."""
         if self._config_poller:
             self._config_poller.stop()
+        self._health.shut_down()
         self._grpc.stop(self.options.grace_s).wait()
+        if self._http:
+            self._http.stop()
         self._rpc_threads.shutdown()  # gRPC leaves its pool's threads behind otherwise
         if self._batcher:
             self._batcher.close()
@@ -144,11 +181,13 @@ class ModelServer:
 
 
 def serve(model_base_path: str | None = None, model_name: str = "enja", host: str = "127.0.0.1", port: int = 8500, *,
+          rest_api_port: int = 0,
           model_config_file: str | None = None, model_config_file_poll_wait_s: float = 0.0,
           enable_batching: bool = True, batching_parameters_file: str | None = None,
           poll_interval_s: float = 1.0, limits: RequestLimits = RequestLimits()) -> None:
     """Serve a base path's model or a config file's models until SIGTERM or SIGINT, then shut down gracefully.
 
+    `rest_api_port` is TF Serving's flag: the HTTP port for the metrics page, 0 for none.
     Raises ModelConfigError, before serving anything, if the config file cannot be served.
     """
     if (model_base_path is None) == (model_config_file is None):
@@ -157,7 +196,8 @@ def serve(model_base_path: str | None = None, model_name: str = "enja", host: st
     batching = None
     if enable_batching:
         batching = batch_options(batching_parameters_file) if batching_parameters_file else BatchOptions()
-    options = ServerOptions(host=host, port=port, poll_interval_s=poll_interval_s, batching=batching, limits=limits)
+    options = ServerOptions(host=host, port=port, rest_api_port=rest_api_port or None,
+                            poll_interval_s=poll_interval_s, batching=batching, limits=limits)
     if model_config_file is None:
         server = ModelServer(model_base_path, model_name, options)
     else:

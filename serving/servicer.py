@@ -23,11 +23,13 @@ from enja.serving import request as request_lib
 from enja.serving.batcher import Batcher
 from enja.serving.errors import ServingError, invalid, not_found
 from enja.serving.loader import LoadedModel
+from enja.serving.metrics import RequestLabels, ServerMetrics
 from enja.serving.model_config import ModelConfigError, ModelServerConfig
 from enja.serving.served_models import ServedModels
 
 log = logging.getLogger(__name__)
 SIGNATURE_DEF_FIELD = "signature_def"
+UNKNOWN_MODEL = "<unknown>"  # what requests for a model the server does not serve are counted under
 
 
 def _rpc(method):
@@ -52,17 +54,30 @@ def _unimplemented(self, request, context: grpc.ServicerContext):
 
 
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, models: ServedModels, limits: request_lib.RequestLimits, batcher: Batcher | None):
+    def __init__(self, models: ServedModels, limits: request_lib.RequestLimits, batcher: Batcher | None,
+                 metrics: ServerMetrics):
         self._models = models
         self._limits = limits
         self._batcher = batcher
+        self._metrics = metrics
+
+    def _labels(self, api: str, model_name: str) -> RequestLabels:
+        """Requests for unknown models are counted together, so clients cannot grow the metrics without bound."""
+        return RequestLabels(api, model_name if model_name in self._models.managers else UNKNOWN_MODEL)
 
     @_rpc
     def Predict(self, request: predict_pb2.PredictRequest, context) -> predict_pb2.PredictResponse:
+        with self._metrics.request(self._labels("Predict", request.model_spec.name)) as labels:
+            return self._predict(request, labels)
+
+    def _predict(self, request: predict_pb2.PredictRequest, labels: RequestLabels) -> predict_pb2.PredictResponse:
         model = self._models.resolve(request.model_spec)
+        labels.version = str(model.version)
         signature_name = request.model_spec.signature_name or tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY
-        parsed = request_lib.parse_predict(request, model.signature(signature_name), self._limits)
-        outputs = self._run(model, signature_name, parsed)
+        signature = model.signature(signature_name)
+        labels.signature = signature_name  # once it names a real signature: client-chosen names are unbounded
+        parsed = request_lib.parse_predict(request, signature, self._limits)
+        outputs = self._run(model, request.model_spec.name, signature_name, parsed)
         response = predict_pb2.PredictResponse()
         response.model_spec.name = request.model_spec.name
         response.model_spec.version.value = model.version
@@ -71,19 +86,29 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             response.outputs[key].CopyFrom(tf.make_tensor_proto(array))
         return response
 
-    def _run(self, model: LoadedModel, signature_name: str, parsed: request_lib.ParsedRequest):
+    def _run(self, model: LoadedModel, model_name: str, signature_name: str, parsed: request_lib.ParsedRequest):
         def run(inputs):
             return model.run(signature_name, inputs, parsed.output_keys)
+
+        def run_batch(inputs):
+            self._metrics.batch(model_name, model.version, signature_name, len(next(iter(inputs.values()))))
+            return run(inputs)
 
         leading = {array.shape[0] if array.ndim else None for array in parsed.inputs.values()}
         if self._batcher is None or len(leading) != 1 or None in leading:
             return run(parsed.inputs)
-        return self._batcher.run((id(model), signature_name, parsed.output_keys), parsed.inputs, run)
+        return self._batcher.run((id(model), signature_name, parsed.output_keys), parsed.inputs, run_batch)
 
     @_rpc
     def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest,
                          context) -> get_model_metadata_pb2.GetModelMetadataResponse:
+        with self._metrics.request(self._labels("GetModelMetadata", request.model_spec.name)) as labels:
+            return self._metadata(request, labels)
+
+    def _metadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest,
+                  labels: RequestLabels) -> get_model_metadata_pb2.GetModelMetadataResponse:
         model = self._models.resolve(request.model_spec)
+        labels.version = str(model.version)
         fields = set(request.metadata_field)
         if fields != {SIGNATURE_DEF_FIELD}:
             raise invalid(f"metadata_field must be ['{SIGNATURE_DEF_FIELD}'], got {sorted(fields)}")

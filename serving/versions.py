@@ -60,7 +60,8 @@ class VersionManager:
     """Loads, publishes and drops versions of one model as its ModelConfig asks; lookups are lock-protected."""
 
     def __init__(self, config: ModelConfig, load: Callable[[str, int], LoadedModel], poll_interval_s: float = 1.0,
-                 max_load_retries: int = 5):
+                 max_load_retries: int = 5, on_round: Callable[[], None] = lambda: None):
+        """`on_round` is called after each poll or reconfiguration, so health and metrics follow availability."""
         self._config = config  # what is asked for; its labels go live once the round that loads their versions ends
         self._load = load
         self._max_failures = 1 + max_load_retries
@@ -69,6 +70,7 @@ class VersionManager:
         self._available: dict[int, LoadedModel] = {}
         self._statuses: dict[int, VersionStatus] = {}
         self._labels: dict[str, int] = {}
+        self._on_round = on_round
         self._periodic = Periodic(self.poll, poll_interval_s, name=f"version-poller {config.name}")
 
     @property
@@ -85,11 +87,13 @@ class VersionManager:
         with self._round_lock:
             self._config = config
             self._round()
+        self._on_round()
 
     def poll(self) -> None:
         """One round: load aspired versions that are not yet served, then drop the ones no longer aspired."""
         with self._round_lock:
             self._round()
+        self._on_round()
 
     def _round(self) -> None:
         config = self._config
@@ -156,6 +160,10 @@ class VersionManager:
                 return self._available[version]
         raise not_found(f"Servable not found: version {version} (label '{label}') of {self.model_dir} "
                         "is not available")
+
+    def available_versions(self) -> list[int]:
+        with self._lock:
+            return sorted(self._available)
 
     def statuses(self) -> dict[int, VersionStatus]:
         with self._lock:
