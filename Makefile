@@ -7,6 +7,7 @@ ENJA := $(VENV)/bin/enja
 PRESET ?= default
 OUTPUT_DIR ?= pipeline_output
 PORT ?= 8500
+REST_API_PORT ?= 8501
 # The corpus: $ENJA_DATA_ROOT if set, else the shared copy beside the checkout, else data/.
 ENJA_DATA_ROOT ?= $(firstword $(wildcard ../shared/data/small_parallel_enja) data/small_parallel_enja)
 export ENJA_DATA_ROOT
@@ -39,7 +40,8 @@ run: data
 # `enja run` writes (it follows new pushes; `enja rollback` edits it).
 serve: stop
 	nohup $(ENJA) serve --model_config_file $(OUTPUT_DIR)/models.config \
-		--model_config_file_poll_wait_seconds 1 --port $(PORT) \
+		--model_config_file_poll_wait_seconds 1 --port $(PORT) --rest_api_port $(REST_API_PORT) \
+		--enable_batching \
 		> $(OUTPUT_DIR)/server.log 2>&1 & echo $$! > $(OUTPUT_DIR)/server.pid
 
 stop:

@@ -1,9 +1,10 @@
 """The exported SavedModel: raw English in, Japanese out, with no project code needed.
 
-It bundles the tf.Transform graph (tokenizing and vocabulary lookup), the trained
-encoder–decoder and in-graph decoding, and is saved from a `tf.Module` with
-`tf.saved_model.save`, which loads with both `tf.saved_model.load` and the TF1
-session loader used by TF Serving and BulkInferrer.
+It bundles the source side of the tf.Transform preprocessing (tokenizing and the
+source vocabulary's lookup, `transform.source_ids`), the trained encoder–decoder and
+in-graph decoding, and is saved from a `tf.Module` with `tf.saved_model.save`, which
+loads with both `tf.saved_model.load` and the TF1 session loader used by TF Serving
+and BulkInferrer.
 """
 from __future__ import annotations
 
@@ -23,7 +24,14 @@ class Translator(tf.Module):
                  decoding_config: DecodingConfig):
         super().__init__()
         self._model = model
-        self._tft_layer = tf_transform_output.transform_features_layer()
+        # Only English comes in, so only the source side of preprocessing is served: the
+        # whole Transform graph (`transform_features_layer`) also tokenized and looked up
+        # placeholder Japanese on every call. The module owns the table, so it is
+        # initialised once when the SavedModel loads.
+        self._source_table = transform.vocabulary_table(
+            tf_transform_output.vocabulary_file_by_name(features.SOURCE_VOCAB_NAME))
+        self._max_source_length = tf_transform_output.transformed_feature_spec()[
+            features.SOURCE_IDS_KEY].shape[0]
         # Keras 3 weights are tracked by name, which the TF1 session loader cannot
         # restore ("Could not find variable ..."); tracking the underlying
         # tf.Variables as well gives them the checkpoint keys it looks up.
@@ -43,9 +51,9 @@ class Translator(tf.Module):
                                       separator=" ")
 
     def _source_and_limits(self, text: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """The Transform graph's source ids [B, S] and each sentence's step limit [B]."""
-        transformed = self._tft_layer({features.SOURCE_KEY: tf.reshape(text, [-1, 1])})
-        source_ids = transformed[features.SOURCE_IDS_KEY]
+        """Transform's source ids [B, S] of `text` and each sentence's step limit [B]."""
+        source_ids = transform.source_ids(text, transform.table_lookup(self._source_table),
+                                          self._max_source_length)
         limits = decoding.output_length_limits(
             source_ids, self._decoding.max_output_length, self._decoding.max_length_ratio,
             self._decoding.max_length_offset)

@@ -179,25 +179,11 @@ def _attention(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from enja.serving import server
+    from enja.serving import flags
     from enja.serving.model_config import ModelConfigError
-    from enja.serving.request import RequestLimits
 
     try:
-        server.serve(
-            model_base_path=args.model_base_path,
-            model_name=args.model_name,
-            host=args.host,
-            port=args.port,
-            rest_api_port=args.rest_api_port,
-            model_config_file=args.model_config_file,
-            model_config_file_poll_wait_s=args.model_config_file_poll_wait_seconds,
-            enable_batching=args.enable_batching,
-            batching_parameters_file=args.batching_parameters_file,
-            poll_interval_s=args.file_system_poll_wait_seconds,
-            limits=RequestLimits(max_batch_size=args.max_request_sentences,
-                                 max_chars=args.max_sentence_chars),
-        )
+        flags.serve(args)
     except ModelConfigError as error:
         print(f"enja serve: {error}", file=sys.stderr)
         return 2
@@ -219,6 +205,7 @@ def _translate(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from enja.pipeline import configs
+    from enja.serving import flags as serving_flags
     from enja.serving.config import ServingConfig
 
     parser = argparse.ArgumentParser(prog="enja", description=__doc__)
@@ -301,36 +288,11 @@ def build_parser() -> argparse.ArgumentParser:
     attention.add_argument("sentence", help="English sentence, tokenized like the corpus")
     attention.set_defaults(handler=_attention)
 
-    serve = commands.add_parser("serve", help="serve pushed models over TF Serving's gRPC API")
-    source = serve.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model-base-path", metavar="DIR",
-                        help="serve the newest version in DIR/<model-name>/<version>/ (or use --model_config_file)")
-    source.add_argument("--model_config_file", metavar="FILE",
-                        help="serve the models of a TF Serving ModelServerConfig in protobuf text format, "
-                             "e.g. serving/deploy/models.config: names, base paths (the folders holding the "
-                             "numbered versions; a relative one is taken relative to FILE's folder), version "
-                             "policies and labels (default: none, use --model-base-path)")
-    serve.add_argument("--model_config_file_poll_wait_seconds", type=float, default=0.0, metavar="N",
-                       help="re-read --model_config_file every N seconds and apply it when it changed; "
-                            "0 reads it once (default: %(default)s)")
-    serve.add_argument("--model-name", default=ServingConfig.model_name,
-                       help="the model's name with --model-base-path (default: %(default)s)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8500,
-                       help="the gRPC port: TF Serving's PredictionService and ModelService, and the standard "
-                            "health service grpc.health.v1.Health, SERVING for a model name while a version of "
-                            "it is available and for \"\" while every model's is (default: %(default)s)")
-    serve.add_argument("--rest_api_port", type=int, default=0, metavar="PORT",
-                       help="the HTTP port for Prometheus metrics at GET /monitoring/prometheus/metrics "
-                            "(requests, latency, batch sizes, version loads, served versions); "
-                            "0 serves no HTTP (default: %(default)s)")
-    serve.add_argument("--enable-batching", action=argparse.BooleanOptionalAction, default=True)
-    serve.add_argument("--batching-parameters-file",
-                       help="TF Serving BatchingParameters text file, "
-                            "e.g. serving/deploy/batching_parameters.txt")
-    serve.add_argument("--file-system-poll-wait-seconds", type=float, default=1.0)
-    serve.add_argument("--max-sentence-chars", type=int, default=1000)
-    serve.add_argument("--max-request-sentences", type=int, default=256)
+    serve = commands.add_parser(
+        "serve", help="serve pushed models over TF Serving's gRPC and REST APIs",
+        description="A local stand-in for tensorflow_model_server, with its flags: the same command line "
+                    "serves the same models the same way (see serving/flags.py).")
+    serving_flags.add_arguments(serve)
     serve.set_defaults(handler=_serve)
 
     translate = commands.add_parser("translate", help="translate through a model server")

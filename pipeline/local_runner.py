@@ -49,7 +49,6 @@ def run(preset: str = configs.DEFAULT_PRESET, data_root: str | None = None,
         config: configs.PipelineConfig | None = None) -> history.RunRecord:
     """Runs the pipeline with a preset (or an explicit config); returns what the run did."""
     config = config or configs.PRESETS[preset]
-    beam_pipeline_args = beam.pipeline_args(config.beam)  # A bad setting fails before anything runs.
     layout = OutputLayout(output_dir, config)
     os.makedirs(os.path.dirname(layout.metadata_path), exist_ok=True)
     model_config.write_initial_model_config(
@@ -60,7 +59,7 @@ def run(preset: str = configs.DEFAULT_PRESET, data_root: str | None = None,
         pipeline_root=layout.pipeline_root,
         serving_model_dir=layout.serving_model_dir,
         metadata_connection_config=layout.metadata_connection(),
-        beam_pipeline_args=beam_pipeline_args)
+        beam_pipeline_args=beam.pipeline_args(config.beam))
     quiet = _FirstRunReferenceFilter()
     logging.getLogger("absl").addFilter(quiet)
     try:

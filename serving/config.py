@@ -1,4 +1,4 @@
-"""Settings shared by the Trainer's export and the model server.
+"""Settings shared by the Trainer's export and the model server, and the server's request limits.
 
 Each preset's values live in `enja.pipeline.configs`; the group is defined here so that
 the export and the server can import it without the pipeline's wiring.
@@ -14,3 +14,11 @@ class ServingConfig:
     # Replayed by TF Serving before it serves a new version (assets.extra).
     warmup_sentences: tuple[str, ...] = ("i like cats .", "where is the station ?",
                                          "he gave me a book yesterday .")
+
+
+@dataclasses.dataclass(frozen=True)
+class RequestLimits:
+    """Largest request the server accepts: sentences per request, characters per string."""
+
+    max_batch_size: int = 256
+    max_chars: int = 1000

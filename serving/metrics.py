@@ -4,6 +4,14 @@ Each server has its own CollectorRegistry rather than prometheus_client's global
 one, so that several servers in one process (as in the tests) count apart. The
 names are ours (`enja_serving_*`), not TF Serving's `:tensorflow:serving:*`,
 because the labels differ: dashboards are written against these.
+
+Requests are counted by `api`: the gRPC method's name (`Predict`,
+`GetModelMetadata`, `GetModelStatus`, `HandleReloadConfigRequest`) for gRPC
+calls, and the same name after REST_API_PREFIX for the REST API's calls
+(`rest:Predict`, `rest:GetModelMetadata`, `rest:GetModelStatus`). A dashboard
+selects REST with `api=~"rest:.*"`, gRPC with `api!~"rest:.*"`, and one method
+over both with e.g. `api=~"(rest:)?Predict"`. `model` is "" for calls about no
+one model (a config reload); `version` is "" unless the call ran one version.
 """
 import contextlib
 import dataclasses
@@ -16,6 +24,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from enja.serving.errors import ServingError
 
+REST_API_PREFIX = "rest:"  # what a REST call's api label starts with (see above)
 # Latencies from a cached short request (milliseconds) to a long beam search under load (tens of seconds).
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 # Rows per session run; batches are capped by max_batch_size (32 by default, a few hundred at most).

@@ -11,15 +11,8 @@ from tensorflow.core.framework import tensor_shape_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import predict_pb2
 
+from enja.serving.config import RequestLimits
 from enja.serving.errors import invalid
-
-
-@dataclasses.dataclass(frozen=True)
-class RequestLimits:
-    """Largest request the server accepts: sentences per request, characters per string."""
-
-    max_batch_size: int = 256
-    max_chars: int = 1000
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""A local model server speaking TF Serving's gRPC API (`enja serve`).
+"""A local model server speaking TF Serving's gRPC and REST APIs (`enja serve`).
 
 For development and tests where the tensorflow/serving image cannot run: it
 loads, versions, batches and answers like TF Serving, so clients and the
@@ -8,6 +8,7 @@ import dataclasses
 import functools
 import logging
 import os
+import re
 import signal
 import threading
 from concurrent import futures
@@ -15,11 +16,12 @@ from concurrent import futures
 import grpc
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
+from enja.serving import memory
 from enja.serving.batcher import Batcher
 from enja.serving.batching_config import BatchOptions, batch_options
 from enja.serving.config_poller import ConfigFilePoller
 from enja.serving.health import HealthReporter
-from enja.serving.http_server import HttpServer, Response
+from enja.serving.http_server import HttpServer, Request, Response, Route
 from enja.serving.loader import LoadedModel
 from enja.serving.metrics import ServerMetrics
 from enja.serving.model_config import (
@@ -31,6 +33,7 @@ from enja.serving.model_config import (
     resolve_base_paths,
 )
 from enja.serving.request import RequestLimits
+from enja.serving.rest_api import RestApi
 from enja.serving.served_models import ServedModels
 from enja.serving.servicer import ModelServicer, PredictionServicer
 from enja.serving.versions import VersionManager
@@ -43,10 +46,11 @@ METRICS_PATH = "/monitoring/prometheus/metrics"  # TF Serving's, so scrape confi
 class ServerOptions:
     host: str = "127.0.0.1"
     port: int = 8500  # 0 picks a free port
-    rest_api_port: int | None = None  # the HTTP port (metrics); None: none, 0 picks a free port
+    rest_api_port: int | None = None  # the HTTP port (REST API, metrics); None: none, 0 picks a free port
     poll_interval_s: float = 1.0  # TF Serving's --file_system_poll_wait_seconds
     num_versions: int = 1  # the newest N versions are served (servers built from a config follow its policies)
     max_load_retries: int = 5
+    enable_model_warmup: bool = True  # replay a version's warm-up requests before serving it
     batching: BatchOptions | None = BatchOptions()  # None serves each request on its own
     limits: RequestLimits = RequestLimits()
     max_message_bytes: int = 4 * 1024 * 1024
@@ -101,14 +105,16 @@ class ModelServer:
         self._report_lock = threading.Lock()
         self.models = ServedModels(config, self._new_manager)
         self._batcher = Batcher(options.batching) if options.batching else None
-        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            PredictionServicer(self.models, options.limits, self._batcher, self.metrics), self._grpc)
-        model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-            ModelServicer(self.models, self.reload_config), self._grpc)
+        predictions = PredictionServicer(self.models, options.limits, self._batcher, self.metrics)
+        model_service = ModelServicer(self.models, self.reload_config, self.metrics)
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(predictions, self._grpc)
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(model_service, self._grpc)
         self.port = self._grpc.add_insecure_port(f"{options.host}:{options.port}")
         self._http: HttpServer | None = None
         if options.rest_api_port is not None:
-            self._http = HttpServer(options.host, options.rest_api_port, {("GET", METRICS_PATH): self._metrics_page})
+            routes = [Route("GET", re.compile(re.escape(METRICS_PATH)), self._metrics_page),
+                      *RestApi(predictions, model_service).routes()]
+            self._http = HttpServer(options.host, options.rest_api_port, routes, options.max_message_bytes)
 
     def _new_manager(self, config: ModelConfig) -> VersionManager:
         return VersionManager(config, functools.partial(self._load, config.name),
@@ -118,7 +124,8 @@ class ModelServer:
     def _load(self, model_name: str, path: str, version: int) -> LoadedModel:
         with self.metrics.load(model_name):
             model = LoadedModel(path, version)
-            log.info("version %d answered %d warm-up requests", version, model.warm_up(self.options.limits))
+            if self.options.enable_model_warmup:
+                log.info("version %d answered %d warm-up requests", version, model.warm_up(self.options.limits))
         return model
 
     def _report_availability(self) -> None:
@@ -128,7 +135,7 @@ class ModelServer:
             self._health.update(available)
             self.metrics.set_served(available)
 
-    def _metrics_page(self, body: bytes) -> Response:
+    def _metrics_page(self, request: Request) -> Response:
         text, content_type = self.metrics.exposition()
         return Response(200, text, content_type)
 
@@ -165,6 +172,8 @@ class ModelServer:
         if self._config_poller:
             self._config_poller.start()
         log.info("serving %s on %s", ", ".join(sorted(self.models.managers)), self.address)
+        if self._http:
+            log.info("REST API and metrics at http://%s", self.rest_api_address)
 
     def stop(self) -> None:
         """Stop adopting configs, refuse new calls, let in-flight ones finish (batcher still running), then stop."""
@@ -180,26 +189,26 @@ class ModelServer:
         self.models.stop()
 
 
-def serve(model_base_path: str | None = None, model_name: str = "enja", host: str = "127.0.0.1", port: int = 8500, *,
-          rest_api_port: int = 0,
-          model_config_file: str | None = None, model_config_file_poll_wait_s: float = 0.0,
-          enable_batching: bool = True, batching_parameters_file: str | None = None,
-          poll_interval_s: float = 1.0, limits: RequestLimits = RequestLimits()) -> None:
-    """Serve a base path's model or a config file's models until SIGTERM or SIGINT, then shut down gracefully.
+def batching(enable: bool, parameters_file: str | None) -> BatchOptions | None:
+    """What --enable_batching and --batching_parameters_file ask for: TF Serving's defaults unless the file says."""
+    if not enable:
+        return None
+    return batch_options(parameters_file) if parameters_file else BatchOptions()
 
-    `rest_api_port` is TF Serving's flag: the HTTP port for the metrics page, 0 for none.
-    Raises ModelConfigError, before serving anything, if the config file cannot be served.
+
+def serve(options: ServerOptions, model_base_path: str | None = None, model_name: str = "enja", *,
+          model_config_file: str | None = None, model_config_file_poll_wait_s: float = 0.0) -> None:
+    """Serve one model's versions folder or a config file's models until SIGTERM or SIGINT, then shut down.
+
+    `model_base_path` is the folder holding the numbered versions, as TF Serving's flag means it.
+    Raises ModelConfigError, before serving anything, if the config cannot be served.
     """
     if (model_base_path is None) == (model_config_file is None):
         raise ValueError("give exactly one of model_base_path and model_config_file")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    batching = None
-    if enable_batching:
-        batching = batch_options(batching_parameters_file) if batching_parameters_file else BatchOptions()
-    options = ServerOptions(host=host, port=port, rest_api_port=rest_api_port or None,
-                            poll_interval_s=poll_interval_s, batching=batching, limits=limits)
+    memory.cap_malloc_arenas(os.cpu_count() or 1)  # before the RPC and session threads make arenas of their own
     if model_config_file is None:
-        server = ModelServer(model_base_path, model_name, options)
+        server = ModelServer.from_model_config(
+            model_server_config(model_name, os.path.abspath(model_base_path), options.num_versions), options)
     else:
         server = ModelServer.from_model_config_file(model_config_file, options, model_config_file_poll_wait_s)
     stop = threading.Event()

@@ -2,18 +2,23 @@
 
 Predict, GetModelMetadata, GetModelStatus and HandleReloadConfigRequest are
 served; the other RPCs answer UNIMPLEMENTED, as TF Serving does for APIs a
-model does not support.
+model does not support. The REST API (rest_api.py) calls the same `count`,
+`predict`, `metadata` and `model_status`, so both APIs check, limit, batch,
+count and fail alike.
 """
 import functools
 import logging
 from collections.abc import Callable
+from typing import ContextManager
 
 import grpc
 import tensorflow as tf
+from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
     model_management_pb2,
+    model_pb2,
     model_service_pb2_grpc,
     predict_pb2,
     prediction_service_pb2_grpc,
@@ -30,6 +35,7 @@ from enja.serving.served_models import ServedModels
 log = logging.getLogger(__name__)
 SIGNATURE_DEF_FIELD = "signature_def"
 UNKNOWN_MODEL = "<unknown>"  # what requests for a model the server does not serve are counted under
+SERVER_WIDE = ""  # the model label of calls about no one model (a config reload)
 
 
 def _rpc(method):
@@ -53,29 +59,56 @@ def _unimplemented(self, request, context: grpc.ServicerContext):
                   "this server implements Predict, GetModelMetadata, GetModelStatus and HandleReloadConfigRequest")
 
 
-class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, models: ServedModels, limits: request_lib.RequestLimits, batcher: Batcher | None,
-                 metrics: ServerMetrics):
+class _CountedService:
+    """Counts each call in the server's metrics (see metrics.py for the `api` label's values)."""
+
+    def __init__(self, models: ServedModels, metrics: ServerMetrics):
         self._models = models
-        self._limits = limits
-        self._batcher = batcher
         self._metrics = metrics
 
-    def _labels(self, api: str, model_name: str) -> RequestLabels:
-        """Requests for unknown models are counted together, so clients cannot grow the metrics without bound."""
-        return RequestLabels(api, model_name if model_name in self._models.managers else UNKNOWN_MODEL)
+    def count(self, api: str, model_name: str) -> ContextManager[RequestLabels]:
+        """Count and time the block as one call; calls for models the server does not serve are counted
+        together, so clients cannot grow the metrics without bound."""
+        known = model_name in self._models.managers
+        return self._metrics.request(RequestLabels(api, model_name if known else UNKNOWN_MODEL))
+
+
+def _signature_name(spec: model_pb2.ModelSpec) -> str:
+    return spec.signature_name or tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY
+
+
+def _signature(model: LoadedModel, spec: model_pb2.ModelSpec, labels: RequestLabels) -> meta_graph_pb2.SignatureDef:
+    """The signature a spec names, noting the version and signature the call is counted under."""
+    labels.version = str(model.version)
+    signature_name = _signature_name(spec)
+    signature = model.signature(signature_name)
+    labels.signature = signature_name  # once it names a real signature: client-chosen names are unbounded
+    return signature
+
+
+class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer, _CountedService):
+    """The gRPC methods count and answer a call; `predict` and `metadata` answer, for REST calls too."""
+
+    def __init__(self, models: ServedModels, limits: request_lib.RequestLimits, batcher: Batcher | None,
+                 metrics: ServerMetrics):
+        super().__init__(models, metrics)
+        self._limits = limits
+        self._batcher = batcher
 
     @_rpc
     def Predict(self, request: predict_pb2.PredictRequest, context) -> predict_pb2.PredictResponse:
-        with self._metrics.request(self._labels("Predict", request.model_spec.name)) as labels:
-            return self._predict(request, labels)
+        with self.count("Predict", request.model_spec.name) as labels:
+            return self.predict(request, labels)
 
-    def _predict(self, request: predict_pb2.PredictRequest, labels: RequestLabels) -> predict_pb2.PredictResponse:
+    def signature(self, spec: model_pb2.ModelSpec, labels: RequestLabels) -> meta_graph_pb2.SignatureDef:
+        """The signature a Predict for `spec` would run now (REST reads JSON by its input types)."""
+        return _signature(self._models.resolve(spec), spec, labels)
+
+    def predict(self, request: predict_pb2.PredictRequest, labels: RequestLabels) -> predict_pb2.PredictResponse:
+        """Run a Predict, filling in the version and signature it is counted under."""
         model = self._models.resolve(request.model_spec)
-        labels.version = str(model.version)
-        signature_name = request.model_spec.signature_name or tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY
-        signature = model.signature(signature_name)
-        labels.signature = signature_name  # once it names a real signature: client-chosen names are unbounded
+        signature = _signature(model, request.model_spec, labels)
+        signature_name = _signature_name(request.model_spec)
         parsed = request_lib.parse_predict(request, signature, self._limits)
         outputs = self._run(model, request.model_spec.name, signature_name, parsed)
         response = predict_pb2.PredictResponse()
@@ -102,11 +135,11 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     @_rpc
     def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest,
                          context) -> get_model_metadata_pb2.GetModelMetadataResponse:
-        with self._metrics.request(self._labels("GetModelMetadata", request.model_spec.name)) as labels:
-            return self._metadata(request, labels)
+        with self.count("GetModelMetadata", request.model_spec.name) as labels:
+            return self.metadata(request, labels)
 
-    def _metadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest,
-                  labels: RequestLabels) -> get_model_metadata_pb2.GetModelMetadataResponse:
+    def metadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest,
+                 labels: RequestLabels) -> get_model_metadata_pb2.GetModelMetadataResponse:
         model = self._models.resolve(request.model_spec)
         labels.version = str(model.version)
         fields = set(request.metadata_field)
@@ -122,14 +155,22 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     Classify = Regress = MultiInference = _unimplemented
 
 
-class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
-    def __init__(self, models: ServedModels, reload: Callable[[ModelServerConfig], None]):
-        self._models = models
+class ModelServicer(model_service_pb2_grpc.ModelServiceServicer, _CountedService):
+    """The gRPC methods count and answer a call; `model_status` answers, for REST calls too."""
+
+    def __init__(self, models: ServedModels, reload: Callable[[ModelServerConfig], None], metrics: ServerMetrics):
+        super().__init__(models, metrics)
         self._reload = reload
 
     @_rpc
     def GetModelStatus(self, request: get_model_status_pb2.GetModelStatusRequest,
                        context) -> get_model_status_pb2.GetModelStatusResponse:
+        with self.count("GetModelStatus", request.model_spec.name):
+            return self.model_status(request)
+
+    def model_status(self, request: get_model_status_pb2.GetModelStatusRequest
+                     ) -> get_model_status_pb2.GetModelStatusResponse:
+        """Every known version's state, or the one the spec names; each with a status, OK unless it failed."""
         spec = request.model_spec
         statuses = self._models.versions(spec.name).statuses()
         wanted = self._models.version_of(spec)
@@ -142,6 +183,7 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         response = get_model_status_pb2.GetModelStatusResponse()
         for version, status in sorted(statuses.items()):
             entry = response.model_version_status.add(version=version, state=status.state)
+            entry.status.SetInParent()  # error_code OK, as TF Serving answers for a version that did not fail
             if status.error:
                 entry.status.error_code = grpc.StatusCode.UNKNOWN.value[0]
                 entry.status.error_message = status.error
@@ -151,10 +193,11 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
     def HandleReloadConfigRequest(self, request: model_management_pb2.ReloadConfigRequest,
                                   context) -> model_management_pb2.ReloadConfigResponse:
         """Apply the config (not written anywhere); one that cannot be applied leaves the old in force."""
-        try:
-            self._reload(request.config)
-        except ModelConfigError as error:
-            raise invalid(f"config not applied, the previous one stays in force: {error}") from error
+        with self._metrics.request(RequestLabels("HandleReloadConfigRequest", SERVER_WIDE)):
+            try:
+                self._reload(request.config)
+            except ModelConfigError as error:
+                raise invalid(f"config not applied, the previous one stays in force: {error}") from error
         response = model_management_pb2.ReloadConfigResponse()
         response.status.SetInParent()  # error_code OK, as TF Serving answers
         return response

@@ -8,7 +8,8 @@ requests before any version that is no longer aspired is dropped, and the
 version labels move in the same step as the drop, so a new push, a rollback or
 a broken version never leaves the model (or a label) unavailable. Failed loads
 are retried on later polls, a bounded number of times (a push may still be
-copying).
+copying). A dropped version's memory goes back to the operating system once the
+last request holding it ends (serving/memory.py).
 """
 import dataclasses
 import logging
@@ -20,6 +21,7 @@ from tensorflow_serving.apis import get_model_status_pb2
 
 from enja.serving.errors import not_found
 from enja.serving.loader import LoadedModel
+from enja.serving.memory import DroppedVersions
 from enja.serving.model_config import ModelConfig, VersionPolicy, check_labels
 from enja.serving.periodic import Periodic
 
@@ -71,6 +73,7 @@ class VersionManager:
         self._statuses: dict[int, VersionStatus] = {}
         self._labels: dict[str, int] = {}
         self._on_round = on_round
+        self._dropped = DroppedVersions()
         self._periodic = Periodic(self.poll, poll_interval_s, name=f"version-poller {config.name}")
 
     @property
@@ -87,12 +90,14 @@ class VersionManager:
         with self._round_lock:
             self._config = config
             self._round()
+            self._dropped.release_gone()
         self._on_round()
 
     def poll(self) -> None:
         """One round: load aspired versions that are not yet served, then drop the ones no longer aspired."""
         with self._round_lock:
             self._round()
+            self._dropped.release_gone()
         self._on_round()
 
     def _round(self) -> None:
@@ -109,7 +114,7 @@ class VersionManager:
                 return  # keep serving what we have until an aspired version serves
             for version in set(self._available) - set(aspired):
                 # In-flight requests keep their reference; the session closes when the last one ends.
-                del self._available[version]
+                self._dropped.add(self._available.pop(version))
                 self._statuses[version] = VersionStatus(State.END)
                 log.info("unloaded %s version %d", self.model_dir, version)
 

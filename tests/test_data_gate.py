@@ -96,25 +96,31 @@ def test_real_spans_pass_one_after_another_and_become_the_reference(gate):
                                        data_gate.ANOMALIES_FILE))
 
 
-@pytest.mark.parametrize("spoil, expected", [
-    ("swapped", [r"train span 1: en_script: .*japanese", r"train span 1: ja_script: .*latin",
-                 r"train span 1: en_script: The Linfty distance"]),
-    ("long", [r"train span 1: en_tokens: Unexpectedly large value", r"train span 1: en_tokens: .*Jensen-Shannon"]),
-    ("mostly_empty_ja", [r"train span 1: 270 of 300 lines of train\.ja\.001 are empty; at most 1% may be"]),
-])
-def test_a_bad_span_stops_the_run_saying_what_and_where(gate, spoil, expected):
+# Each spoiled span, with what the gate must say about it ({span}: where the span is).
+BAD_SPAN_PROBLEMS = {
+    "swapped": [r"train span {span}: en_script: .*japanese", r"train span {span}: ja_script: .*latin",
+                r"train span {span}: en_script: The Linfty distance"],
+    "long": [r"train span {span}: en_tokens: Unexpectedly large value",
+             r"train span {span}: en_tokens: .*Jensen-Shannon"],
+    "mostly_empty_ja": [r"train span {span}: 270 of 300 lines of train\.ja\.00{span} are empty; at most 1% may be"],
+}
+
+
+def test_bad_spans_stop_the_run_saying_what_and_where(gate):
     write_span(gate.corpus, 0, *real_pairs(0, PAIRS))
     assert gate.check(0) == []
-    write_span(gate.corpus, 1, *BAD_SPANS[spoil](*real_pairs(1, PAIRS)))
+    for span, (spoil, patterns) in enumerate(BAD_SPAN_PROBLEMS.items(), start=1):
+        write_span(gate.corpus, span, *BAD_SPANS[spoil](*real_pairs(span, PAIRS)))
 
-    problems = "\n".join(gate.check(1))
+        problems = "\n".join(gate.check(span))
 
-    for pattern in expected:
-        assert re.search(pattern, problems), problems
-    # The bad span does not become the reference: span 0's statistics stay it.
-    assert _accepted_spans(gate) == [0]
-    write_span(gate.corpus, 2, *real_pairs(2, PAIRS))
-    assert gate.check(2) == []
+        for pattern in patterns:
+            assert re.search(pattern.format(span=span), problems), (spoil, problems)
+        # The bad span does not become the reference: span 0's statistics stay it.
+        assert _accepted_spans(gate) == [0], spoil
+    good = len(BAD_SPAN_PROBLEMS) + 1
+    write_span(gate.corpus, good, *real_pairs(good, PAIRS))
+    assert gate.check(good) == []
     assert gate.anomalies.get_json_value_custom_property(data_gate.REFERENCE_SPANS_PROPERTY) == [0]
 
 

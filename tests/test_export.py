@@ -1,6 +1,7 @@
 """The exported translator: loads and translates without project code, with both loaders."""
 from __future__ import annotations
 
+import collections
 import json
 import pathlib
 import subprocess
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
+from tensorflow.core.protobuf import saved_model_pb2
 
 from conftest import TINY_PAIRS
 from enja.models import contract, export
@@ -17,6 +19,40 @@ from enja.models.config import DecodingConfig
 from enja.preprocessing import features
 
 LOADER_SCRIPT = pathlib.Path(__file__).with_name("load_exported_model.py")
+SIGNATURES = (contract.SERVING_SIGNATURE, contract.EXAMPLES_SIGNATURE,
+              contract.OPTIONS_SIGNATURE, contract.ATTENTION_SIGNATURE)
+
+
+def signature_ops(export_dir: str, signature: str) -> collections.Counter:
+    """The op types a call of `signature` runs: its graph nodes and the functions they call,
+    each function counted once."""
+    saved_model = saved_model_pb2.SavedModel.FromString(
+        (pathlib.Path(export_dir) / "saved_model.pb").read_bytes())
+    meta_graph = saved_model.meta_graphs[0]
+    library = {function.signature.name: function
+               for function in meta_graph.graph_def.library.function}
+    main_nodes = {node.name: node for node in meta_graph.graph_def.node}
+    pending = [tensor.name.split(":")[0]
+               for tensor in meta_graph.signature_def[signature].outputs.values()]
+    seen_nodes: set[str] = set()
+    nodes = []
+    while pending:  # the main graph's nodes the outputs depend on
+        name = pending.pop()
+        if name not in seen_nodes:
+            seen_nodes.add(name)
+            nodes.append(main_nodes[name])
+            pending.extend(source.lstrip("^").split(":")[0] for source in main_nodes[name].input)
+    seen_functions: set[str] = set()
+    ops: collections.Counter = collections.Counter()
+    while nodes:  # and every node of the functions they call, recursively
+        node = nodes.pop()
+        ops[node.op] += 1
+        for value in node.attr.values():
+            for function in [value.func, *value.list.func]:
+                if function.name in library and function.name not in seen_functions:
+                    seen_functions.add(function.name)
+                    nodes.extend(library[function.name].node_def)
+    return ops
 
 
 @pytest.fixture(scope="module")
@@ -60,3 +96,13 @@ def test_zero_output_length_translates_to_nothing(tiny_model, transform_output_d
                                DecodingConfig(max_output_length=0))
     outputs = silent.translate(tf.constant([TINY_PAIRS[0][0]]))
     assert outputs[contract.TRANSLATIONS_OUTPUT].numpy().tolist() == [b""]
+
+
+@pytest.mark.parametrize("signature", SIGNATURES)
+def test_a_call_looks_up_the_source_vocabulary_only_and_initialises_no_table(exported_model_dir,
+                                                                           signature):
+    """Only English comes in: the target side of the Transform graph (on placeholder text)
+    is not run per call, and the source table is initialised once at load, not per call."""
+    ops = signature_ops(exported_model_dir, signature)
+    assert ops["LookupTableFindV2"] == 1
+    assert not [op for op in ops if op.startswith("InitializeTable")]

@@ -8,11 +8,8 @@ that need the local server (hot swap, broken versions, its own limits) skip.
 import argparse
 import io
 import os
-import re
 import shutil
-import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -414,24 +411,6 @@ def test_shutdown_lets_in_flight_requests_finish(model_base, tmp_path):
         with pytest.raises(grpc.RpcError) as raised:
             stub.Predict(text_request(SENTENCES), timeout=5)
         assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
-
-
-@local_only
-def test_cli_server_stops_gracefully_on_sigterm(model_base, tmp_path):
-    """`enja serve` end to end: it answers, then exits cleanly on SIGTERM."""
-    base = shutil.copytree(model_base, tmp_path / "base")
-    command = [sys.executable, "-m", "enja.pipeline.cli", "serve", "--model-base-path", str(base), "--port", "0"]
-    with subprocess.Popen(command, stderr=subprocess.PIPE, text=True) as process:
-        try:
-            address = next(match.group(1) for line in process.stderr
-                           if (match := re.search(r"serving .* on (\S+:\d+)", line)))
-            assert client.translate(SENTENCES, server=address) == client.translate(SENTENCES, server=address)
-            process.send_signal(signal.SIGTERM)
-            assert process.wait(timeout=60) == 0
-            assert "shutting down" in process.stderr.read()
-        finally:
-            if process.poll() is None:
-                process.kill()
 
 
 # --- the client -------------------------------------------------------------------------------

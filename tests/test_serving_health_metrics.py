@@ -19,7 +19,13 @@ import pytest
 import tensorflow as tf
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
-from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+from tensorflow_serving.apis import (
+    get_model_status_pb2,
+    model_management_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
 
 from enja.models import contract
 from enja.serving import client
@@ -137,9 +143,24 @@ def test_metrics_count_failures_by_status_and_unknown_models_together(metrics_se
     assert scrape(metrics_server)[("enja_serving_requests_total", unknown)] == 2
 
 
+def test_metrics_count_model_service_calls(metrics_server):
+    status_ok = frozenset({"api": "GetModelStatus", "model": MODEL, "version": "", "signature": "",
+                           "status": "OK"}.items())
+    reload_refused = frozenset({"api": "HandleReloadConfigRequest", "model": "", "version": "", "signature": "",
+                                "status": "INVALID_ARGUMENT"}.items())
+    with grpc.insecure_channel(metrics_server.address) as channel:
+        stub = model_service_pb2_grpc.ModelServiceStub(channel)
+        stub.GetModelStatus(get_model_status_pb2.GetModelStatusRequest(model_spec={"name": MODEL}), timeout=30)
+        with pytest.raises(grpc.RpcError):
+            stub.HandleReloadConfigRequest(model_management_pb2.ReloadConfigRequest(), timeout=30)  # no models
+    metrics = scrape(metrics_server)
+    assert metrics[("enja_serving_requests_total", status_ok)] == 1
+    assert metrics[("enja_serving_requests_total", reload_refused)] == 1
+
+
 def test_other_http_paths_answer_404_with_a_json_error(metrics_server):
     with pytest.raises(urllib.error.HTTPError) as raised:
-        urllib.request.urlopen(f"http://{metrics_server.rest_api_address}/v1/models/{MODEL}", timeout=10)
+        urllib.request.urlopen(f"http://{metrics_server.rest_api_address}/no/such/page", timeout=10)
     assert raised.value.code == 404
     assert json.loads(raised.value.read())["error"]
 

@@ -1,0 +1,149 @@
+"""One-sentence latency of exported SavedModels side by side, loaded the way TF Serving
+and Python load them.
+
+    .venv/bin/python bench/export_latency.py OLD_DIR [OTHER_DIR ...] [--requests 300]
+    .venv/bin/python bench/export_latency.py OLD_DIR \\
+        --reexport TRAINER_MODEL_URI TRANSFORM_GRAPH_URI [--reexport-dir DIR]
+
+`--reexport` first exports a Trainer's Model artifact again with the current
+models/export.py: its weights from the warm-start state beside its SavedModel, its
+vocabularies from the Transform graph it was trained on, the default DecodingConfig. An
+export change is then measured on the same trained weights as the model it replaces
+(e.g. OLD_DIR the version the Pusher pushed from that artifact).
+
+All models must translate the first --check dev sentences ($ENJA_DATA_ROOT/dev.en) the
+same, with both loaders; then each model answers --requests one-sentence calls, cycling
+through those sentences, through serving/loader.LoadedModel.run (the TF1 session, as
+TF Serving runs it) and through `tf.saved_model.load`, after warm-up. Models and loaders
+take turns call by call, as this machine's speed drifts within minutes. Prints p50 and
+p90 in milliseconds per model and loader, and the median of the per-call difference from
+the first model with the same loader and sentence: on a busy machine it shows a
+difference far below the spread of the latencies themselves.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from typing import Callable
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import tensorflow_transform as tft  # noqa: E402
+
+from enja.models import contract, export, seq2seq, warm_start_state  # noqa: E402
+from enja.models.config import DecodingConfig, ModelConfig  # noqa: E402
+from enja.pipeline import data  # noqa: E402
+from enja.preprocessing import transform  # noqa: E402
+from enja.serving.loader import LoadedModel  # noqa: E402
+
+# One sentence in, its translation and score out.
+Translate = Callable[[str], tuple[bytes, float]]
+
+
+def reexport(trainer_model: str, transform_graph: str, export_dir: str) -> str:
+    """Exports the weights of a Trainer Model artifact again, with the current export code."""
+    state = warm_start_state.load(os.path.join(trainer_model, warm_start_state.STATE_DIR))
+    if state is None:
+        raise FileNotFoundError(f"{trainer_model} keeps no warm-start state to take weights from")
+    output = tft.TFTransformOutput(transform_graph)
+    model = seq2seq.build(ModelConfig(**state.model_config), *transform.vocabulary_sizes(output))
+    for key, weight in warm_start_state.named_weights(model.trainer).items():
+        weight.assign(state.weights[key])
+    export.save(export.Translator(model, output, DecodingConfig()), export_dir)
+    return export_dir
+
+
+def tf1_translate(export_dir: str) -> Translate:
+    loaded = LoadedModel(export_dir, version=0)
+
+    def translate(sentence: str) -> tuple[bytes, float]:
+        outputs = loaded.run(contract.SERVING_SIGNATURE,
+                             {contract.TEXT_INPUT: np.array([sentence.encode()], dtype=object)},
+                             (contract.TRANSLATIONS_OUTPUT, contract.SCORES_OUTPUT))
+        return outputs[contract.TRANSLATIONS_OUTPUT][0], float(outputs[contract.SCORES_OUTPUT][0])
+    return translate
+
+
+def tf2_translate(export_dir: str) -> Translate:
+    signature = tf.saved_model.load(export_dir).signatures[contract.SERVING_SIGNATURE]
+
+    def translate(sentence: str) -> tuple[bytes, float]:
+        outputs = signature(**{contract.TEXT_INPUT: tf.constant([sentence])})
+        return (outputs[contract.TRANSLATIONS_OUTPUT].numpy()[0],
+                float(outputs[contract.SCORES_OUTPUT].numpy()[0]))
+    return translate
+
+
+LOADERS = {"TF1 session": tf1_translate, "tf.saved_model.load": tf2_translate}
+
+
+def check_same_translations(translators: dict[tuple[int, str], Translate],
+                            sentences: list[str]) -> None:
+    """Raises unless every translator gives the first one's translation of every sentence."""
+    (first_name, first), *others = translators.items()
+    for sentence in sentences:
+        expected, expected_score = first(sentence)
+        for name, translate in others:
+            translation, score = translate(sentence)
+            if translation != expected or not np.isclose(score, expected_score, rtol=1e-5):
+                raise AssertionError(f"{name} translates {sentence!r} as {translation.decode()!r} "
+                                     f"({score}), {first_name} as {expected.decode()!r} "
+                                     f"({expected_score})")
+
+
+def latencies(translators: dict[tuple[int, str], Translate], sentences: list[str],
+              requests: int, warmup: int) -> dict[tuple[int, str], np.ndarray]:
+    """Seconds per one-sentence call of each translator, taking turns call by call."""
+    seconds: dict[tuple[int, str], list[float]] = {name: [] for name in translators}
+    for i in range(warmup + requests):
+        sentence = sentences[i % len(sentences)]
+        for name, translate in translators.items():
+            start = time.perf_counter()
+            translate(sentence)
+            if i >= warmup:
+                seconds[name].append(time.perf_counter() - start)
+    return {name: np.array(values) for name, values in seconds.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("export_dirs", nargs="+", help="SavedModel directories to compare")
+    parser.add_argument("--reexport", nargs=2, metavar=("TRAINER_MODEL_URI", "TRANSFORM_GRAPH_URI"),
+                        help="also compare the Trainer's weights exported with the current code")
+    parser.add_argument("--reexport-dir", help="where to write the re-export (default: a temp dir)")
+    parser.add_argument("--requests", type=int, default=300, help="timed calls per model and loader")
+    parser.add_argument("--warmup", type=int, default=20, help="untimed calls first")
+    parser.add_argument("--check", type=int, default=100, help="dev sentences that must agree")
+    args = parser.parse_args()
+
+    export_dirs = list(args.export_dirs)
+    if args.reexport:
+        export_dirs.append(reexport(*args.reexport, args.reexport_dir
+                                    or os.path.join(tempfile.mkdtemp(), "reexport")))
+    with open(os.path.join(data.resolve_data_root(None), "dev.en"), encoding="utf-8") as dev:
+        sentences = [line.strip() for line in dev][:args.check]
+    translators = {(index, loader): load(export_dir)
+                   for index, export_dir in enumerate(export_dirs)
+                   for loader, load in LOADERS.items()}
+    check_same_translations(translators, sentences)
+    seconds = latencies(translators, sentences, args.requests, args.warmup)
+
+    for index, export_dir in enumerate(export_dirs):
+        print(f"model {index}: {export_dir}")
+    print(f"\n{len(sentences)} dev sentences translate the same in all; {args.requests} "
+          f"one-sentence calls each after {args.warmup} to warm up, {os.cpu_count()} CPUs\n")
+    print("| model | loader | p50 ms | p90 ms | per-call difference from model 0, p50 ms |\n"
+          "|---|---|---|---|---|")
+    for (index, loader), values in seconds.items():
+        p50, p90 = np.percentile(values, [50, 90]) * 1e3
+        difference = np.median(values - seconds[0, loader]) * 1e3
+        print(f"| {index} | {loader} | {p50:.1f} | {p90:.1f} | {difference:+.2f} |")
+
+
+if __name__ == "__main__":
+    main()

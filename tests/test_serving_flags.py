@@ -1,0 +1,107 @@
+"""`enja serve` takes tensorflow_model_server's command line, with the same meanings and defaults."""
+import re
+import shutil
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from enja.pipeline import cli
+from enja.serving import client, flags
+from enja.serving.batching_config import BatchOptions
+from enja.serving.server import ServerOptions
+from test_serving_contract import MODEL, SENTENCES
+
+
+def parse(*argv: str):
+    return cli.build_parser().parse_args(["serve", *argv])
+
+
+def options(*argv: str) -> ServerOptions:
+    return flags.server_options(parse("--model_base_path", "m", *argv))
+
+
+def test_defaults_are_tf_servings():
+    assert options() == ServerOptions(port=8500, rest_api_port=None, poll_interval_s=1, max_load_retries=5,
+                                      batching=None, enable_model_warmup=True)
+
+
+def test_tf_serving_spellings_set_what_they_say(tmp_path):
+    parameters = tmp_path / "batching.txt"
+    parameters.write_text("max_batch_size { value: 8 }\nbatch_timeout_micros { value: 500 }\n")
+    given = options("--port=9000", "--rest_api_port=9001", "--enable_batching=true",
+                    f"--batching_parameters_file={parameters}", "--file_system_poll_wait_seconds=30",
+                    "--max_num_load_retries=2", "--enable_model_warmup=false")
+    assert (given.port, given.rest_api_port, given.poll_interval_s, given.max_load_retries) == (9000, 9001, 30, 2)
+    assert given.batching == BatchOptions(max_batch_size=8, batch_timeout_s=0.0005)
+    assert given.enable_model_warmup is False
+    args = parse("--model_base_path=/models/x", "--model_name=x")
+    assert (args.model_base_path, args.model_name) == ("/models/x", "x")
+    assert parse("--model_config_file=c", "--model_config_file_poll_wait_seconds=60").model_config_file == "c"
+
+
+@pytest.mark.parametrize("argv, enabled", [
+    ([], False), (["--enable_batching"], True), (["--enable_batching=true"], True),
+    (["--enable_batching=false"], False), (["--enable-batching"], True), (["--no-enable-batching"], False)])
+def test_enable_batching_takes_tf_servings_values_and_the_old_spellings(argv, enabled):
+    assert (options(*argv).batching is not None) is enabled
+
+
+def test_the_old_spellings_still_work():
+    old = options("--model-name", "x", "--file-system-poll-wait-seconds", "3", "--max-sentence-chars", "9",
+                  "--max-request-sentences", "4", "--enable-batching")
+    new = options("--model_name", "x", "--file_system_poll_wait_seconds", "3", "--max_sentence_chars", "9",
+                  "--max_request_sentences", "4", "--enable_batching")
+    assert old == new and old.limits.max_chars == 9 and old.limits.max_batch_size == 4
+    assert parse("--model-base-path", "m").model_base_path == "m"
+
+
+def test_a_bad_boolean_names_the_flag(capsys):
+    with pytest.raises(SystemExit) as raised:
+        parse("--model_base_path", "m", "--enable_batching=maybe")
+    assert raised.value.code == 2
+    assert "--enable_batching" in capsys.readouterr().err
+
+
+def test_help_gives_each_flag_and_its_default(capsys):
+    with pytest.raises(SystemExit):
+        parse("--help")
+    text = " ".join(capsys.readouterr().out.split()).split("options:", 1)[1]
+    for flag, default in [("--port", "8500"), ("--rest_api_port", "0"), ("--model_name", "enja"),
+                          ("--enable_batching", "False"), ("--file_system_poll_wait_seconds", "1"),
+                          ("--model_config_file_poll_wait_seconds", "0"), ("--max_num_load_retries", "5"),
+                          ("--enable_model_warmup", "True")]:
+        entry = re.search(r"\(default: ([^)]*)\)", text[text.index(f"{flag} "):])  # the flag's own entry
+        assert entry and entry.group(1) == default, flag
+    for flag in ("--model_base_path", "--model_config_file", "--batching_parameters_file"):
+        assert flag in text
+
+
+def test_model_base_path_is_the_versions_folder(tmp_path):
+    versions = tmp_path / "serving_model" / MODEL
+    (versions / "7").mkdir(parents=True)
+    assert flags.versions_folder(str(versions), MODEL) == str(versions)
+    empty = tmp_path / "awaiting_the_first_push"
+    empty.mkdir()
+    assert flags.versions_folder(str(empty), MODEL) == str(empty)  # TF Serving waits there too
+    # What the old `--model-base-path` meant: the folder above the model's.
+    assert flags.versions_folder(str(tmp_path / "serving_model"), MODEL) == str(versions)
+
+
+def test_enja_serve_answers_on_tf_servings_command_line_and_stops_on_sigterm(standin_model_base, tmp_path):
+    """End to end, as a TF Serving user starts it: the versions' folder, then SIGTERM."""
+    base = shutil.copytree(standin_model_base, tmp_path / "base")
+    command = [sys.executable, "-m", "enja.pipeline.cli", "serve", f"--model_base_path={base}/{MODEL}",
+               f"--model_name={MODEL}", "--port=0", "--enable_batching=true"]
+    with subprocess.Popen(command, stderr=subprocess.PIPE, text=True) as process:
+        try:
+            address = next(match.group(1) for line in process.stderr
+                           if (match := re.search(r"serving .* on (\S+:\d+)", line)))
+            assert client.translate(SENTENCES, server=address) == ["こんにちは", "ありがとう", "おはよう"]
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=60) == 0
+            assert "shutting down" in process.stderr.read()
+        finally:
+            if process.poll() is None:
+                process.kill()

@@ -1,0 +1,308 @@
+"""TF Serving's REST API on the `--rest_api_port`, against a real server over real HTTP.
+
+One server per module, on the pipeline's pushed model with a version label, so
+every path prefix (name, version, label) is served; its answers are checked
+against the gRPC API's on the same server.
+"""
+import base64
+import concurrent.futures
+import json
+import os
+import re
+import shutil
+import socket
+import threading
+import urllib.error
+import urllib.request
+
+import grpc
+import numpy as np
+import pytest
+import tensorflow as tf
+from google.protobuf import json_format
+from prometheus_client.parser import text_string_to_metric_families
+from tensorflow_serving.apis import get_model_metadata_pb2, prediction_service_pb2_grpc
+
+from enja.models import contract
+from enja.preprocessing import features
+from enja.serving import warmup
+from enja.serving.http_server import HttpServer, Response, Route
+from enja.serving.server import METRICS_PATH, ModelServer, ServerOptions
+from test_serving_contract import LIMITS, MODEL, SENTENCES, newest_version, text_request
+from test_serving_model_config import config_text, eventually, message, model_entry
+
+LABEL = "stable"
+SIGNATURES = {contract.SERVING_SIGNATURE, contract.OPTIONS_SIGNATURE, contract.ATTENTION_SIGNATURE,
+              contract.EXAMPLES_SIGNATURE}
+MAX_MESSAGE_BYTES = 64 * 1024  # small, so the oversized body is quick to send
+
+
+@pytest.fixture(scope="module")
+def server(pushed_model_base, tmp_path_factory):
+    """A server on a copy of the pushed model, its newest version labelled LABEL."""
+    base = tmp_path_factory.mktemp("rest") / "base"
+    shutil.copytree(pushed_model_base, base)
+    version = newest_version(str(base))
+    warmup.write_warmup_requests(os.path.join(base, MODEL, str(version)), SENTENCES, MODEL)
+    config = message(config_text(model_entry(str(base / MODEL), labels={LABEL: version})))
+    options = ServerOptions(port=0, rest_api_port=0, limits=LIMITS, max_message_bytes=MAX_MESSAGE_BYTES)
+    server = ModelServer.from_model_config(config, options)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def version(server) -> int:
+    return server.versions.available_versions()[-1]
+
+
+@pytest.fixture(scope="module")
+def predictions(server):
+    with grpc.insecure_channel(server.address) as channel:
+        yield prediction_service_pb2_grpc.PredictionServiceStub(channel)
+
+
+def call(server: ModelServer, method: str, path: str, body=None) -> tuple[int, dict]:
+    """HTTP status and JSON answer; a dict body is sent as JSON, bytes as they are."""
+    data = json.dumps(body).encode() if isinstance(body, dict) else body
+    request = urllib.request.Request(f"http://{server.rest_api_address}{path}", data=data, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            assert answer.headers["Content-Type"] == "application/json"
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        assert error.headers["Content-Type"] == "application/json"
+        return error.code, json.loads(error.read())
+
+
+def predict(server: ModelServer, body, prefix: str = f"/v1/models/{MODEL}") -> dict:
+    status, answer = call(server, "POST", f"{prefix}:predict", body)
+    assert status == 200, answer
+    return answer
+
+
+def grpc_outputs(predictions, request) -> dict[str, list]:
+    response = predictions.Predict(request, timeout=60)
+    return {key: tf.make_ndarray(tensor).tolist() for key, tensor in response.outputs.items()}
+
+
+def prefixes(version: int) -> list[str]:
+    return [f"/v1/models/{MODEL}", f"/v1/models/{MODEL}/versions/{version}", f"/v1/models/{MODEL}/labels/{LABEL}"]
+
+
+def b64(data: bytes) -> dict:
+    return {"b64": base64.b64encode(data).decode("ascii")}
+
+
+def options_request(sentences, beam_width: int):
+    request = text_request(sentences, signature_name=contract.OPTIONS_SIGNATURE)
+    request.inputs[contract.BEAM_WIDTH_INPUT].CopyFrom(tf.make_tensor_proto(beam_width, dtype=tf.int32))
+    return request
+
+
+# --- status and metadata --------------------------------------------------------------------------
+
+def test_model_status_under_every_prefix(server, version):
+    for prefix in prefixes(version):
+        assert call(server, "GET", prefix) == (200, {"model_version_status": [
+            {"version": str(version), "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]})
+
+
+def test_metadata_under_every_prefix_is_the_grpc_signature_def_map(server, version, predictions):
+    request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+    request.model_spec.name = MODEL
+    expected = get_model_metadata_pb2.SignatureDefMap()
+    predictions.GetModelMetadata(request, timeout=30).metadata["signature_def"].Unpack(expected)
+    for prefix in prefixes(version):
+        status, answer = call(server, "GET", f"{prefix}/metadata")
+        assert status == 200
+        assert answer["model_spec"] == {"name": MODEL, "version": str(version), "signature_name": ""}
+        signatures = answer["metadata"]["signature_def"]["signature_def"]
+        assert SIGNATURES <= set(signatures)  # with __saved_model_init_op, as TF Serving lists it too
+        text = signatures[contract.SERVING_SIGNATURE]["inputs"][contract.TEXT_INPUT]
+        assert text["dtype"] == "DT_STRING" and text["tensor_shape"]["dim"] == [{"size": "-1", "name": ""}]
+        parsed = json_format.ParseDict(answer["metadata"]["signature_def"], get_model_metadata_pb2.SignatureDefMap())
+        assert parsed == expected
+
+
+# --- predict ---------------------------------------------------------------------------------------
+
+def test_row_format_answers_what_grpc_answers(server, predictions):
+    expected = grpc_outputs(predictions, text_request(SENTENCES))
+    answer = predict(server, {"instances": SENTENCES})
+    assert [row["translations"] for row in answer["predictions"]] == [t.decode() for t in expected["translations"]]
+    assert [np.float32(row["scores"]) for row in answer["predictions"]] == expected["scores"]
+    named = predict(server, {"signature_name": contract.SERVING_SIGNATURE,
+                             "instances": [{contract.TEXT_INPUT: sentence} for sentence in SENTENCES]})
+    assert named == answer
+
+
+def test_columnar_format_answers_outputs_by_name(server, predictions):
+    expected = grpc_outputs(predictions, text_request(SENTENCES))
+    answer = predict(server, {"inputs": SENTENCES})
+    assert answer["outputs"]["translations"] == [t.decode() for t in expected["translations"]]
+    assert np.array_equal(np.float32(answer["outputs"]["scores"]), expected["scores"])
+    assert predict(server, {"inputs": {contract.TEXT_INPUT: SENTENCES}}) == answer
+
+
+def test_every_prefix_predicts(server, version):
+    answers = [predict(server, {"instances": SENTENCES[:1]}, prefix) for prefix in prefixes(version)]
+    assert answers == answers[:1] * len(answers)
+
+
+def test_translate_with_options_takes_columnar_inputs(server, predictions):
+    expected = grpc_outputs(predictions, options_request(SENTENCES, beam_width=1))
+    answer = predict(server, {"signature_name": contract.OPTIONS_SIGNATURE,
+                              "inputs": {contract.TEXT_INPUT: SENTENCES, contract.BEAM_WIDTH_INPUT: 1}})
+    assert answer["outputs"]["translations"] == [t.decode() for t in expected["translations"]]
+
+
+def test_base64_strings_are_binary_inputs(server):
+    plain = predict(server, {"instances": SENTENCES})
+    assert predict(server, {"instances": [b64(sentence.encode()) for sentence in SENTENCES]}) == plain
+    examples = [tf.train.Example(features=tf.train.Features(feature={features.SOURCE_KEY: tf.train.Feature(
+        bytes_list=tf.train.BytesList(value=[sentence.encode()]))})) for sentence in SENTENCES]
+    answer = predict(server, {"signature_name": contract.EXAMPLES_SIGNATURE,
+                              "instances": [b64(example.SerializeToString()) for example in examples]})
+    assert [row["translations"] for row in answer["predictions"]] == [[row["translations"]]
+                                                                       for row in plain["predictions"]]
+
+
+def test_row_format_renders_each_instances_tensors(server):
+    (row,) = predict(server, {"signature_name": contract.ATTENTION_SIGNATURE, "instances": ["hello"]})["predictions"]
+    assert set(row) == {contract.SOURCE_TOKENS_OUTPUT, contract.TARGET_TOKENS_OUTPUT, contract.TARGET_IDS_OUTPUT,
+                        contract.ATTENTION_OUTPUT}
+    assert row[contract.SOURCE_TOKENS_OUTPUT][0] == "hello"
+    weights = np.array(row[contract.ATTENTION_OUTPUT])
+    assert weights.shape == (len(row[contract.TARGET_TOKENS_OUTPUT]), len(row[contract.SOURCE_TOKENS_OUTPUT]))
+    assert all(isinstance(token_id, int) for token_id in row[contract.TARGET_IDS_OUTPUT])
+
+
+# --- errors ----------------------------------------------------------------------------------------
+
+PREDICT = f"/v1/models/{MODEL}:predict"
+OPTIONS = {"signature_name": contract.OPTIONS_SIGNATURE}
+BAD_REQUESTS = {
+    # name: (method, path, body, HTTP status, what the message must say)
+    "empty body": ("POST", PREDICT, b"", 400, "empty"),
+    "bad JSON": ("POST", PREDICT, b'{"instances": [', 400, "JSON Parse error"),
+    "not an object": ("POST", PREDICT, b'["hello"]', 400, "JSON object"),
+    "nested too deeply": ("POST", PREDICT, b"[" * 50_000, 400, "JSON Parse error"),
+    "no inputs": ("POST", PREDICT, {"signature_name": contract.SERVING_SIGNATURE}, 400, "'instances'"),
+    "both formats": ("POST", PREDICT, {"instances": ["a"], "inputs": ["a"]}, 400, "exactly one"),
+    "empty instances": ("POST", PREDICT, {"instances": []}, 400, "non-empty"),
+    "wrong type": ("POST", PREDICT, {"instances": [1, 2]}, 400, "string"),
+    "signature name not a string": ("POST", PREDICT, {"signature_name": 1, "instances": ["a"]}, 400,
+                                    "signature_name"),
+    "unknown signature": ("POST", PREDICT, {"signature_name": "nope", "instances": ["a"]}, 400, "nope"),
+    "unknown model": ("POST", "/v1/models/nope:predict", {"instances": ["a"]}, 404, "nope"),
+    "unknown version": ("POST", f"/v1/models/{MODEL}/versions/999:predict", {"instances": ["a"]}, 404, "999"),
+    "unknown label": ("POST", f"/v1/models/{MODEL}/labels/nope:predict", {"instances": ["a"]}, 404, "nope"),
+    "missing input": ("POST", PREDICT, {**OPTIONS, "inputs": {"text": ["a"]}}, 400, contract.BEAM_WIDTH_INPUT),
+    "extra input": ("POST", PREDICT, {"inputs": {"text": ["a"], "extra": [1]}}, 400, "extra"),
+    "extra instance key": ("POST", PREDICT, {"instances": [{"text": "a", "extra": 1}]}, 400, "extra"),
+    "plain values for two inputs": ("POST", PREDICT, {**OPTIONS, "instances": ["a"]}, 400,
+                                    contract.BEAM_WIDTH_INPUT),
+    "a scalar input in rows": ("POST", PREDICT, {**OPTIONS, "instances": [{"text": "a", "beam_width": 1}]}, 400,
+                               contract.BEAM_WIDTH_INPUT),
+    "instances naming other inputs": ("POST", PREDICT, {"instances": [{"text": "a"}, {"txt": "b"}]}, 400, "item 1"),
+    "objects and values mixed": ("POST", PREDICT, {"instances": [{"text": "a"}, "b"]}, 400, "mixes"),
+    "bad base64": ("POST", PREDICT, {"instances": [{"b64": "not base64!"}]}, 400, "base64"),
+    "object as a value": ("POST", PREDICT, {"instances": [{"text": {"value": "a"}}]}, 400, "b64"),
+    "integer out of range": ("POST", PREDICT, {**OPTIONS, "inputs": {"text": ["a"], "beam_width": 2**40}}, 400,
+                             "int32"),
+    "ragged": ("POST", PREDICT, {"inputs": [["a"], ["b", "c"]]}, 400, "text"),
+    "too many sentences": ("POST", PREDICT, {"instances": ["a"] * (LIMITS.max_batch_size + 1)}, 400, "limit"),
+    "too long a sentence": ("POST", PREDICT, {"instances": ["x" * (LIMITS.max_chars + 1)]}, 400, "limit"),
+    "oversized body": ("POST", PREDICT, b" " * (MAX_MESSAGE_BYTES + 1), 413, str(MAX_MESSAGE_BYTES)),
+    "status of an unknown model": ("GET", "/v1/models/nope", None, 404, "nope"),
+    "status of an unknown version": ("GET", f"/v1/models/{MODEL}/versions/999", None, 404, "999"),
+    "metadata of an unknown label": ("GET", f"/v1/models/{MODEL}/labels/nope/metadata", None, 404, "nope"),
+    "version too large": ("GET", f"/v1/models/{MODEL}/versions/{10**20}", None, 400, "version"),
+    "version not a number": ("GET", f"/v1/models/{MODEL}/versions/one", None, 400, "Malformed request"),
+    "predict with GET": ("GET", PREDICT, None, 400, "Malformed request: GET"),
+    "status with PUT": ("PUT", f"/v1/models/{MODEL}", b"", 400, "Malformed request: PUT"),
+    "unknown verb": ("POST", f"/v1/models/{MODEL}:translate", {}, 400, "Malformed request"),
+    "classify": ("POST", f"/v1/models/{MODEL}:classify", {}, 501, "classify"),
+    "path outside /v1": ("GET", "/v2/models/enja", None, 404, "Not found"),
+}
+
+
+@pytest.mark.parametrize("method, path, body, status, says", BAD_REQUESTS.values(), ids=BAD_REQUESTS.keys())
+def test_bad_requests_answer_tf_servings_status_and_say_why(server, method, path, body, status, says):
+    answer_status, answer = call(server, method, path, body)
+    assert (answer_status, says in answer["error"]) == (status, True), answer
+
+
+def raw_http(server: ModelServer, data: bytes) -> bytes:
+    """Send bytes as they are on a fresh connection; what the server answers before closing it."""
+    host, port = server.rest_api_address.split(":")
+    with socket.create_connection((host, int(port)), timeout=60) as connection:
+        connection.sendall(data)
+        connection.shutdown(socket.SHUT_WR)
+        return b"".join(iter(lambda: connection.recv(65536), b""))
+
+
+def request_threads() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if "process_request_thread" in thread.name]
+
+
+def test_server_answers_after_a_burst_of_malformed_requests(server):
+    garbage = [b"NOT HTTP AT ALL\r\n\r\n", b"\x00\xff" * 100,  # answered by http.server itself, in HTML
+               b"GET /v1/models/enja HTTP/1.0\r\nX: " + b"x" * 70_000 + b"\r\n\r\n",
+               b"POST /v1/models/enja:predict HTTP/1.0\r\nContent-Length: 50\r\n\r\n{\"instances\"",
+               b"POST /v1/models/enja:predict HTTP/1.0\r\nContent-Length: -1\r\n\r\n"]
+    bad = [body for _, path, body, *_ in BAD_REQUESTS.values() if path == PREDICT]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda data: raw_http(server, data), garbage * 4))
+        statuses = list(pool.map(lambda body: call(server, "POST", PREDICT, body)[0], bad * 2))
+    assert all(answer.startswith(b"HTTP/1.0 4") or b"Bad request" in answer for answer in answers), answers
+    assert all(400 <= status < 500 for status in statuses)
+    assert len(predict(server, {"instances": SENTENCES})["predictions"]) == len(SENTENCES)
+    eventually(lambda: not request_threads(), timeout=10, what="every request thread finished")
+
+
+def test_a_client_that_stops_sending_times_out_without_holding_up_others():
+    routes = [Route("POST", re.compile("/echo"), lambda request: Response(200, request.body))]
+    server = HttpServer("127.0.0.1", 0, routes, max_body_bytes=1024, read_timeout_s=0.5)
+    server.start()
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as stalled:
+            stalled.sendall(b"POST /echo HTTP/1.0\r\nContent-Length: 100\r\n\r\nonly part of it")
+            with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/echo", data=b"meanwhile",
+                                        timeout=10) as answer:
+                assert answer.read() == b"meanwhile"
+            answer = b"".join(iter(lambda: stalled.recv(65536), b""))
+        assert answer.startswith(b"HTTP/1.0 408") and b"incomplete" in answer
+    finally:
+        server.stop()
+
+
+# --- metrics ---------------------------------------------------------------------------------------
+
+def request_counts(server: ModelServer) -> dict[tuple[str, str, str], float]:
+    """enja_serving_requests_total by (api, model, status)."""
+    with urllib.request.urlopen(f"http://{server.rest_api_address}{METRICS_PATH}", timeout=10) as page:
+        text = page.read().decode("utf-8")
+    counts: dict[tuple[str, str, str], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "enja_serving_requests_total":
+                key = (sample.labels["api"], sample.labels["model"], sample.labels["status"])
+                counts[key] = counts.get(key, 0) + sample.value
+    return counts
+
+
+def test_rest_calls_are_counted_apart_from_grpc(server, predictions):
+    before = request_counts(server)
+    predict(server, {"instances": SENTENCES[:1]})
+    call(server, "POST", "/v1/models/nope:predict", {"instances": ["a"]})
+    call(server, "GET", f"/v1/models/{MODEL}")
+    call(server, "GET", f"/v1/models/{MODEL}/metadata")
+    predictions.Predict(text_request(SENTENCES[:1]), timeout=60)
+    after = request_counts(server)
+    for key in [("rest:Predict", MODEL, "OK"), ("rest:Predict", "<unknown>", "NOT_FOUND"),
+                ("rest:GetModelStatus", MODEL, "OK"), ("rest:GetModelMetadata", MODEL, "OK"),
+                ("Predict", MODEL, "OK")]:
+        assert after[key] == before.get(key, 0) + 1, key
