@@ -6,6 +6,15 @@ the Trainer, the export and the benchmarks can import it without the pipeline's 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
+
+ATTENTIONS = ("none", "luong", "bahdanau")
+LEARNING_RATE_SCHEDULES = ("constant", "cosine")
+
+
+def _check_choice(setting: str, value: str, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise ValueError(f"{setting} is {value!r}; choose one of {', '.join(choices)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,6 +31,15 @@ class ModelConfig:
     # Use the target embedding matrix as the output projection (needs embedding_dim ==
     # units).
     tie_embeddings: bool = False
+
+    def __post_init__(self) -> None:
+        """A bad setting fails when the config is made, before any component runs."""
+        _check_choice("model.attention", self.attention, ATTENTIONS)
+        if self.bidirectional and self.units % 2:
+            raise ValueError(f"model.bidirectional needs even model.units, not {self.units}")
+        if self.tie_embeddings and self.embedding_dim != self.units:
+            raise ValueError("model.tie_embeddings needs model.embedding_dim == model.units, not "
+                             f"{self.embedding_dim} and {self.units}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +86,9 @@ class TrainingConfig:
     # Learning rate a warm-started run starts from (0: `learning_rate`); the optimizer
     # starts afresh, so a full rate may first undo some of what the base model learned.
     warm_start_learning_rate: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_choice("training.learning_rate_schedule", self.learning_rate_schedule, LEARNING_RATE_SCHEDULES)
 
 
 @dataclasses.dataclass(frozen=True)

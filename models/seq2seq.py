@@ -131,13 +131,6 @@ class TokenCrossentropy(keras.losses.Loss):
 
 def build(config: ModelConfig, source_vocab_size: int, target_vocab_size: int) -> Seq2Seq:
     """Builds the encoder–decoder for the given vocabulary sizes (reserved ids included)."""
-    if config.attention not in ("none", *_ATTENTION_LAYERS):
-        raise ValueError(f"model.attention must be none, luong or bahdanau, not {config.attention!r}")
-    if config.bidirectional and config.units % 2:
-        raise ValueError(f"model.bidirectional needs even model.units, not {config.units}")
-    if config.tie_embeddings and config.embedding_dim != config.units:
-        raise ValueError("model.tie_embeddings needs model.embedding_dim == model.units, not "
-                         f"{config.embedding_dim} and {config.units}")
     source_embedding = layers.Embedding(
         source_vocab_size, config.embedding_dim, mask_zero=True, name="source_embedding")
     if config.bidirectional:

@@ -28,6 +28,10 @@ def test_overrides_change_only_the_named_settings():
     ("model.bidirectional=yes", "true or false"),
     ("serving.warmup_sentences=hi", "cannot be set"),
     ("beam.runner=gpu", "beam.runner is 'gpu'; choose one of in_memory, multi_process"),
+    ("model.attention=dot", "model.attention is 'dot'; choose one of none, luong, bahdanau"),
+    ("training.learning_rate_schedule=linear",
+     "training.learning_rate_schedule is 'linear'; choose one of constant, cosine"),
+    ("model.units=255", "model.bidirectional needs even model.units, not 255"),
 ])
 def test_bad_overrides_name_the_setting(setting, message):
     with pytest.raises(ValueError, match=message):
@@ -44,17 +48,14 @@ def test_cosine_schedule_falls_from_the_base_rate_towards_zero():
     assert trainer.learning_rate(constant, 3) == 0.5
 
 
-def test_unknown_schedule_is_rejected():
-    training = TrainingConfig(learning_rate_schedule="linear")
-    with pytest.raises(ValueError, match="learning_rate_schedule"):
-        trainer.learning_rate(training, 0)
-
-
-def test_enja_run_rejects_a_bad_override_before_running(tmp_path, capsys):
+@pytest.mark.parametrize("setting, message", [
+    ("training.epoch=2", "training has no setting 'epoch'"),
+    ("model.attention=dot", "model.attention is 'dot'; choose one of none, luong, bahdanau"),
+])
+def test_enja_run_rejects_a_bad_override_before_running(tmp_path, capsys, setting, message):
     from enja.pipeline import cli
 
-    status = cli.main(["run", "--preset", "smoke", "--output-dir", str(tmp_path),
-                       "--set", "training.epoch=2"])
+    status = cli.main(["run", "--preset", "smoke", "--output-dir", str(tmp_path), "--set", setting])
     assert status == 2
-    assert "training has no setting 'epoch'" in capsys.readouterr().err
+    assert message in capsys.readouterr().err
     assert not list(tmp_path.iterdir())

@@ -74,13 +74,14 @@ def test_tied_logits_project_with_the_target_embedding():
                                rtol=1e-5, atol=1e-6)  # the bias starts at zero
 
 
-@pytest.mark.parametrize("config, message", [
-    (ModelConfig(units=7, bidirectional=True), "even"),
-    (ModelConfig(embedding_dim=8, units=6, tie_embeddings=True), "embedding_dim == model.units"),
+@pytest.mark.parametrize("fields, message", [
+    ({"units": 7, "bidirectional": True}, "even"),
+    ({"embedding_dim": 8, "units": 6, "tie_embeddings": True}, "embedding_dim == model.units"),
+    ({"attention": "dot"}, "model.attention is 'dot'; choose one of none, luong, bahdanau"),
 ])
-def test_inconsistent_sizes_are_rejected(config, message):
+def test_inconsistent_settings_are_rejected_when_the_config_is_made(fields, message):
     with pytest.raises(ValueError, match=message):
-        seq2seq.build(config, SOURCE_VOCAB, TARGET_VOCAB)
+        ModelConfig(**fields)
 
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
