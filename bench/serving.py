@@ -10,9 +10,14 @@ process so client threads do not share its interpreter lock. Loopback only.
 import argparse
 import multiprocessing
 import os
+import queue
 import statistics
 import time
 from concurrent import futures
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from enja.serving.server import ServerOptions
 
 SENTENCES = [
     "i like cats .", "this is a pen .", "it is raining today .", "i read a book .",
@@ -21,27 +26,48 @@ SENTENCES = [
 CONCURRENCIES = (1, 8, 32)
 
 
-def _run_server(base: str, model_name: str, batching: bool, ports, stop) -> None:
+def _run_server(base: str, model_name: str, options: "ServerOptions", addresses, stop) -> None:
     """Child process: serve until `stop` is set."""
-    from enja.serving.batching_config import BatchOptions
-    from enja.serving.server import ModelServer, ServerOptions
+    from enja.serving.server import ModelServer
 
-    server = ModelServer(base, model_name, ServerOptions(port=0, batching=BatchOptions() if batching else None))
+    server = ModelServer(base, model_name, options)
     server.start()
-    ports.put(server.port)
+    addresses.put((server.address, server.rest_api_address))
     stop.wait()
     server.stop()
 
 
 class ServerProcess:
-    def __init__(self, base: str, model_name: str, batching: bool):
-        context = multiprocessing.get_context("spawn")
-        self._ports, self._stop = context.Queue(), context.Event()
-        self._process = context.Process(target=_run_server, args=(base, model_name, batching, self._ports, self._stop))
+    """A ModelServer in a child process, up while the block runs."""
 
-    def __enter__(self) -> str:
+    def __init__(self, base: str, model_name: str, options: "ServerOptions"):
+        context = multiprocessing.get_context("spawn")
+        self._addresses, self._stop = context.Queue(), context.Event()
+        self._process = context.Process(target=_run_server, args=(base, model_name, options, self._addresses,
+                                                                   self._stop))
+        self.address: str | None = None
+        self.rest_api_address: str | None = None
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    def alive(self) -> bool:
+        return self._process.is_alive()
+
+    def __enter__(self) -> "ServerProcess":
+        """Returns once the server listens; raises if it died on the way, rather than waiting out the timeout."""
         self._process.start()
-        return f"127.0.0.1:{self._ports.get(timeout=300)}"
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                self.address, self.rest_api_address = self._addresses.get(timeout=1)
+                return self
+            except queue.Empty:
+                if not self.alive() or time.monotonic() > deadline:
+                    self._process.kill()  # a no-op if it died
+                    self._process.join()
+                    raise RuntimeError(f"the model server did not come up (exit code {self._process.exitcode})")
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
@@ -52,16 +78,30 @@ def percentile(samples: list[float], q: float) -> float:
     return statistics.quantiles(samples, n=100, method="inclusive")[q - 1] if len(samples) > 1 else samples[0]
 
 
-def in_process_latencies(version_dir: str, requests: int) -> list[float]:
+def newest_version(model_dir: str) -> int:
+    return max(int(name) for name in os.listdir(model_dir) if name.isdigit())
+
+
+def serving_signature(version_dir: str):
+    """The serving signature loaded into this process, for the floor every server adds to."""
     import tensorflow as tf
 
     from enja.models import contract
 
-    signature = tf.saved_model.load(version_dir).signatures[contract.SERVING_SIGNATURE]
+    return tf.saved_model.load(version_dir).signatures[contract.SERVING_SIGNATURE]
+
+
+def in_process_latencies(signature, requests: int, batch_size: int = 1) -> list[float]:
+    """Seconds per call of `signature` on `batch_size` sentences."""
+    import tensorflow as tf
+
+    from enja.models import contract
+
     latencies = []
     for i in range(requests + 1):
+        batch = [SENTENCES[(i + j) % len(SENTENCES)] for j in range(batch_size)]
         start = time.perf_counter()
-        signature(**{contract.TEXT_INPUT: tf.constant([SENTENCES[i % len(SENTENCES)]])})
+        signature(**{contract.TEXT_INPUT: tf.constant(batch)})
         latencies.append(time.perf_counter() - start)
     return latencies[1:]  # the first call traces
 
@@ -93,19 +133,22 @@ def main() -> None:
     import grpc
     from tensorflow_serving.apis import prediction_service_pb2_grpc
 
+    from enja.serving.batching_config import BatchOptions
+    from enja.serving.server import ServerOptions
     from enja.serving.warmup import predict_request
 
     model_dir = os.path.join(args.model_base_path, args.model_name)
-    version = max(int(name) for name in os.listdir(model_dir) if name.isdigit())
+    version = newest_version(model_dir)
     requests = [predict_request([SENTENCES[i % len(SENTENCES)]], args.model_name) for i in range(args.requests)]
 
-    floor = in_process_latencies(os.path.join(model_dir, str(version)), args.requests)
+    floor = in_process_latencies(serving_signature(os.path.join(model_dir, str(version))), args.requests)
     rows = [("in-process SavedModel call, 1 sentence", f"p50 {percentile(floor, 50) * 1e3:.1f} ms",
              f"p99 {percentile(floor, 99) * 1e3:.1f} ms")]
     for batching in (False, True):
         mode = "batching on" if batching else "batching off"
-        with ServerProcess(args.model_base_path, args.model_name, batching) as address, \
-                grpc.insecure_channel(address) as channel:
+        options = ServerOptions(port=0, batching=BatchOptions() if batching else None)
+        with ServerProcess(args.model_base_path, args.model_name, options) as server, \
+                grpc.insecure_channel(server.address) as channel:
             stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
             grpc_latencies(stub, requests[:10])  # connect and warm up
             latencies = grpc_latencies(stub, requests)

@@ -97,20 +97,27 @@ class Batcher:
         return tasks
 
     def _work(self) -> None:
-        while (batch := self._take_batch()) is not None:
-            run_fn, tasks = batch
-            try:
-                inputs = {alias: np.concatenate([t.inputs[alias] for t in tasks]) for alias in tasks[0].inputs}
-                outputs = run_fn(inputs)
-                total = sum(t.rows for t in tasks)
-                bad = [key for key, array in outputs.items() if np.ndim(array) == 0 or len(array) != total]
-                if bad:
-                    raise ServingError(grpc.StatusCode.INTERNAL,
-                                       f"outputs {bad} have no batch dimension, so batches cannot be split")
-                splits = np.cumsum([t.rows for t in tasks])[:-1]
-                parts = {key: np.split(array, splits) for key, array in outputs.items()}
-                for i, task in enumerate(tasks):
-                    task.future.set_result({key: part[i] for key, part in parts.items()})
-            except Exception as error:  # the batch's requests fail; the worker lives on
-                for task in tasks:
-                    task.future.set_exception(error)
+        while True:
+            batch = self._take_batch()
+            if batch is None:
+                return
+            self._run(*batch)
+            del batch  # an idle worker must not keep the last batch's version (perhaps swapped out) alive
+
+    def _run(self, run_fn: RunFn, tasks: list[_Task]) -> None:
+        """Run one batch and hand each task its rows of the outputs; a failure fails the batch's tasks only."""
+        try:
+            inputs = {alias: np.concatenate([t.inputs[alias] for t in tasks]) for alias in tasks[0].inputs}
+            outputs = run_fn(inputs)
+            total = sum(t.rows for t in tasks)
+            bad = [key for key, array in outputs.items() if np.ndim(array) == 0 or len(array) != total]
+            if bad:
+                raise ServingError(grpc.StatusCode.INTERNAL,
+                                   f"outputs {bad} have no batch dimension, so batches cannot be split")
+            splits = np.cumsum([t.rows for t in tasks])[:-1]
+            parts = {key: np.split(array, splits) for key, array in outputs.items()}
+            for i, task in enumerate(tasks):
+                task.future.set_result({key: part[i] for key, part in parts.items()})
+        except Exception as error:  # the batch's requests fail; the worker lives on
+            for task in tasks:
+                task.future.set_exception(error)

@@ -2,11 +2,23 @@
 import grpc
 import tensorflow as tf
 
+# An error message's length at most. gRPC sends it in the trailing metadata, percent-encoded (up to 12 bytes for a
+# character), and clients drop answers whose metadata is over 8 KiB at random, over 16 KiB always: a message quoting
+# a 10 kB model name reached the client as RESOURCE_EXHAUSTED "received metadata size exceeds soft limit".
+MAX_MESSAGE_CHARS = 400
+ELLIPSIS = "..."
+
+
+def shortened(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """`text`, cut to `limit` characters with an ellipsis if longer: messages quote what clients sent."""
+    return text if len(text) <= limit else text[:limit - len(ELLIPSIS)] + ELLIPSIS
+
 
 class ServingError(Exception):
-    """A failed request: its status code and a message for the client."""
+    """A failed request: its status code and a message for the client, shortened to fit gRPC's metadata."""
 
     def __init__(self, code: grpc.StatusCode, message: str):
+        message = shortened(message)
         super().__init__(message)
         self.code = code
         self.message = message

@@ -70,6 +70,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         metavar="true|false",
                         help="replay a version's assets.extra/tf_serving_warmup_requests before serving it "
                              "(default: %(default)s)")
+    parser.add_argument("--tensorflow_intra_op_parallelism", type=int, default=0, metavar="N",
+                        help="threads one op may use; 0 lets TensorFlow choose (default: %(default)s)")
+    parser.add_argument("--tensorflow_inter_op_parallelism", type=int, default=0, metavar="N",
+                        help="ops run at once; 0 lets TensorFlow choose (default: %(default)s)")
     own = parser.add_argument_group("this server's own")
     own.add_argument("--host", default="127.0.0.1",
                      help="the address to listen on; TF Serving listens on all (0.0.0.0) (default: %(default)s)")
@@ -78,6 +82,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="refuse requests of more than N sentences (default: %(default)s)")
     own.add_argument("--max_sentence_chars", "--max-sentence-chars", type=int, default=RequestLimits.max_chars,
                      metavar="N", help="refuse sentences of more than N characters (default: %(default)s)")
+    own.add_argument("--max_beam_width", "--max-beam-width", type=int, default=RequestLimits.max_beam_width,
+                     metavar="N", help="refuse translate_with_options requests for a beam width over N "
+                                       "(default: %(default)s)")
 
 
 def versions_folder(path: str, model_name: str) -> str:
@@ -101,7 +108,9 @@ def server_options(args: argparse.Namespace) -> server.ServerOptions:
         poll_interval_s=args.file_system_poll_wait_seconds, max_load_retries=args.max_num_load_retries,
         batching=server.batching(args.enable_batching, args.batching_parameters_file),
         enable_model_warmup=args.enable_model_warmup,
-        limits=RequestLimits(max_batch_size=args.max_request_sentences, max_chars=args.max_sentence_chars))
+        intra_op_threads=args.tensorflow_intra_op_parallelism, inter_op_threads=args.tensorflow_inter_op_parallelism,
+        limits=RequestLimits(max_batch_size=args.max_request_sentences, max_chars=args.max_sentence_chars,
+                             max_beam_width=args.max_beam_width))
 
 
 def serve(args: argparse.Namespace) -> None:

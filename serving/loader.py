@@ -18,11 +18,15 @@ from enja.serving.errors import ServingError
 class LoadedModel:
     """One version of a model in its own graph and session (thread-safe to run)."""
 
-    def __init__(self, path: str, version: int):
+    def __init__(self, path: str, version: int, intra_op_threads: int = 0, inter_op_threads: int = 0):
+        """Thread counts as TF Serving's --tensorflow_intra_op_parallelism and --tensorflow_inter_op_parallelism:
+        0 lets TensorFlow choose (a thread a core each); TensorFlow keeps the first session's pools for the process."""
         self.path = path
         self.version = version
         graph = tf.Graph()
-        self._session = tf.compat.v1.Session(graph=graph)
+        config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=intra_op_threads,
+                                          inter_op_parallelism_threads=inter_op_threads)
+        self._session = tf.compat.v1.Session(graph=graph, config=config)
         with graph.as_default():
             meta_graph = tf.compat.v1.saved_model.loader.load(self._session, [tf.saved_model.SERVING], path)
         self.signatures: dict[str, meta_graph_pb2.SignatureDef] = dict(meta_graph.signature_def)

@@ -4,10 +4,10 @@ glibc's malloc keeps a heap (an arena) for each thread that ran requests. A
 dropped version's graph and session are freed into those arenas, which keep the
 pages, so a server that adopts new versions grew by about 55 MB a swap on the
 default model and never gave it back. TF Serving avoids this by linking
-tcmalloc; this server asks glibc to return free pages (`malloc_trim`) once the
-last reference to a dropped version is gone, and `enja serve` caps the arenas
-at one per core, which keeps what fragmentation is left from spreading over
-dozens of request threads' heaps.
+tcmalloc. This server asks glibc to return free pages (`malloc_trim`) once the
+last reference to a dropped version is gone, and caps the arenas at one a core
+as it is built, so that what fragmentation remains is not spread over the heaps
+of dozens of request threads (bench/version_memory.py measures each part).
 """
 import ctypes
 import ctypes.util
@@ -47,8 +47,10 @@ def cap_malloc_arenas(count: int) -> None:
 class DroppedVersions:
     """Versions no longer served that requests in flight may still hold; their memory is returned once gone."""
 
-    def __init__(self) -> None:
+    def __init__(self, release: Callable[[], None] = release_free_memory) -> None:
+        """`release` returns free memory to the system (a benchmark passes a no-op to see the growth)."""
         self._held: list[weakref.ref] = []
+        self._release = release
 
     def add(self, model: object) -> None:
         self._held.append(weakref.ref(model))
@@ -58,6 +60,6 @@ class DroppedVersions:
         held = [ref for ref in self._held if ref() is not None]
         if len(held) < len(self._held):
             gc.collect()  # a tf.Graph sits in reference cycles: without this its memory waits for the collector
-            release_free_memory()
+            self._release()
             log.debug("returned the memory of %d dropped versions", len(self._held) - len(held))
         self._held = held

@@ -35,7 +35,7 @@ from tensorflow.core.framework import tensor_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, model_pb2, predict_pb2
 
-from enja.serving.errors import ServingError, invalid
+from enja.serving.errors import ServingError, invalid, shortened
 from enja.serving.http_server import ANY_METHOD, Handler, Request, Response, Route, error_response
 from enja.serving.metrics import REST_API_PREFIX, RequestLabels
 from enja.serving.servicer import SIGNATURE_DEF_FIELD, ModelServicer, PredictionServicer
@@ -168,8 +168,7 @@ def _proto_json(message: Message) -> dict:
 
 
 def _shown(value: Any) -> str:
-    text = json.dumps(value) if not isinstance(value, str) else value
-    return text if len(text) <= MAX_SHOWN_CHARS else text[:MAX_SHOWN_CHARS] + "..."
+    return shortened(value if isinstance(value, str) else json.dumps(value), MAX_SHOWN_CHARS)
 
 
 def _json_object(body: bytes) -> dict:

@@ -51,6 +51,8 @@ class ServerOptions:
     num_versions: int = 1  # the newest N versions are served (servers built from a config follow its policies)
     max_load_retries: int = 5
     enable_model_warmup: bool = True  # replay a version's warm-up requests before serving it
+    intra_op_threads: int = 0  # threads each op may use; 0: TensorFlow's choice, one a core
+    inter_op_threads: int = 0  # ops run at once; 0: TensorFlow's choice, one a core
     batching: BatchOptions | None = BatchOptions()  # None serves each request on its own
     limits: RequestLimits = RequestLimits()
     max_message_bytes: int = 4 * 1024 * 1024
@@ -92,6 +94,7 @@ class ModelServer:
         return server
 
     def _build(self, config: ModelServerConfig, options: ServerOptions, config_dir: str) -> None:
+        memory.cap_malloc_arenas(os.cpu_count() or 1)  # before the RPC and session threads make arenas of their own
         self.options = options
         self._config_dir = config_dir
         self._config_poller: ConfigFilePoller | None = None
@@ -123,7 +126,7 @@ class ModelServer:
 
     def _load(self, model_name: str, path: str, version: int) -> LoadedModel:
         with self.metrics.load(model_name):
-            model = LoadedModel(path, version)
+            model = LoadedModel(path, version, self.options.intra_op_threads, self.options.inter_op_threads)
             if self.options.enable_model_warmup:
                 log.info("version %d answered %d warm-up requests", version, model.warm_up(self.options.limits))
         return model
@@ -205,7 +208,6 @@ def serve(options: ServerOptions, model_base_path: str | None = None, model_name
     """
     if (model_base_path is None) == (model_config_file is None):
         raise ValueError("give exactly one of model_base_path and model_config_file")
-    memory.cap_malloc_arenas(os.cpu_count() or 1)  # before the RPC and session threads make arenas of their own
     if model_config_file is None:
         server = ModelServer.from_model_config(
             model_server_config(model_name, os.path.abspath(model_base_path), options.num_versions), options)

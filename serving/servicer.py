@@ -26,7 +26,7 @@ from tensorflow_serving.apis import (
 
 from enja.serving import request as request_lib
 from enja.serving.batcher import Batcher
-from enja.serving.errors import ServingError, invalid, not_found
+from enja.serving.errors import ServingError, invalid, not_found, shortened
 from enja.serving.loader import LoadedModel
 from enja.serving.metrics import RequestLabels, ServerMetrics
 from enja.serving.model_config import ModelConfigError, ModelServerConfig
@@ -49,7 +49,7 @@ def _rpc(method):
             context.abort(error.code, error.message)
         except Exception as error:
             log.exception("%s failed", method.__name__)
-            context.abort(grpc.StatusCode.INTERNAL, f"{type(error).__name__}: {error}")
+            context.abort(grpc.StatusCode.INTERNAL, shortened(f"{type(error).__name__}: {error}"))
 
     return wrapper
 

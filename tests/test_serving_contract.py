@@ -18,6 +18,7 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorflow.core.framework import tensor_pb2
 from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
@@ -31,7 +32,7 @@ from tensorflow_serving.apis import (
 from enja.models import contract
 from enja.pipeline import cli
 from enja.serving.config import ServingConfig
-from enja.serving import client, ops, warmup
+from enja.serving import client, errors, ops, warmup
 from enja.serving.batching_config import BatchOptions
 from enja.serving.request import RequestLimits
 from enja.serving.server import ModelServer, ServerOptions
@@ -115,6 +116,12 @@ def text_request(sentences, **spec) -> predict_pb2.PredictRequest:
             request.model_spec.version.value = value
         else:
             setattr(request.model_spec, field, value)
+    return request
+
+
+def options_request(sentences, beam_width: int) -> predict_pb2.PredictRequest:
+    request = text_request(sentences, signature_name=contract.OPTIONS_SIGNATURE)
+    request.inputs[contract.BEAM_WIDTH_INPUT].CopyFrom(tf.make_tensor_proto(beam_width, dtype=tf.int32))
     return request
 
 
@@ -297,6 +304,56 @@ def test_oversized_or_empty_is_invalid_argument(predictions, sentences):
 def test_message_size_is_limited(predictions):
     huge = text_request(["x" * (5 * 1024 * 1024)])
     assert status_code(predictions.Predict, huge) == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def declared_text(sizes: list[int], values: list[bytes]) -> tensor_pb2.TensorProto:
+    """A string tensor declaring `sizes` whatever `values` it carries."""
+    return tensor_pb2.TensorProto(dtype=tf.string.as_datatype_enum, string_val=values,
+                                  tensor_shape={"dim": [{"size": size} for size in sizes]})
+
+
+@local_only
+@pytest.mark.parametrize("sizes, values", [
+    ([2**28], [b"hello"]), ([2**40], [b"hello"]), ([0, 2**40], [b"hello"]), ([-1], [b"hello"]),
+    ([3], [b"hello", b"thanks"]), ([3], [])], ids=["2**28", "2**40", "0x2**40", "negative", "short", "none"])
+def test_a_declared_shape_the_values_do_not_fill_is_refused_before_it_is_built(predictions, sizes, values):
+    request = text_request(SENTENCES)
+    request.inputs[contract.TEXT_INPUT].CopyFrom(declared_text(sizes, values))
+    start = time.monotonic()
+    with pytest.raises(grpc.RpcError) as raised:
+        predictions.Predict(request, timeout=30)
+    assert (raised.value.code(), f"'{contract.TEXT_INPUT}'" in raised.value.details()) \
+        == (grpc.StatusCode.INVALID_ARGUMENT, True), raised.value.details()
+    assert time.monotonic() - start < 2.0, "the shape was built before it was checked"
+
+
+@local_only
+def test_one_value_fills_the_declared_shape(predictions):
+    """As make_tensor_proto("hello", shape=[3]) sends it, and TF Serving takes it."""
+    request = text_request(SENTENCES)
+    request.inputs[contract.TEXT_INPUT].CopyFrom(declared_text([3], [b"hello"]))
+    translations = tf.make_ndarray(predictions.Predict(request, timeout=30).outputs[contract.TRANSLATIONS_OUTPUT])
+    assert len(translations) == 3 and len(set(translations.tolist())) == 1
+
+
+@local_only
+def test_beam_width_is_limited(predictions):
+    assert predictions.Predict(options_request(SENTENCES[:1], LIMITS.max_beam_width), timeout=60).outputs
+    for beam_width in (LIMITS.max_beam_width + 1, 2**31 - 1):
+        with pytest.raises(grpc.RpcError) as raised:
+            predictions.Predict(options_request(SENTENCES[:1], beam_width), timeout=30)
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert f"max_beam_width={LIMITS.max_beam_width}" in raised.value.details()
+
+
+@local_only
+def test_a_long_model_name_is_not_found_in_a_short_message(predictions):
+    """Quoted whole, a 10 kB name is over gRPC's 8 KiB soft limit on metadata, and clients drop some answers."""
+    with pytest.raises(grpc.RpcError) as raised:
+        predictions.Predict(text_request(SENTENCES, name="x" * 10_000), timeout=30)
+    assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+    assert len(raised.value.details()) <= errors.MAX_MESSAGE_CHARS
+    assert raised.value.details().startswith("Servable not found") and raised.value.details().endswith("...")
 
 
 @local_only

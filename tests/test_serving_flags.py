@@ -10,6 +10,7 @@ import pytest
 from enja.pipeline import cli
 from enja.serving import client, flags
 from enja.serving.batching_config import BatchOptions
+from enja.serving.config import RequestLimits
 from enja.serving.server import ServerOptions
 from test_serving_contract import MODEL, SENTENCES
 
@@ -32,10 +33,12 @@ def test_tf_serving_spellings_set_what_they_say(tmp_path):
     parameters.write_text("max_batch_size { value: 8 }\nbatch_timeout_micros { value: 500 }\n")
     given = options("--port=9000", "--rest_api_port=9001", "--enable_batching=true",
                     f"--batching_parameters_file={parameters}", "--file_system_poll_wait_seconds=30",
-                    "--max_num_load_retries=2", "--enable_model_warmup=false")
+                    "--max_num_load_retries=2", "--enable_model_warmup=false",
+                    "--tensorflow_intra_op_parallelism=1", "--tensorflow_inter_op_parallelism=3")
     assert (given.port, given.rest_api_port, given.poll_interval_s, given.max_load_retries) == (9000, 9001, 30, 2)
     assert given.batching == BatchOptions(max_batch_size=8, batch_timeout_s=0.0005)
     assert given.enable_model_warmup is False
+    assert (given.intra_op_threads, given.inter_op_threads) == (1, 3)
     args = parse("--model_base_path=/models/x", "--model_name=x")
     assert (args.model_base_path, args.model_name) == ("/models/x", "x")
     assert parse("--model_config_file=c", "--model_config_file_poll_wait_seconds=60").model_config_file == "c"
@@ -57,6 +60,12 @@ def test_the_old_spellings_still_work():
     assert parse("--model-base-path", "m").model_base_path == "m"
 
 
+@pytest.mark.parametrize("flag", ["--max_beam_width", "--max-beam-width"])
+def test_max_beam_width_sets_the_servers_limit(flag):
+    assert options().limits.max_beam_width == RequestLimits.max_beam_width
+    assert options(flag, "4").limits == RequestLimits(max_beam_width=4)
+
+
 def test_a_bad_boolean_names_the_flag(capsys):
     with pytest.raises(SystemExit) as raised:
         parse("--model_base_path", "m", "--enable_batching=maybe")
@@ -71,7 +80,8 @@ def test_help_gives_each_flag_and_its_default(capsys):
     for flag, default in [("--port", "8500"), ("--rest_api_port", "0"), ("--model_name", "enja"),
                           ("--enable_batching", "False"), ("--file_system_poll_wait_seconds", "1"),
                           ("--model_config_file_poll_wait_seconds", "0"), ("--max_num_load_retries", "5"),
-                          ("--enable_model_warmup", "True")]:
+                          ("--enable_model_warmup", "True"), ("--tensorflow_intra_op_parallelism", "0"),
+                          ("--tensorflow_inter_op_parallelism", "0"), ("--max_beam_width", "16")]:
         entry = re.search(r"\(default: ([^)]*)\)", text[text.index(f"{flag} "):])  # the flag's own entry
         assert entry and entry.group(1) == default, flag
     for flag in ("--model_base_path", "--model_config_file", "--batching_parameters_file"):

@@ -6,14 +6,18 @@ against the gRPC API's on the same server.
 """
 import base64
 import concurrent.futures
+import contextlib
+import http.client
 import json
 import os
 import re
 import shutil
 import socket
 import threading
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 
 import grpc
 import numpy as np
@@ -26,9 +30,10 @@ from tensorflow_serving.apis import get_model_metadata_pb2, prediction_service_p
 from enja.models import contract
 from enja.preprocessing import features
 from enja.serving import warmup
-from enja.serving.http_server import HttpServer, Response, Route
+from enja.serving import errors
+from enja.serving.http_server import READ_TIMEOUT_S, HttpServer, Response, Route
 from enja.serving.server import METRICS_PATH, ModelServer, ServerOptions
-from test_serving_contract import LIMITS, MODEL, SENTENCES, newest_version, text_request
+from test_serving_contract import LIMITS, MODEL, SENTENCES, newest_version, options_request, text_request
 from test_serving_model_config import config_text, eventually, message, model_entry
 
 LABEL = "stable"
@@ -93,12 +98,6 @@ def prefixes(version: int) -> list[str]:
 
 def b64(data: bytes) -> dict:
     return {"b64": base64.b64encode(data).decode("ascii")}
-
-
-def options_request(sentences, beam_width: int):
-    request = text_request(sentences, signature_name=contract.OPTIONS_SIGNATURE)
-    request.inputs[contract.BEAM_WIDTH_INPUT].CopyFrom(tf.make_tensor_proto(beam_width, dtype=tf.int32))
-    return request
 
 
 # --- status and metadata --------------------------------------------------------------------------
@@ -212,6 +211,8 @@ BAD_REQUESTS = {
     "object as a value": ("POST", PREDICT, {"instances": [{"text": {"value": "a"}}]}, 400, "b64"),
     "integer out of range": ("POST", PREDICT, {**OPTIONS, "inputs": {"text": ["a"], "beam_width": 2**40}}, 400,
                              "int32"),
+    "beam width over the limit": ("POST", PREDICT, {**OPTIONS, "inputs": {"text": ["a"], "beam_width": 10**6}}, 400,
+                                  f"max_beam_width={LIMITS.max_beam_width}"),
     "ragged": ("POST", PREDICT, {"inputs": [["a"], ["b", "c"]]}, 400, "text"),
     "too many sentences": ("POST", PREDICT, {"instances": ["a"] * (LIMITS.max_batch_size + 1)}, 400, "limit"),
     "too long a sentence": ("POST", PREDICT, {"instances": ["x" * (LIMITS.max_chars + 1)]}, 400, "limit"),
@@ -223,6 +224,8 @@ BAD_REQUESTS = {
     "version not a number": ("GET", f"/v1/models/{MODEL}/versions/one", None, 400, "Malformed request"),
     "predict with GET": ("GET", PREDICT, None, 400, "Malformed request: GET"),
     "status with PUT": ("PUT", f"/v1/models/{MODEL}", b"", 400, "Malformed request: PUT"),
+    "OPTIONS": ("OPTIONS", f"/v1/models/{MODEL}", None, 400, "Malformed request: OPTIONS"),  # as TF Serving answers
+    "a 10 kB model name": ("GET", "/v1/models/" + "x" * 10_000, None, 404, "x" * 100 + "..."),
     "unknown verb": ("POST", f"/v1/models/{MODEL}:translate", {}, 400, "Malformed request"),
     "classify": ("POST", f"/v1/models/{MODEL}:classify", {}, 501, "classify"),
     "path outside /v1": ("GET", "/v2/models/enja", None, 404, "Not found"),
@@ -233,6 +236,12 @@ BAD_REQUESTS = {
 def test_bad_requests_answer_tf_servings_status_and_say_why(server, method, path, body, status, says):
     answer_status, answer = call(server, method, path, body)
     assert (answer_status, says in answer["error"]) == (status, True), answer
+    assert len(answer["error"]) <= errors.MAX_MESSAGE_CHARS
+
+
+def received(connection: socket.socket) -> bytes:
+    """Everything the other end sends until it closes the connection."""
+    return b"".join(iter(lambda: connection.recv(65536), b""))
 
 
 def raw_http(server: ModelServer, data: bytes) -> bytes:
@@ -241,15 +250,50 @@ def raw_http(server: ModelServer, data: bytes) -> bytes:
     with socket.create_connection((host, int(port)), timeout=60) as connection:
         connection.sendall(data)
         connection.shutdown(socket.SHUT_WR)
-        return b"".join(iter(lambda: connection.recv(65536), b""))
+        return received(connection)
+
+
+def parsed(answer: bytes) -> tuple[int, dict[str, str], dict]:
+    """The status, headers and JSON body of a raw answer, which must say its length and type."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in header_lines)
+    assert (headers["Content-Type"], int(headers["Content-Length"])) == ("application/json", len(body)), answer
+    return int(status_line.split()[1]), headers, json.loads(body)
 
 
 def request_threads() -> list[threading.Thread]:
     return [thread for thread in threading.enumerate() if "process_request_thread" in thread.name]
 
 
+REFUSED_BEFORE_ANY_ROUTE = {
+    # name: (what is sent, HTTP status, what the message must say)
+    "unknown method": (b"FOO /v1/models/enja HTTP/1.1\r\nHost: x\r\n\r\n", 501, "FOO"),
+    "TRACE, which TF Serving does not take": (b"TRACE / HTTP/1.1\r\nHost: x\r\n\r\n", 501, "TRACE"),
+    "request line over 64 KiB": (b"GET /" + b"x" * 70_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "Too Long"),
+    "header line over 64 KiB": (b"GET /v1/models/enja HTTP/1.1\r\nX: " + b"x" * 70_000 + b"\r\n\r\n", 431,
+                                "Line too long"),
+    "too many headers": (b"GET /v1/models/enja HTTP/1.1\r\n" + b"X: y\r\n" * 101 + b"\r\n", 431, "headers"),
+    "garbled request line": (b"NOT HTTP AT ALL\r\n\r\n", 400, "Bad request"),
+    "binary garbage": (b"\x00\xff" * 100, 400, "Bad request"),
+    "HTTP/2 on the HTTP/1 port": (b"GET /v1/models/enja HTTP/2.0\r\n\r\n", 505, "version"),
+    "chunked body": (b"POST /v1/models/enja:predict HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     b"2\r\n{}\r\n0\r\n\r\n", 411, "Content-Length"),
+    "Content-Length not a number": (b"POST /v1/models/enja:predict HTTP/1.1\r\nContent-Length: 1e3\r\n\r\n{}", 400,
+                                    "Content-Length"),
+}
+
+
+@pytest.mark.parametrize("data, status, says", REFUSED_BEFORE_ANY_ROUTE.values(), ids=REFUSED_BEFORE_ANY_ROUTE.keys())
+def test_requests_refused_before_any_route_answer_json_and_close(server, data, status, says):
+    """http.server's own refusals too are TF Serving's JSON errors, not HTML; what follows them cannot be read as
+    a request, so the connection closes."""
+    answer_status, headers, answer = parsed(raw_http(server, data))
+    assert (answer_status, says in answer["error"], headers["Connection"]) == (status, True, "close"), answer
+
+
 def test_server_answers_after_a_burst_of_malformed_requests(server):
-    garbage = [b"NOT HTTP AT ALL\r\n\r\n", b"\x00\xff" * 100,  # answered by http.server itself, in HTML
+    garbage = [b"NOT HTTP AT ALL\r\n\r\n", b"\x00\xff" * 100,  # answered by http.server itself
                b"GET /v1/models/enja HTTP/1.0\r\nX: " + b"x" * 70_000 + b"\r\n\r\n",
                b"POST /v1/models/enja:predict HTTP/1.0\r\nContent-Length: 50\r\n\r\n{\"instances\"",
                b"POST /v1/models/enja:predict HTTP/1.0\r\nContent-Length: -1\r\n\r\n"]
@@ -257,26 +301,114 @@ def test_server_answers_after_a_burst_of_malformed_requests(server):
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(lambda data: raw_http(server, data), garbage * 4))
         statuses = list(pool.map(lambda body: call(server, "POST", PREDICT, body)[0], bad * 2))
-    assert all(answer.startswith(b"HTTP/1.0 4") or b"Bad request" in answer for answer in answers), answers
+    assert all(400 <= parsed(answer)[0] < 500 for answer in answers), answers
     assert all(400 <= status < 500 for status in statuses)
     assert len(predict(server, {"instances": SENTENCES})["predictions"]) == len(SENTENCES)
     eventually(lambda: not request_threads(), timeout=10, what="every request thread finished")
 
 
-def test_a_client_that_stops_sending_times_out_without_holding_up_others():
+def echo_server(read_timeout_s: float = READ_TIMEOUT_S) -> HttpServer:
+    """A bare HTTP server (not started) answering POST /echo with the request's body."""
     routes = [Route("POST", re.compile("/echo"), lambda request: Response(200, request.body))]
-    server = HttpServer("127.0.0.1", 0, routes, max_body_bytes=1024, read_timeout_s=0.5)
+    return HttpServer("127.0.0.1", 0, routes, max_body_bytes=1024, read_timeout_s=read_timeout_s)
+
+
+@contextlib.contextmanager
+def started(server: HttpServer) -> Iterator[HttpServer]:
     server.start()
     try:
+        yield server
+    finally:
+        server.stop()
+
+
+def echo(connection: http.client.HTTPConnection, body: bytes) -> None:
+    connection.request("POST", "/echo", body)
+    assert connection.getresponse().read() == body
+
+
+def test_a_client_that_stops_sending_times_out_without_holding_up_others():
+    with started(echo_server(read_timeout_s=0.5)) as server:
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as stalled:
             stalled.sendall(b"POST /echo HTTP/1.0\r\nContent-Length: 100\r\n\r\nonly part of it")
             with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/echo", data=b"meanwhile",
                                         timeout=10) as answer:
                 assert answer.read() == b"meanwhile"
-            answer = b"".join(iter(lambda: stalled.recv(65536), b""))
-        assert answer.startswith(b"HTTP/1.0 408") and b"incomplete" in answer
+            answer = received(stalled)
+        assert answer.startswith(b"HTTP/1.1 408") and b"incomplete" in answer
+
+
+def test_one_connection_carries_a_clients_requests(server):
+    """HTTP/1.1 keep-alive, as TF Serving speaks it: every answer, errors too, says its length and leaves the
+    connection open for the next request."""
+    host, port = server.rest_api_address.split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=60)
+    calls = [("GET", f"/v1/models/{MODEL}", None, 200),
+             ("POST", PREDICT, json.dumps({"instances": SENTENCES[:1]}), 200),
+             ("POST", "/v1/models/nope:predict", json.dumps({"instances": ["a"]}), 404),
+             ("POST", PREDICT, b'{"instances": [', 400),
+             ("HEAD", f"/v1/models/{MODEL}", None, 400),  # TF Serving's "Malformed request", without the body
+             ("GET", "/no/such/page", None, 404),
+             ("GET", METRICS_PATH, None, 200)]
+    try:
+        sockets = []
+        for method, path, body, status in calls:
+            connection.request(method, path, body)
+            answer = connection.getresponse()
+            answered = answer.read()
+            assert (answer.status, answer.version, answer.getheader("Connection")) == (status, 11, None), path
+            assert answer.getheader("Content-Length") and (answered == b"") == (method == "HEAD"), path
+            sockets.append(connection.sock)
+        assert sockets == sockets[:1] * len(calls) and sockets[0] is not None
     finally:
+        connection.close()
+
+
+def test_a_burst_of_connections_waits_for_the_server_and_is_answered():
+    """More clients connect than http.server's listen queue of 5 holds before the server accepts any."""
+    server = echo_server()
+    connections = []
+    try:
+        for i in range(200):
+            connection = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+            connections.append(connection)
+            connection.sendall(b"POST /echo HTTP/1.1\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%d"
+                               % (len(str(i)), i))
+        server.start()
+        for i, connection in enumerate(connections):
+            answer = received(connection)
+            assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"\r\n\r\n%d" % i)
+    finally:
+        for connection in connections:
+            connection.close()
         server.stop()
+
+
+def test_an_idle_keep_alive_connection_is_closed_after_the_read_timeout():
+    with started(echo_server(read_timeout_s=0.5)) as server:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        echo(connection, b"hello")
+        start = time.monotonic()
+        assert connection.sock.recv(1) == b""  # the server closed it
+        assert 0.4 < time.monotonic() - start < 5
+        connection.close()
+
+
+def test_stop_returns_promptly_and_closes_keep_alive_connections():
+    """Left open, each would take requests for the stopped server until the read timeout (30 s)."""
+    server = echo_server()
+    server.start()
+    connections = [http.client.HTTPConnection("127.0.0.1", server.port, timeout=10) for _ in range(3)]
+    try:
+        for connection in connections:
+            echo(connection, b"hello")
+    finally:
+        start = time.monotonic()
+        server.stop()
+    assert time.monotonic() - start < 2, "stop waited for the idle connections"
+    for connection in connections:
+        assert connection.sock.recv(1) == b""  # closed by the server
+        connection.close()
 
 
 # --- metrics ---------------------------------------------------------------------------------------
