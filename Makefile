@@ -34,7 +34,8 @@ run: data
 	$(ENJA) run --preset $(PRESET) --output-dir $(OUTPUT_DIR)
 	@$(MAKE) --no-print-directory serve
 	$(ENJA) translate --server 127.0.0.1:$(PORT) --wait 300 $(DEMO_SENTENCES)
-	@echo "Serving on 127.0.0.1:$(PORT): try 'echo \"i like dogs .\" | $(ENJA) translate'; 'make stop' ends it."
+	@echo "Serving gRPC on 127.0.0.1:$(PORT), REST on 127.0.0.1:$(REST_API_PORT): try 'echo \"i like dogs .\" | $(ENJA) translate'"
+	@echo "or: curl -d '{\"instances\": [\"i like dogs .\"]}' 127.0.0.1:$(REST_API_PORT)/v1/models/enja:predict; 'make stop' ends it."
 
 # (Re)starts the local TF Serving-compatible server in the background, on the model config file
 # `enja run` writes (it follows new pushes; `enja rollback` edits it).

@@ -9,10 +9,12 @@ import pytest
 
 from enja.pipeline import cli
 from enja.serving import client, flags
+from enja.serving import batching_config
 from enja.serving.batching_config import BatchOptions
 from enja.serving.config import RequestLimits
 from enja.serving.server import ServerOptions
 from test_serving_contract import MODEL, SENTENCES
+from test_serving_deploy import DEPLOY, compose, k8s  # noqa: F401 (fixtures)
 
 
 def parse(*argv: str):
@@ -115,3 +117,14 @@ def test_enja_serve_answers_on_tf_servings_command_line_and_stops_on_sigterm(sta
         finally:
             if process.poll() is None:
                 process.kill()
+
+
+def test_the_deploy_recipes_command_lines_start_enja_serve(compose, k8s):
+    """tensorflow_model_server's arguments in serving/deploy/, verbatim but for the mounted config folder."""
+    deployment = k8s["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    for recipe in (compose["command"], deployment["args"]):
+        args = parse(*(arg.replace("=/config/", f"={DEPLOY}/") for arg in recipe))
+        given = flags.server_options(args)
+        assert args.model_config_file == f"{DEPLOY}/models.config"
+        assert (given.port, given.rest_api_port, given.poll_interval_s) == (8500, 8501, 30)
+        assert given.batching == batching_config.batch_options(str(DEPLOY / "batching_parameters.txt"))
