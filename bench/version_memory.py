@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 from enja.models import contract  # noqa: E402
 from enja.serving import memory  # noqa: E402
 from enja.serving.loader import LoadedModel  # noqa: E402
-from enja.serving.request import RequestLimits  # noqa: E402
+from enja.serving.config import RequestLimits  # noqa: E402
 
 
 def rss_mib() -> float:

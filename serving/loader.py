@@ -12,6 +12,7 @@ from tensorflow.core.protobuf import meta_graph_pb2
 
 from enja.serving import request as request_lib
 from enja.serving import warmup
+from enja.serving.config import RequestLimits
 from enja.serving.errors import ServingError
 
 
@@ -48,7 +49,7 @@ class LoadedModel:
         except tf.errors.OpError as error:
             raise ServingError.from_tf(error) from error
 
-    def warm_up(self, limits: request_lib.RequestLimits) -> int:
+    def warm_up(self, limits: RequestLimits) -> int:
         """Replay the stored warm-up requests; any failure fails the load. Returns how many ran."""
         count = 0
         for log in warmup.read_warmup_requests(self.path):

@@ -11,6 +11,7 @@ of dozens of request threads (bench/version_memory.py measures each part).
 """
 import ctypes
 import ctypes.util
+import functools
 import gc
 import logging
 import weakref
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 _M_ARENA_MAX = -8  # mallopt's parameter number in glibc's malloc.h
 
 
+@functools.cache  # find_library runs `ldconfig -p`: once per process, not per server or per dropped version
 def _glibc(function: str) -> Callable[..., int] | None:
     """A function of glibc's malloc, or None where the C library has none (musl, macOS)."""
     try:

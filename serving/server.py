@@ -32,7 +32,7 @@ from enja.serving.model_config import (
     read_model_config,
     resolve_base_paths,
 )
-from enja.serving.request import RequestLimits
+from enja.serving.config import RequestLimits
 from enja.serving.rest_api import RestApi
 from enja.serving.served_models import ServedModels
 from enja.serving.servicer import ModelServicer, PredictionServicer

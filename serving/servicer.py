@@ -26,6 +26,7 @@ from tensorflow_serving.apis import (
 
 from enja.serving import request as request_lib
 from enja.serving.batcher import Batcher
+from enja.serving.config import RequestLimits
 from enja.serving.errors import ServingError, invalid, not_found, shortened
 from enja.serving.loader import LoadedModel
 from enja.serving.metrics import RequestLabels, ServerMetrics
@@ -89,7 +90,7 @@ def _signature(model: LoadedModel, spec: model_pb2.ModelSpec, labels: RequestLab
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer, _CountedService):
     """The gRPC methods count and answer a call; `predict` and `metadata` answer, for REST calls too."""
 
-    def __init__(self, models: ServedModels, limits: request_lib.RequestLimits, batcher: Batcher | None,
+    def __init__(self, models: ServedModels, limits: RequestLimits, batcher: Batcher | None,
                  metrics: ServerMetrics):
         super().__init__(models, metrics)
         self._limits = limits

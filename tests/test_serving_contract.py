@@ -34,7 +34,7 @@ from enja.pipeline import cli
 from enja.serving.config import ServingConfig
 from enja.serving import client, errors, ops, warmup
 from enja.serving.batching_config import BatchOptions
-from enja.serving.request import RequestLimits
+from enja.serving.config import RequestLimits
 from enja.serving.server import ModelServer, ServerOptions
 
 # Which fixture provides the base path holding <model_name>/<version>/: switch to "pushed_model_base"
