@@ -34,7 +34,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_transform as tft  # noqa: E402
 
-from enja.models import contract, export, seq2seq, warm_start_state  # noqa: E402
+from enja.models import architectures, contract, export, warm_start_state  # noqa: E402
 from enja.models.config import DecodingConfig, ModelConfig  # noqa: E402
 from enja.pipeline import data  # noqa: E402
 from enja.preprocessing import transform  # noqa: E402
@@ -50,7 +50,7 @@ def reexport(trainer_model: str, transform_graph: str, export_dir: str) -> str:
     if state is None:
         raise FileNotFoundError(f"{trainer_model} keeps no warm-start state to take weights from")
     output = tft.TFTransformOutput(transform_graph)
-    model = seq2seq.build(ModelConfig(**state.model_config), *transform.vocabulary_sizes(output))
+    model = architectures.build(ModelConfig(**state.model_config), *transform.vocabulary_sizes(output))
     for key, weight in warm_start_state.named_weights(model.trainer).items():
         weight.assign(state.weights[key])
     export.save(export.Translator(model, output, DecodingConfig()), export_dir)

@@ -1,20 +1,22 @@
-"""Seconds per training step of the default model on a synthetic batch, per variant.
+"""Seconds and FLOP/s per training step of a preset's model on a synthetic batch, beside
+this CPU's measured matmul peak.
 
-    .venv/bin/python bench/step_time.py                      # the model as the Trainer builds it
+    .venv/bin/python bench/step_time.py                      # the default preset's model
+    .venv/bin/python bench/step_time.py --preset transformer
+    .venv/bin/python bench/step_time.py --set training.precision=mixed_bfloat16
     .venv/bin/python bench/step_time.py --keras-dense        # Keras Dense on sequences instead
-    .venv/bin/python bench/step_time.py --mixed-bfloat16     # Keras mixed precision, bfloat16
-    .venv/bin/python bench/step_time.py --attention none
-    .venv/bin/python bench/step_time.py --batch-size 128
+    .venv/bin/python bench/step_time.py --set model.attention=none --set training.batch_size=128
 
 One batch of the default shape is fitted repeatedly, so only the model's step is timed:
-the default batch size, 16 source and 17 target positions with random lengths, and vocabularies
-of 4,109 and 4,906 ids (the default run's 4,105 English and 4,902 Japanese tokens plus
-the 4 reserved ids). Prints wall and process CPU seconds per step, and wall milliseconds
-per sentence to compare batch sizes: on a shared VM the wall time is noisy, the CPU time
-less so.
+the preset's batch size, 16 source and 17 target positions with random lengths, and
+vocabularies of 4,109 and 4,906 ids (the default run's 4,105 English and 4,902 Japanese
+tokens plus the 4 reserved ids). Prints wall and process CPU seconds per step, wall
+milliseconds per sentence (to compare batch sizes; on a shared VM the wall time is noisy,
+the CPU time less so), the step's matmul FLOPs counted from the model's shapes
+(`bench/flops.py`), the FLOP/s that achieves, and the peak a large square matmul reaches
+here in float32 and bfloat16.
 """
 import argparse
-import dataclasses
 import json
 import os
 import time
@@ -25,9 +27,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from enja.models import seq2seq  # noqa: E402
-from enja.models.config import ModelConfig, TrainingConfig  # noqa: E402
+from enja.models import architectures, seq2seq  # noqa: E402
+from enja.pipeline import cli, configs  # noqa: E402
 from enja.preprocessing import features  # noqa: E402
+from flops import peak_matmul_flops, training_flops  # noqa: E402
 
 SOURCE_LENGTH, TARGET_LENGTH = 16, 17
 WARMUP_STEPS = 3
@@ -42,27 +45,24 @@ def random_ids(rng: np.random.Generator, batch: int, vocab_size: int, length: in
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default=configs.DEFAULT_PRESET, choices=sorted(configs.PRESETS))
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--attention", default=ModelConfig().attention)
-    parser.add_argument("--units", type=int, default=ModelConfig().units)
-    parser.add_argument("--batch-size", type=int, default=TrainingConfig().batch_size)
     parser.add_argument("--source-vocab", type=int, default=4109)
     parser.add_argument("--target-vocab", type=int, default=4906)
     parser.add_argument("--keras-dense", action="store_true",
                         help="Keras Dense on [batch, time, units] instead of SequenceDense")
-    parser.add_argument("--mixed-bfloat16", action="store_true")
+    cli.add_settings_argument(parser)
     args = parser.parse_args()
-    if args.mixed_bfloat16:
-        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    config = configs.with_overrides(configs.PRESETS[args.preset], args.settings)
+    keras.mixed_precision.set_global_policy(config.training.precision)
     if args.keras_dense:
         seq2seq.SequenceDense = keras.layers.Dense
-    model_config = dataclasses.replace(ModelConfig(), attention=args.attention,
-                                       units=args.units)
-    model = seq2seq.build(model_config, args.source_vocab, args.target_vocab)
-    seq2seq.compile_model(model.trainer, TrainingConfig())
+    model = architectures.build(config.model, args.source_vocab, args.target_vocab)
+    seq2seq.compile_model(model.trainer, config.training)
+    batch_size = config.training.batch_size
     rng = np.random.default_rng(0)
-    target = random_ids(rng, args.batch_size, args.target_vocab, TARGET_LENGTH)
-    source = random_ids(rng, args.batch_size, args.source_vocab, SOURCE_LENGTH)
+    target = random_ids(rng, batch_size, args.target_vocab, TARGET_LENGTH)
+    source = random_ids(rng, batch_size, args.source_vocab, SOURCE_LENGTH)
     batch = ({seq2seq.SOURCE_INPUT: source,
               seq2seq.TARGET_INPUT: target[:, :-1]}, target[:, 1:])
     data = tf.data.Dataset.from_tensors(batch).cache()
@@ -70,11 +70,18 @@ def main() -> None:
     wall, cpu = time.perf_counter(), time.process_time()
     model.trainer.fit(data.repeat(args.steps), verbose=0)
     wall_per_step = (time.perf_counter() - wall) / args.steps
+    step_flops = training_flops(config.model, batch_size, SOURCE_LENGTH, TARGET_LENGTH - 1,
+                                args.target_vocab)
     print(json.dumps({
-        **{name: value for name, value in vars(args).items() if name != "steps"},
+        "preset": args.preset, "settings": args.settings, "keras_dense": args.keras_dense,
+        "batch_size": batch_size,
         "wall_s_per_step": round(wall_per_step, 3),
         "cpu_s_per_step": round((time.process_time() - cpu) / args.steps, 3),
-        "wall_ms_per_sentence": round(1000 * wall_per_step / args.batch_size, 2),
+        "wall_ms_per_sentence": round(1000 * wall_per_step / batch_size, 2),
+        "gflop_per_step": round(step_flops / 1e9, 2),
+        "achieved_gflop_s": round(step_flops / wall_per_step / 1e9, 1),
+        "peak_gflop_s": {dtype: round(peak_matmul_flops(dtype) / 1e9, 1)
+                         for dtype in ("float32", "bfloat16")},
     }))
 
 

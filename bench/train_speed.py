@@ -24,7 +24,7 @@ import tensorflow_transform as tft  # noqa: E402
 from tfx import v1 as tfx  # noqa: E402
 from tfx_bsl.public import tfxio  # noqa: E402
 
-from enja.models import length_buckets, seq2seq, trainer, training_summary  # noqa: E402
+from enja.models import architectures, length_buckets, seq2seq, trainer, training_summary  # noqa: E402
 from enja.pipeline import cli, configs  # noqa: E402
 from enja.preprocessing import transform  # noqa: E402
 from pipeline_runs import latest_output  # noqa: E402
@@ -49,7 +49,7 @@ def timed_fit(config: configs.PipelineConfig, transform_output: tft.TFTransformO
               warmup: tf.data.Dataset, timed: tf.data.Dataset) -> float:
     """Seconds of one `fit` pass over `timed`, after a fresh model has fitted `warmup`."""
     keras.utils.set_random_seed(config.training.seed)
-    model = seq2seq.build(config.model, *transform.vocabulary_sizes(transform_output))
+    model = architectures.build(config.model, *transform.vocabulary_sizes(transform_output))
     seq2seq.compile_model(model.trainer, config.training)
     model.trainer.fit(warmup, verbose=0)
     start = time.perf_counter()

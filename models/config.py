@@ -8,8 +8,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
+ARCHITECTURES = ("lstm", "transformer")
 ATTENTIONS = ("none", "luong", "bahdanau")
 LEARNING_RATE_SCHEDULES = ("constant", "cosine")
+PRECISIONS = ("float32", "mixed_bfloat16")
 
 
 def _check_choice(setting: str, value: str, choices: Sequence[str]) -> None:
@@ -19,22 +21,40 @@ def _check_choice(setting: str, value: str, choices: Sequence[str]) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
+    # "lstm" (models/lstm.py) or "transformer" (models/transformer.py).
+    architecture: str = "lstm"
+    # LSTM only: the Transformer's embeddings have its width, `units`.
     embedding_dim: int = 256
+    # The LSTMs' width; the Transformer's model width.
     units: int = 256
-    # Attention over the encoder outputs: "none" (the seed design), "luong" or "bahdanau".
+    # LSTM: attention over the encoder outputs: "none" (the seed design), "luong" or
+    # "bahdanau".
     attention: str = "luong"
-    # Dropout rate on the embeddings and on the decoder output before the softmax;
-    # active in training only.
+    # Dropout rate, active in training only. LSTM: on the embeddings and on the decoder
+    # output before the softmax; Transformer: on the embeddings, every sublayer's output,
+    # the attention weights and the feed-forward hidden layer.
     dropout: float = 0.2
-    # Read the source both ways: two LSTMs of units/2, outputs and states concatenated.
+    # LSTM: read the source both ways: two LSTMs of units/2, outputs and states
+    # concatenated.
     bidirectional: bool = True
-    # Use the target embedding matrix as the output projection (needs embedding_dim ==
-    # units).
+    # Transformer: blocks in the encoder and in the decoder, attention heads (units must
+    # divide by them), and the feed-forward hidden width.
+    layers: int = 3
+    heads: int = 4
+    feedforward_dim: int = 1024
+    # Use the target embedding matrix as the output projection (an LSTM needs
+    # embedding_dim == units).
     tie_embeddings: bool = False
 
     def __post_init__(self) -> None:
         """A bad setting fails when the config is made, before any component runs."""
+        _check_choice("model.architecture", self.architecture, ARCHITECTURES)
         _check_choice("model.attention", self.attention, ATTENTIONS)
+        if self.architecture == "transformer":
+            if self.heads < 1 or self.units % (2 * self.heads):
+                raise ValueError(f"model.units ({self.units}) must divide into model.heads "
+                                 f"({self.heads}) heads of even width")
+            return
         if self.bidirectional and self.units % 2:
             raise ValueError(f"model.bidirectional needs even model.units, not {self.units}")
         if self.tie_embeddings and self.embedding_dim != self.units:
@@ -71,6 +91,15 @@ class TrainingConfig:
     label_smoothing: float = 0.1
     # Gradients are rescaled to at most this global norm (0: no clipping).
     clipnorm: float = 5.0
+    # Adam's second-moment decay; Transformers commonly train with 0.98.
+    adam_beta_2: float = 0.999
+    # The learning rate rises linearly from 0 over this many first steps (0: no warm-up).
+    warmup_steps: int = 0
+    # Momentum of an exponential moving average of the weights (Polyak averaging, e.g.
+    # 0.999), which validation, early stopping and the export then use (0: off).
+    weight_averaging: float = 0.0
+    # "float32", or "mixed_bfloat16": bfloat16 computations on float32 weights.
+    precision: str = "float32"
     # Stop after this many epochs without a lower dev loss and keep the weights of the
     # best epoch (0 trains every epoch and keeps the last).
     early_stopping_patience: int = 2
@@ -89,6 +118,10 @@ class TrainingConfig:
 
     def __post_init__(self) -> None:
         _check_choice("training.learning_rate_schedule", self.learning_rate_schedule, LEARNING_RATE_SCHEDULES)
+        _check_choice("training.precision", self.precision, PRECISIONS)
+        if not 0.0 <= self.weight_averaging < 1.0:
+            raise ValueError("training.weight_averaging is a momentum in [0, 1), not "
+                             f"{self.weight_averaging}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,12 +3,14 @@
 Everything here traces into a tf.function (loops become `tf.while_loop`), so the
 exported SavedModel decodes on a stock TF Serving binary. Each sentence stops at its
 own length limit, given as a scalar or a [B] tensor (see `output_length_limits`).
+The model's memory and decoder state are opaque nested tensors (`seq2seq.EncoderDecoder`):
+beam search repeats and reorders them leaf by leaf, whatever the architecture.
 """
 from __future__ import annotations
 
 import tensorflow as tf
 
-from enja.models.seq2seq import Seq2Seq
+from enja.models.seq2seq import EncoderDecoder, State
 from enja.preprocessing import features
 
 _NEG_INF = float("-inf")
@@ -37,25 +39,31 @@ def _limits(max_length: int | tf.Tensor, batch: tf.Tensor) -> tf.Tensor:
     return tf.broadcast_to(tf.cast(max_length, tf.int32), [batch])
 
 
-def _log_probs(model: Seq2Seq, token: tf.Tensor, h: tf.Tensor, c: tf.Tensor,
-               encoder_outputs: tf.Tensor, source_mask: tf.Tensor
-               ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+def _state_invariants(state: State) -> list[tuple[State, State]]:
+    """The loop shape invariant of the decoder state (autograph takes one per loop
+    variable, nested like it): any batch and length, a fixed last axis."""
+    return [(state, tf.nest.map_structure(
+        lambda leaf: tf.TensorShape([None] * (leaf.shape.rank - 1) + [leaf.shape[-1]]), state))]
+
+
+def _log_probs(model: EncoderDecoder, token: tf.Tensor, state: State, memory: object
+               ) -> tuple[tf.Tensor, State, tf.Tensor]:
     """One decoder step from `token` [N]: log-probabilities [N, V], new state, attention [N, S]."""
-    logits, h, c, weights = model.step(token[:, None], h, c, encoder_outputs, source_mask)
+    logits, state, weights = model.step(token[:, None], state, memory)
     # <pad> and <s> never follow in a translation; an untrained model may still rank them first.
     # The vocabulary size is static, so this traces to one constant, not a per-step op.
     offsets = _RESERVED_LOGIT_OFFSETS + [0.0] * (logits.shape[-1] - features.NUM_RESERVED)
     logits = tf.cast(logits, tf.float32) + tf.constant(offsets)
-    return tf.nn.log_softmax(logits), h, c, tf.cast(weights, tf.float32)
+    return tf.nn.log_softmax(logits), state, tf.cast(weights, tf.float32)
 
 
-def _greedy(model: Seq2Seq, source_ids: tf.Tensor, max_length: int | tf.Tensor,
+def _greedy(model: EncoderDecoder, source_ids: tf.Tensor, max_length: int | tf.Tensor,
             with_attention: bool) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """Greedy decoding; `with_attention` is a trace-time switch so that serving graphs
     do not carry attention weights through the loop (they get an empty [B, 0, S])."""
     batch = tf.shape(source_ids)[0]
     limits = _limits(max_length, batch)
-    encoder_outputs, source_mask, h, c = model.encode(source_ids)
+    memory, state = model.encode(source_ids)
     token = tf.fill([batch], tf.constant(features.START_ID, tf.int64))
     finished = limits <= 0
     scores = tf.zeros([batch])
@@ -65,10 +73,11 @@ def _greedy(model: Seq2Seq, source_ids: tf.Tensor, max_length: int | tf.Tensor,
     if with_attention:
         invariants.append((attention, tf.TensorShape([None, None, None])))
     for step in tf.range(tf.reduce_max(tf.concat([limits, [0]], 0))):
-        tf.autograph.experimental.set_loop_options(shape_invariants=invariants)
+        tf.autograph.experimental.set_loop_options(
+            shape_invariants=invariants + _state_invariants(state))
         if tf.reduce_all(finished):
             break
-        log_probs, h, c, weights = _log_probs(model, token, h, c, encoder_outputs, source_mask)
+        log_probs, state, weights = _log_probs(model, token, state, memory)
         token = tf.argmax(log_probs, axis=-1)
         scores += tf.where(finished, 0.0, tf.reduce_max(log_probs, axis=-1))
         token = tf.where(finished, tf.constant(features.PAD_ID, tf.int64), token)
@@ -80,7 +89,7 @@ def _greedy(model: Seq2Seq, source_ids: tf.Tensor, max_length: int | tf.Tensor,
     return ids, scores, attention
 
 
-def greedy_decode(model: Seq2Seq, source_ids: tf.Tensor, max_length: int | tf.Tensor
+def greedy_decode(model: EncoderDecoder, source_ids: tf.Tensor, max_length: int | tf.Tensor
                   ) -> tuple[tf.Tensor, tf.Tensor]:
     """Picks the most likely token at each step until </s> or the sentence's length limit.
 
@@ -90,7 +99,7 @@ def greedy_decode(model: Seq2Seq, source_ids: tf.Tensor, max_length: int | tf.Te
     return ids, scores
 
 
-def greedy_decode_with_attention(model: Seq2Seq, source_ids: tf.Tensor,
+def greedy_decode_with_attention(model: EncoderDecoder, source_ids: tf.Tensor,
                                  max_length: int | tf.Tensor
                                  ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """`greedy_decode` plus each step's attention weights [B, T, S] (rows of 0 after </s>)."""
@@ -102,7 +111,7 @@ def length_penalty(length: tf.Tensor, alpha: float) -> tf.Tensor:
     return tf.pow((5.0 + tf.cast(length, tf.float32)) / 6.0, alpha)
 
 
-def beam_search_decode(model: Seq2Seq, source_ids: tf.Tensor, beam_width: int | tf.Tensor,
+def beam_search_decode(model: EncoderDecoder, source_ids: tf.Tensor, beam_width: int | tf.Tensor,
                        max_length: int | tf.Tensor, length_penalty_alpha: float = 0.0
                        ) -> tuple[tf.Tensor, tf.Tensor]:
     """Keeps the `beam_width` most likely hypotheses per sentence; returns the best one.
@@ -122,12 +131,11 @@ def beam_search_decode(model: Seq2Seq, source_ids: tf.Tensor, beam_width: int | 
             tf.debugging.assert_positive(width, message="beam_width must be at least 1")]):
         width = tf.identity(width)  # everything that uses the width waits for the check
     limits = _limits(max_length, batch)
-    vocab = model.decoder_step.outputs[0].shape[-1]
+    vocab = model.target_vocab_size
 
-    encoder_outputs, source_mask, h, c = model.encode(source_ids)
     # Row b * K + k holds hypothesis k of sentence b.
-    encoder_outputs, source_mask, h, c = (
-        tf.repeat(tensor, width, axis=0) for tensor in (encoder_outputs, source_mask, h, c))
+    memory, state = tf.nest.map_structure(lambda leaf: tf.repeat(leaf, width, axis=0),
+                                          model.encode(source_ids))
     token = tf.fill([batch * width], tf.constant(features.START_ID, tf.int64))
     # Only the first copy of each sentence is live at first, so the K start copies
     # do not fill the beam with duplicates.
@@ -144,13 +152,14 @@ def beam_search_decode(model: Seq2Seq, source_ids: tf.Tensor, beam_width: int | 
         # A constant width gives [B, K] shapes a static K that ops in the loop lose.
         tf.autograph.experimental.set_loop_options(shape_invariants=[
             (tensor, tf.TensorShape([None] * tensor.shape.rank)) for tensor in (
-                token, alive_scores, alive_ids, finished_norm, finished_scores, finished_ids)])
+                token, alive_scores, alive_ids, finished_norm, finished_scores, finished_ids)]
+            + _state_invariants(state))
         # Log-probabilities only fall, and the penalty is largest at the limit.
         best_possible = (tf.reduce_max(alive_scores, 1)
                          / length_penalty(limits, length_penalty_alpha))
         if not tf.reduce_any(best_possible > finished_norm[:, 0]):
             break
-        log_probs, h, c, _ = _log_probs(model, token, h, c, encoder_outputs, source_mask)
+        log_probs, state, _ = _log_probs(model, token, state, memory)
         extended = alive_scores[:, :, None] + tf.reshape(log_probs, [batch, width, vocab])
         scores, index = tf.math.top_k(tf.reshape(extended, [batch, width * vocab]), k=width)
         origin = index // vocab
@@ -170,6 +179,6 @@ def beam_search_decode(model: Seq2Seq, source_ids: tf.Tensor, beam_width: int | 
         alive_scores = tf.where(ends, _NEG_INF, scores)
         alive_ids = ids
         rows = tf.reshape(origin + beam_offsets, [-1])
-        h, c = tf.gather(h, rows), tf.gather(c, rows)
+        state = tf.nest.map_structure(lambda leaf: tf.gather(leaf, rows), state)
         token = tf.reshape(token, [-1])
     return finished_ids[:, 0], finished_scores[:, 0]

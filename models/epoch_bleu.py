@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from enja.models import bleu, decoding, seq2seq
-from enja.models.seq2seq import Seq2Seq
+from enja.models.seq2seq import EncoderDecoder
 from enja.preprocessing import features
 
 LOG_KEY = "val_bleu"
@@ -44,7 +44,7 @@ def detokenize(ids: np.ndarray, tokens: Sequence[str], unknown: str | None = Non
 class EpochBleu(keras.callbacks.Callback):
     """Adds `val_bleu` (greedy, 0–100) to each epoch's logs, beside `val_loss`."""
 
-    def __init__(self, model: Seq2Seq, dev_batches: tf.data.Dataset,
+    def __init__(self, model: EncoderDecoder, dev_batches: tf.data.Dataset,
                  target_vocabulary: Sequence[bytes], max_length: int):
         """`target_vocabulary`: Transform's target tokens, without the reserved ones."""
         super().__init__()

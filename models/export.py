@@ -12,7 +12,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from enja.models import contract, decoding
-from enja.models.seq2seq import Seq2Seq
+from enja.models.seq2seq import EncoderDecoder
 from enja.models.config import DecodingConfig
 from enja.preprocessing import features, transform
 
@@ -20,7 +20,7 @@ from enja.preprocessing import features, transform
 class Translator(tf.Module):
     """Translates batches of raw English sentences, the way the serving signatures do."""
 
-    def __init__(self, model: Seq2Seq, tf_transform_output: tft.TFTransformOutput,
+    def __init__(self, model: EncoderDecoder, tf_transform_output: tft.TFTransformOutput,
                  decoding_config: DecodingConfig):
         super().__init__()
         self._model = model

@@ -1,12 +1,15 @@
-"""The Keras Functional LSTM encoder–decoder.
+"""What every encoder–decoder here shares: its interface, output layers, loss and compile.
 
-`build` returns three Functional models over one set of layers: the teacher-forcing
-model that is trained, and the encoder and one-step decoder that the serving graph
-calls to decode. Sharing layers is what keeps the three in step.
+An architecture (`models/lstm.py`, `models/transformer.py`; `models/architectures.py`
+picks one) builds a Keras Functional teacher-forcing model and decodes one token at a
+time through `encode` and `step`. Decoding (models/decoding.py) treats the decoder's
+state and the encoder's memory as opaque nested tensors: an LSTM's (h, c) and a
+Transformer's key/value cache go through the same greedy and beam search.
 """
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+import abc
+from typing import Any
 
 import keras
 import tensorflow as tf
@@ -18,33 +21,42 @@ from enja.preprocessing import features
 SOURCE_INPUT = "source_ids"
 TARGET_INPUT = "target_in"
 
-_ATTENTION_LAYERS = {"luong": layers.Attention, "bahdanau": layers.AdditiveAttention}
+# Nested structures of tensors whose leading axis is the batch (tf.nest): what `encode`
+# returns and `step` takes and returns.
+Memory = Any
+State = Any
 
 
-class Seq2Seq(NamedTuple):
-    # {source_ids [B, S], target_in [B, T]} -> logits [B, T, V]
-    trainer: keras.Model
-    # source_ids [B, S] -> encoder_outputs [B, S, U], h [B, U], c [B, U]
-    encoder: keras.Model
-    # {token [B, 1], state_h, state_c, source_mask [B, S], encoder_outputs (with attention)}
-    #   -> logits [B, V], h, c, attention weights [B, S] (uniform without attention)
-    decoder_step: keras.Model
+class EncoderDecoder(abc.ABC):
+    """A trained model seen by decoding: the teacher-forcing model and one decoder step.
 
-    def encode(self, source_ids: Any) -> tuple[Any, Any, Any, Any]:
-        """Encoder outputs, source mask [B, S] and final state (h, c), for `step`.
+    Every tensor in `Memory` and `State` has the batch on its first axis, so that beam
+    search can repeat and reorder them as a whole; a state leaf may grow along its second
+    axis from step to step (a key/value cache) but keeps the size of its last one.
+    """
 
-        The outputs are copied without the padding mask Keras attaches to them: `step`
-        takes the source mask as an input instead, and Keras would warn that it drops it.
-        """
-        outputs, state_h, state_c = self.encoder(source_ids)
-        return ops.copy(outputs), ops.not_equal(source_ids, features.PAD_ID), state_h, state_c
+    def __init__(self, trainer: keras.Model):
+        # {source_ids [B, S], target_in [B, T]} -> logits [B, T, V]
+        self.trainer = trainer
 
-    def step(self, token: Any, state_h: Any, state_c: Any, encoder_outputs: Any,
-             source_mask: Any) -> list[Any]:
-        """One decoder step; passes encoder outputs only to a model that attends to them."""
-        available = {"token": token, "state_h": state_h, "state_c": state_c,
-                     "encoder_outputs": encoder_outputs, "source_mask": source_mask}
-        return self.decoder_step({name: available[name] for name in self.decoder_step.input})
+    @property
+    def target_vocab_size(self) -> int:
+        return self.trainer.output.shape[-1]
+
+    @abc.abstractmethod
+    def encode(self, source_ids: tf.Tensor) -> tuple[Memory, State]:
+        """What every step reads of the source [B, S], and the decoder's first state."""
+
+    @abc.abstractmethod
+    def step(self, token: tf.Tensor, state: State, memory: Memory
+             ) -> tuple[tf.Tensor, State, tf.Tensor]:
+        """From `token` [B, 1]: logits [B, V], the next state, attention over the source [B, S]
+        (zero on padding, summing to one over the real positions)."""
+
+
+def source_mask(source_ids: Any) -> Any:
+    """True at the real (non-padding) source positions."""
+    return ops.not_equal(source_ids, features.PAD_ID)
 
 
 class SequenceDense(layers.Dense):
@@ -87,6 +99,13 @@ class TiedLogits(layers.Layer):
         return ops.reshape(flat, (shape[0], shape[1], self.embedding.input_dim))
 
 
+def logits_layer(config: ModelConfig, target_embedding: layers.Embedding) -> layers.Layer:
+    """The output projection onto the target vocabulary, tied to the embedding or not."""
+    if config.tie_embeddings:
+        return TiedLogits(target_embedding, name="logits")
+    return SequenceDense(target_embedding.input_dim, name="logits")
+
+
 def _sum_over_replicas(value: Any) -> Any:
     """`value` summed over the replicas of a tf.distribute step (itself on one device, and
     where Keras traces the loss outside any step, only to build it)."""
@@ -119,6 +138,7 @@ class TokenCrossentropy(keras.losses.Loss):
 
     def call(self, labels: Any, logits: Any) -> Any:
         labels = ops.cast(labels, "int32")
+        logits = ops.cast(logits, "float32")  # bfloat16 logits lose the small differences
         # The fused softmax cross-entropy op, as in Keras's own sparse loss.
         loss = ops.sparse_categorical_crossentropy(labels, logits, from_logits=True)
         if self.label_smoothing:
@@ -129,83 +149,36 @@ class TokenCrossentropy(keras.losses.Loss):
         return loss * real / ops.maximum(_sum_over_replicas(ops.sum(real)), 1.0)
 
 
-def build(config: ModelConfig, source_vocab_size: int, target_vocab_size: int) -> Seq2Seq:
-    """Builds the encoder–decoder for the given vocabulary sizes (reserved ids included)."""
-    source_embedding = layers.Embedding(
-        source_vocab_size, config.embedding_dim, mask_zero=True, name="source_embedding")
-    if config.bidirectional:
-        # Two half-width directions: outputs and states keep the decoder's width.
-        encoder_lstm = layers.Bidirectional(layers.LSTM(
-            config.units // 2, return_sequences=True, return_state=True), name="encoder_lstm")
-    else:
-        encoder_lstm = layers.LSTM(
-            config.units, return_sequences=True, return_state=True, name="encoder_lstm")
-    target_embedding = layers.Embedding(
-        target_vocab_size, config.embedding_dim, mask_zero=True, name="target_embedding")
-    decoder_lstm = layers.LSTM(
-        config.units, return_sequences=True, return_state=True, name="decoder_lstm")
-    attention = (_ATTENTION_LAYERS[config.attention](name="attention")
-                 if config.attention != "none" else None)
-    attention_output = SequenceDense(config.units, activation="tanh", name="attention_output")
-    logits_layer = (TiedLogits(target_embedding, name="logits") if config.tie_embeddings
-                    else SequenceDense(target_vocab_size, name="logits"))
-    # Dropout layers are inert outside training, so the serving graph ignores them.
-    source_dropout = layers.Dropout(config.dropout, name="source_dropout")
-    target_dropout = layers.Dropout(config.dropout, name="target_dropout")
-    output_dropout = layers.Dropout(config.dropout, name="output_dropout")
+class TokenAccuracy(keras.metrics.Mean):
+    """The share of real (non-padding) target tokens whose most likely prediction is right.
 
-    def encode(source_ids):
-        outputs, *states = encoder_lstm(source_dropout(source_embedding(source_ids)))
-        if config.bidirectional:  # [forward h, forward c, backward h, backward c]
-            states = [layers.Concatenate()([states[0], states[2]]),
-                      layers.Concatenate()([states[1], states[3]])]
-        return outputs, *states
+    Counts padding out itself, whether or not the model carries a Keras mask (the
+    LSTM's embeddings do, the Transformer's do not).
+    """
 
-    def decode(target_ids, state, encoder_outputs, source_mask):
-        outputs, h, c = decoder_lstm(target_dropout(target_embedding(target_ids)),
-                                     initial_state=state)
-        if attention is None:
-            # Without attention every source position weighs the same, for plots.
-            mask = ops.cast(source_mask, "float32")
-            uniform = ops.expand_dims(mask / ops.sum(mask, axis=1, keepdims=True), 1)
-            weights = uniform + ops.zeros_like(outputs[:, :, :1])  # [B, T, S]
-        else:
-            context, weights = attention(
-                [outputs, encoder_outputs], mask=[None, source_mask],
-                return_attention_scores=True)
-            outputs = attention_output(layers.Concatenate()([outputs, context]))
-        return logits_layer(output_dropout(outputs)), h, c, weights
+    def __init__(self, name: str = "accuracy", **kwargs: Any):
+        super().__init__(name=name, **kwargs)
 
-    source_ids = keras.Input(shape=(None,), dtype="int64", name=SOURCE_INPUT)
-    target_in = keras.Input(shape=(None,), dtype="int64", name=TARGET_INPUT)
-    source_mask = ops.not_equal(source_ids, features.PAD_ID)
-    encoder_outputs, h, c = encode(source_ids)
-    logits, _, _, _ = decode(target_in, [h, c], encoder_outputs, source_mask)
-    trainer = keras.Model({SOURCE_INPUT: source_ids, TARGET_INPUT: target_in}, logits,
-                          name="seq2seq")
-    encoder = keras.Model(source_ids, [encoder_outputs, h, c], name="encoder")
-
-    token = keras.Input(shape=(1,), dtype="int64", name="token")
-    state_h = keras.Input(shape=(config.units,), name="state_h")
-    state_c = keras.Input(shape=(config.units,), name="state_c")
-    memory = keras.Input(shape=(None, config.units), name="encoder_outputs")
-    memory_mask = keras.Input(shape=(None,), dtype="bool", name="source_mask")
-    step_logits, next_h, next_c, step_weights = decode(token, [state_h, state_c], memory,
-                                                       memory_mask)
-    step_inputs = {"token": token, "state_h": state_h, "state_c": state_c,
-                   "source_mask": memory_mask}
-    if attention is not None:
-        step_inputs["encoder_outputs"] = memory
-    decoder_step = keras.Model(
-        step_inputs,
-        [step_logits[:, 0], next_h, next_c, step_weights[:, 0]],
-        name="decoder_step")
-    return Seq2Seq(trainer, encoder, decoder_step)
+    def update_state(self, labels: Any, logits: Any, sample_weight: Any = None) -> None:
+        labels = ops.cast(labels, "int32")
+        correct = ops.cast(ops.equal(ops.cast(ops.argmax(logits, axis=-1), "int32"), labels),
+                           "float32")
+        real = ops.cast(ops.not_equal(labels, features.PAD_ID), "float32")
+        if sample_weight is not None:
+            real = real * ops.cast(sample_weight, "float32")
+        super().update_state(correct, sample_weight=real)
 
 
 def compile_model(model: keras.Model, config: TrainingConfig) -> None:
-    """Adam on the token cross-entropy, with padding positions left out of the loss."""
+    """Adam on the token cross-entropy, with padding positions left out of the loss.
+
+    With `config.weight_averaging` the optimizer also keeps an exponential moving average
+    of the weights (Polyak averaging), which the Trainer validates and exports.
+    """
+    averaging = {"use_ema": True, "ema_momentum": config.weight_averaging} \
+        if config.weight_averaging else {}
     model.compile(
-        optimizer=keras.optimizers.Adam(config.learning_rate, clipnorm=config.clipnorm or None),
+        optimizer=keras.optimizers.Adam(config.learning_rate, beta_2=config.adam_beta_2,
+                                        clipnorm=config.clipnorm or None, **averaging),
         loss=TokenCrossentropy(config.label_smoothing),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+        metrics=[TokenAccuracy()])

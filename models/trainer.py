@@ -21,7 +21,7 @@ import tensorflow_transform as tft
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from enja.models import (distribution, epoch_bleu, export, length_buckets, seq2seq,
+from enja.models import (architectures, distribution, epoch_bleu, export, length_buckets, seq2seq,
                          training_summary, warm_start, warm_start_state)
 from enja.models.config import DecodingConfig, ModelConfig, TrainingConfig
 from enja.serving.config import ServingConfig
@@ -89,13 +89,40 @@ def learning_rate(training: TrainingConfig, epoch: int) -> float:
     return training.learning_rate * 0.5 * (1.0 + math.cos(math.pi * epoch / training.epochs))  # cosine
 
 
+class WarmupAndSchedule(keras.callbacks.Callback):
+    """Sets each step's learning rate: its epoch's rate under the schedule, scaled up
+    linearly over the first `training.warmup_steps` steps of the run."""
+
+    def __init__(self, training: TrainingConfig):
+        super().__init__()
+        self._training = training
+        self._epoch_rate = training.learning_rate
+        self._steps = 0
+
+    def _set(self, rate: float) -> None:
+        self.model.optimizer.learning_rate = rate
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._epoch_rate = learning_rate(self._training, epoch)
+        self._set(self._epoch_rate)
+
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        if self._steps < self._training.warmup_steps:
+            self._steps += 1
+            self._set(self._epoch_rate * self._steps / self._training.warmup_steps)
+
+
 def _callbacks(training: TrainingConfig, log_dir: str, clock: training_summary.TrainingClock,
                dev_bleu: epoch_bleu.EpochBleu) -> list[keras.callbacks.Callback]:
+    # With weight averaging the averaged weights are swapped in before validation and
+    # kept in for the epoch-end callbacks that follow (dev BLEU, early stopping's best
+    # weights), and they are what training leaves in the model.
+    averaging = ([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)]
+                 if training.weight_averaging else [])
     # The clock stops before validation and the BLEU pass; TensorBoard logs val_bleu too.
     callbacks: list[keras.callbacks.Callback] = [
-        clock, dev_bleu, keras.callbacks.TensorBoard(log_dir=log_dir),
-        keras.callbacks.LearningRateScheduler(
-            lambda epoch, _current: learning_rate(training, epoch))]
+        *averaging, clock, dev_bleu, keras.callbacks.TensorBoard(log_dir=log_dir),
+        WarmupAndSchedule(training)]
     if training.early_stopping_patience:
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=training.early_stopping_patience,
@@ -103,7 +130,7 @@ def _callbacks(training: TrainingConfig, log_dir: str, clock: training_summary.T
     return callbacks
 
 
-def _train(model: seq2seq.Seq2Seq, training: TrainingConfig, train_data: tf.data.Dataset,
+def _train(model: seq2seq.EncoderDecoder, training: TrainingConfig, train_data: tf.data.Dataset,
            eval_data: tf.data.Dataset, target_vocabulary: list[bytes], max_output_length: int,
            model_run_dir: str) -> dict[str, Any]:
     """Fits the teacher-forcing model and returns the training summary of the run."""
@@ -138,9 +165,10 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     vocabularies = warm_start_state.Vocabularies.of(tf_transform_output)
     keras.utils.set_random_seed(training.seed)
+    keras.mixed_precision.set_global_policy(training.precision)
 
     with strategy.scope():  # the model's and the optimizer's variables, on every replica
-        model = seq2seq.build(model_config, *transform.vocabulary_sizes(tf_transform_output))
+        model = architectures.build(model_config, *transform.vocabulary_sizes(tf_transform_output))
         start = warm_start.start_model(model.trainer, model_config, training,
                                        fn_args.base_model, vocabularies)
         training = warm_start.training_for(training, start)  # a warm start's epochs and rate

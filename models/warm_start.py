@@ -13,7 +13,7 @@ The model settings that must match are all of ModelConfig but `dropout`:
 embedding_dim, units, bidirectional and tie_embeddings shape the weights, and
 attention decides which attention weights exist; dropout only acts in training. A
 setting added to ModelConfig later must match too until it is listed as neutral. The
-saved weights must also fit the new model, which they do unless seq2seq.build changed.
+saved weights must also fit the new model, which they do unless the architecture's build changed.
 Otherwise — and with training.warm_start off, or without a base model or its state —
 the run starts cold.
 
@@ -111,7 +111,7 @@ def _vocabulary_axes(model: keras.Model) -> dict[int, tuple[str, int]]:
 def _weights_mismatch(model: keras.Model, state: State) -> str | None:
     """Why the base model's weights do not fit `model` apart from vocabulary sizes, or None.
 
-    With equal model settings they fit unless seq2seq.build itself changed since.
+    With equal model settings they fit unless the architecture's build itself changed since.
     """
     weights = warm_start_state.named_weights(model)
     if weights.keys() != state.weights.keys():

@@ -64,7 +64,7 @@ def named_weights(model: keras.Model) -> dict[str, keras.Variable]:
 
     Keras's own variable paths change between two builds in one process (the
     bidirectional encoder's inner LSTMs become forward_lstm_1, ...); the layer names
-    are fixed by seq2seq.build. A weight that two layers share (the tied output layer
+    are fixed by the architecture's build. A weight that two layers share (the tied output layer
     reuses the target embedding) is keyed by the first layer that has it.
     """
     named: dict[str, keras.Variable] = {}

@@ -88,15 +88,15 @@ def transform_output_dir(tmp_path_factory) -> str:
     return output_dir
 
 
-@pytest.fixture(scope="session")
-def tiny_model(transform_output_dir):
-    """A tiny attention model fitted to TINY_PAIRS until it reproduces them."""
+def _fit_to_tiny_pairs(transform_output_dir: str, model_config, learning_rate: float,
+                       epochs: int):
+    """A model of `model_config` fitted to TINY_PAIRS until it reproduces them."""
     import keras
     import tensorflow as tf
     import tensorflow_transform as tft
 
-    from enja.models import seq2seq
-    from enja.models.config import ModelConfig, TrainingConfig
+    from enja.models import architectures, seq2seq
+    from enja.models.config import TrainingConfig
     from enja.preprocessing import features, transform
 
     keras.utils.set_random_seed(0)
@@ -105,13 +105,31 @@ def tiny_model(transform_output_dir):
         features.SOURCE_KEY: tf.constant([en for en, _ in TINY_PAIRS])[:, None],
         features.TARGET_KEY: tf.constant([ja for _, ja in TINY_PAIRS])[:, None]})
     target = transformed[features.TARGET_IDS_KEY]
-    model = seq2seq.build(ModelConfig(embedding_dim=16, units=32),
-                          *transform.vocabulary_sizes(output))
-    seq2seq.compile_model(model.trainer, TrainingConfig(learning_rate=2e-2))
+    model = architectures.build(model_config, *transform.vocabulary_sizes(output))
+    seq2seq.compile_model(model.trainer, TrainingConfig(learning_rate=learning_rate))
     model.trainer.fit({seq2seq.SOURCE_INPUT: transformed[features.SOURCE_IDS_KEY],
                        seq2seq.TARGET_INPUT: target[:, :-1]}, target[:, 1:],
-                      epochs=60, batch_size=len(TINY_PAIRS), verbose=0)
+                      epochs=epochs, batch_size=len(TINY_PAIRS), verbose=0)
     return model
+
+
+@pytest.fixture(scope="session")
+def tiny_model(transform_output_dir):
+    """A tiny LSTM attention model fitted to TINY_PAIRS until it reproduces them."""
+    from enja.models.config import ModelConfig
+
+    return _fit_to_tiny_pairs(transform_output_dir, ModelConfig(embedding_dim=16, units=32),
+                              learning_rate=2e-2, epochs=60)
+
+
+@pytest.fixture(scope="session")
+def tiny_transformer(transform_output_dir):
+    """A tiny Transformer fitted to TINY_PAIRS until it reproduces them."""
+    from enja.models.config import ModelConfig
+
+    config = ModelConfig(architecture="transformer", units=32, layers=1, heads=2,
+                         feedforward_dim=64, dropout=0.0)
+    return _fit_to_tiny_pairs(transform_output_dir, config, learning_rate=1e-2, epochs=60)
 
 
 @pytest.fixture(scope="session")

@@ -51,6 +51,9 @@ def test_cosine_schedule_falls_from_the_base_rate_towards_zero():
 @pytest.mark.parametrize("setting, message", [
     ("training.epoch=2", "training has no setting 'epoch'"),
     ("model.attention=dot", "model.attention is 'dot'; choose one of none, luong, bahdanau"),
+    ("model.architecture=rnn", "model.architecture is 'rnn'; choose one of lstm, transformer"),
+    ("training.precision=float16", "training.precision is 'float16'; choose one of float32, "
+                                   "mixed_bfloat16"),
 ])
 def test_enja_run_rejects_a_bad_override_before_running(tmp_path, capsys, setting, message):
     from enja.pipeline import cli

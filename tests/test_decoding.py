@@ -10,7 +10,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from conftest import TINY_PAIRS
-from enja.models import contract, decoding, evaluation, export, seq2seq
+from enja.models import architectures, contract, decoding, evaluation, export, seq2seq
 from enja.pipeline import cli
 from enja.models.config import DecodingConfig, ModelConfig
 from enja.preprocessing import features
@@ -20,11 +20,19 @@ SOURCE_VOCAB, TARGET_VOCAB = 12, 15
 SOURCE_LENGTHS = [5, 3, 1, 4]
 
 
-@pytest.fixture(scope="module")
-def untrained() -> seq2seq.Seq2Seq:
-    """A random model: its near-uniform outputs make beam and greedy search disagree often."""
+UNTRAINED_CONFIGS = {
+    "lstm": ModelConfig(embedding_dim=8, units=16),
+    "transformer": ModelConfig(architecture="transformer", embedding_dim=16, units=16, layers=2,
+                               heads=2, feedforward_dim=32),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(UNTRAINED_CONFIGS))
+def untrained(request) -> seq2seq.EncoderDecoder:
+    """A random model: its near-uniform outputs make beam and greedy search disagree often.
+    Each architecture's, so decoding is checked against both kinds of decoder state."""
     keras.utils.set_random_seed(1)
-    return seq2seq.build(ModelConfig(embedding_dim=8, units=16), SOURCE_VOCAB, TARGET_VOCAB)
+    return architectures.build(UNTRAINED_CONFIGS[request.param], SOURCE_VOCAB, TARGET_VOCAB)
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +44,7 @@ def source_ids() -> tf.Tensor:
     return tf.constant(ids, tf.int64)
 
 
-def _beam_and_greedy(model: seq2seq.Seq2Seq, source_ids: tf.Tensor, width: int,
+def _beam_and_greedy(model: seq2seq.EncoderDecoder, source_ids: tf.Tensor, width: int,
                      max_length: tf.Tensor, alpha: float) -> tuple[np.ndarray, ...]:
     """Both decoders traced into one tf.function, the beam width fed as a tensor."""
     @tf.function

@@ -17,6 +17,7 @@ from conftest import TINY_PAIRS
 from enja.models import contract, export
 from enja.models.config import DecodingConfig
 from enja.preprocessing import features
+from enja.serving import ops
 
 LOADER_SCRIPT = pathlib.Path(__file__).with_name("load_exported_model.py")
 SIGNATURES = (contract.SERVING_SIGNATURE, contract.EXAMPLES_SIGNATURE,
@@ -55,9 +56,11 @@ def signature_ops(export_dir: str, signature: str) -> collections.Counter:
     return ops
 
 
-@pytest.fixture(scope="module")
-def trained_translator(tiny_model, transform_output_dir) -> export.Translator:
-    return export.Translator(tiny_model, tft.TFTransformOutput(transform_output_dir),
+@pytest.fixture(scope="module", params=["tiny_model", "tiny_transformer"])
+def trained_translator(request, transform_output_dir) -> export.Translator:
+    """The tiny LSTM and the tiny Transformer, each fitted to TINY_PAIRS."""
+    return export.Translator(request.getfixturevalue(request.param),
+                             tft.TFTransformOutput(transform_output_dir),
                              DecodingConfig(max_output_length=12))
 
 
@@ -89,6 +92,7 @@ def test_export_translates_without_project_code_in_both_loaders(trained_translat
     assert loaded["tf2"][:2] == [TINY_PAIRS[0][1], TINY_PAIRS[4][1]]
     assert loaded["tf1"]["translations"] == loaded["tf2"]
     assert all(score <= 0 for score in loaded["tf1"]["scores"])
+    assert ops.non_core_ops(export_dir) == set()  # what a stock TF Serving binary runs
 
 
 def test_zero_output_length_translates_to_nothing(tiny_model, transform_output_dir):

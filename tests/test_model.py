@@ -1,11 +1,13 @@
 """The Keras encoder–decoder: shapes, loss masking, and that training reduces the loss."""
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
 
-from enja.models import seq2seq
+from enja.models import architectures, lstm, seq2seq
 from enja.models.config import ModelConfig, TrainingConfig
 from enja.preprocessing import features
 
@@ -23,32 +25,41 @@ def _batch(rng: np.random.Generator, batch: int = 4) -> tuple[dict, np.ndarray]:
             target[:, 1:])
 
 
+TRANSFORMER = ModelConfig(architecture="transformer", embedding_dim=8, units=8, layers=2,
+                          heads=2, feedforward_dim=16)
+
+
 @pytest.mark.parametrize("config", [
     ModelConfig(embedding_dim=8, units=6, attention="none"),
     ModelConfig(embedding_dim=8, units=6, attention="luong"),
     ModelConfig(embedding_dim=8, units=6, attention="bahdanau"),
     ModelConfig(embedding_dim=6, units=6, bidirectional=True, tie_embeddings=True),
-], ids=["none", "luong", "bahdanau", "bidirectional-tied"])
-def test_models_share_layers_and_shapes_agree(config):
-    model = seq2seq.build(config, SOURCE_VOCAB, TARGET_VOCAB)
+    TRANSFORMER,
+    dataclasses.replace(TRANSFORMER, tie_embeddings=True),
+], ids=["none", "luong", "bahdanau", "bidirectional-tied", "transformer", "transformer-tied"])
+def test_stepwise_decoding_gives_the_teacher_forced_logits(config):
+    keras.utils.set_random_seed(0)
+    model = architectures.build(config, SOURCE_VOCAB, TARGET_VOCAB)
     inputs, _ = _batch(np.random.default_rng(0))
     logits = model.trainer(inputs)
     assert logits.shape == (4, 6, TARGET_VOCAB)
-    memory, source_mask, h, c = model.encode(
-        keras.ops.convert_to_tensor(inputs[seq2seq.SOURCE_INPUT]))
-    assert memory.shape == (4, 5, 6) and h.shape == (4, 6) and c.shape == (4, 6)
-    first_token = keras.ops.convert_to_tensor(inputs[seq2seq.TARGET_INPUT][:, :1])
-    step_logits, _, _, weights = model.step(first_token, h, c, memory, source_mask)
-    # One decoder step reproduces the teacher-forced model's first position.
-    np.testing.assert_allclose(step_logits, logits[:, 0], rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(np.sum(weights, axis=-1), 1.0, rtol=1e-5)
-    assert np.all(np.asarray(weights)[:, 3:] == 0)  # padded source positions get no weight
-    assert not ({id(w) for w in model.decoder_step.weights}
-                - {id(w) for w in model.trainer.weights})
+    memory, state = model.encode(keras.ops.convert_to_tensor(inputs[seq2seq.SOURCE_INPUT]))
+    targets = keras.ops.convert_to_tensor(inputs[seq2seq.TARGET_INPUT])
+    # Step by step over the decoder's state (h and c, or the key/value cache), each step
+    # reproduces the teacher-forced model's position.
+    for position in range(targets.shape[1]):
+        step_logits, state, weights = model.step(targets[:, position:position + 1], state,
+                                                 memory)
+        np.testing.assert_allclose(step_logits, logits[:, position], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(np.sum(weights, axis=-1), 1.0, rtol=1e-5)
+        assert np.all(np.asarray(weights)[:, 3:] == 0)  # padded source positions get none
+    if isinstance(model, lstm.LstmEncoderDecoder):
+        assert not ({id(w) for w in model.decoder_step.weights}
+                    - {id(w) for w in model.trainer.weights})
 
 
 def test_loss_ignores_padding_positions():
-    model = seq2seq.build(ModelConfig(embedding_dim=8, units=6), SOURCE_VOCAB, TARGET_VOCAB)
+    model = architectures.build(ModelConfig(embedding_dim=8, units=6), SOURCE_VOCAB, TARGET_VOCAB)
     seq2seq.compile_model(model.trainer, TrainingConfig())
     inputs, labels = _batch(np.random.default_rng(1))
     loss = model.trainer.evaluate(inputs, labels, verbose=0, return_dict=True)["loss"]
@@ -63,7 +74,7 @@ def test_loss_ignores_padding_positions():
 
 
 def test_tied_logits_project_with_the_target_embedding():
-    model = seq2seq.build(ModelConfig(embedding_dim=6, units=6, tie_embeddings=True),
+    model = architectures.build(ModelConfig(embedding_dim=6, units=6, tie_embeddings=True),
                           SOURCE_VOCAB, TARGET_VOCAB)
     embedding = model.trainer.get_layer("target_embedding").embeddings
     logits = model.trainer.get_layer("logits")
@@ -78,6 +89,9 @@ def test_tied_logits_project_with_the_target_embedding():
     ({"units": 7, "bidirectional": True}, "even"),
     ({"embedding_dim": 8, "units": 6, "tie_embeddings": True}, "embedding_dim == model.units"),
     ({"attention": "dot"}, "model.attention is 'dot'; choose one of none, luong, bahdanau"),
+    ({"architecture": "rnn"}, "model.architecture is 'rnn'; choose one of lstm, transformer"),
+    ({"architecture": "transformer", "embedding_dim": 12, "units": 12, "heads": 4},
+     "heads of even width"),
 ])
 def test_inconsistent_settings_are_rejected_when_the_config_is_made(fields, message):
     with pytest.raises(ValueError, match=message):
@@ -98,7 +112,7 @@ def test_token_crossentropy_averages_real_tokens(smoothing):
 
 def test_a_few_steps_reduce_the_loss():
     keras.utils.set_random_seed(0)
-    model = seq2seq.build(ModelConfig(embedding_dim=8, units=16), SOURCE_VOCAB, TARGET_VOCAB)
+    model = architectures.build(ModelConfig(embedding_dim=8, units=16), SOURCE_VOCAB, TARGET_VOCAB)
     seq2seq.compile_model(model.trainer, TrainingConfig(learning_rate=1e-2))
     inputs, labels = _batch(np.random.default_rng(2), batch=8)
     history = model.trainer.fit(inputs, labels, epochs=30, verbose=0).history["loss"]

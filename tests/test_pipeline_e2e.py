@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import tensorflow as tf
 from ml_metadata.proto import metadata_store_pb2
 from tfx.orchestration import metadata
@@ -65,3 +66,25 @@ def test_a_model_that_emits_nothing_is_not_blessed_or_pushed(smoke_run):
     assert sorted(os.listdir(layout.serving_model_dir)) == versions_before
     blessings = _artifacts(layout.metadata_path, "ModelBlessing")
     assert [b.custom_properties["blessed"].int_value for b in blessings] == [1, 0]
+
+
+def test_the_smoke_pipeline_trains_and_pushes_a_transformer(tmp_path):
+    from enja.pipeline import cli
+
+    assert cli.main(["run", "--preset", "smoke", "--output-dir", str(tmp_path),
+                     "--set", "model.architecture=transformer"]) == 0
+    layout = local_runner.OutputLayout(str(tmp_path), configs.PRESETS["smoke"])
+    [version] = os.listdir(layout.serving_model_dir)
+    loaded = tf.saved_model.load(os.path.join(layout.serving_model_dir, version))
+    outputs = loaded.signatures[contract.SERVING_SIGNATURE](text=tf.constant(["i like cats ."]))
+    translation = outputs[contract.TRANSLATIONS_OUTPUT].numpy()[0].decode()
+    assert translation.strip() and translation.isprintable()
+    attention = loaded.signatures[contract.ATTENTION_SIGNATURE](text=tf.constant(["i like cats ."]))
+    weights = attention[contract.ATTENTION_OUTPUT].numpy()[0]
+    emitted = attention[contract.TARGET_IDS_OUTPUT].numpy()[0] != 0
+    # Over the 4 real source tokens (of the padded 16), the cross-attention sums to one.
+    np.testing.assert_allclose(weights[emitted, :4].sum(-1), 1.0, rtol=1e-5)
+    assert np.all(weights[:, 4:] == 0)
+    [model_run] = _artifacts(layout.metadata_path, "ModelRun")
+    assert training_summary.read(model_run.uri)["loss"][-1] < training_summary.read(
+        model_run.uri)["loss"][0]

@@ -12,7 +12,8 @@ import tensorflow_transform as tft
 from tfx import v1 as tfx
 
 from conftest import TINY_PAIRS, write_transformed
-from enja.models import contract, seq2seq, trainer, training_summary, warm_start, warm_start_state
+from enja.models import (architectures, contract, seq2seq, trainer, training_summary, warm_start,
+                         warm_start_state)
 from enja.models.config import DecodingConfig, ModelConfig, TrainingConfig
 from enja.models.warm_start_state import Vocabularies
 from enja.preprocessing import features
@@ -32,10 +33,10 @@ CONFIG_IDS = ["bidirectional-luong", "one-way-bahdanau-tied"]
 TINY_MODEL_CONFIG = ModelConfig(embedding_dim=16, units=32)
 
 
-def _build(config: ModelConfig, vocabularies: Vocabularies, seed: int) -> seq2seq.Seq2Seq:
+def _build(config: ModelConfig, vocabularies: Vocabularies, seed: int) -> seq2seq.EncoderDecoder:
     """A model whose every weight (biases too) is random, so carried values are telling."""
     keras.utils.set_random_seed(seed)
-    model = seq2seq.build(config, len(vocabularies.source) + R, len(vocabularies.target) + R)
+    model = architectures.build(config, len(vocabularies.source) + R, len(vocabularies.target) + R)
     rng = np.random.default_rng(seed)
     for weight in model.trainer.weights:
         weight.assign(rng.normal(size=weight.shape).astype("float32"))
@@ -43,7 +44,7 @@ def _build(config: ModelConfig, vocabularies: Vocabularies, seed: int) -> seq2se
 
 
 def _base_model(tmp_path, config: ModelConfig, vocabularies: Vocabularies = OLD
-                ) -> tuple[seq2seq.Seq2Seq, str]:
+                ) -> tuple[seq2seq.EncoderDecoder, str]:
     """A base model with its state saved; returns it and its (never exported) serving dir."""
     model = _build(config, vocabularies, seed=1)
     serving_dir = str(tmp_path / "base" / "Format-Serving")
@@ -52,7 +53,7 @@ def _base_model(tmp_path, config: ModelConfig, vocabularies: Vocabularies = OLD
     return model, serving_dir
 
 
-def _values(model: seq2seq.Seq2Seq) -> dict[str, np.ndarray]:
+def _values(model: seq2seq.EncoderDecoder) -> dict[str, np.ndarray]:
     return {key: np.array(weight)
             for key, weight in warm_start_state.named_weights(model.trainer).items()}
 
@@ -121,7 +122,7 @@ def test_warm_model_computes_the_base_models_logits(tmp_path, config, order):
     source = [[b"a", b"c", b"e"], [b"d", b"b", b"b"]]
     target = [[b"p", b"s", b"q"], [b"r", b"r", b"p"]]
 
-    def logits(model: seq2seq.Seq2Seq, vocab: Vocabularies) -> np.ndarray:
+    def logits(model: seq2seq.EncoderDecoder, vocab: Vocabularies) -> np.ndarray:
         start_ids = np.full((2, 1), features.START_ID)
         return np.asarray(model.trainer({
             seq2seq.SOURCE_INPUT: ids(source, vocab.source),
@@ -182,7 +183,7 @@ def _half_written_state(tmp_path) -> str:
 
 
 def _weights_of_another_build(tmp_path) -> str:
-    """A state whose model had one weight fewer: as if seq2seq.build changed since."""
+    """A state whose model had one weight fewer: as if the build changed since."""
     _, serving_dir = _base_model(tmp_path, CONFIGS[0])
     path = os.path.join(warm_start_state.state_dir(serving_dir), warm_start_state.WEIGHTS)
     with np.load(path) as arrays:
