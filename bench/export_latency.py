@@ -3,13 +3,14 @@ and Python load them.
 
     .venv/bin/python bench/export_latency.py OLD_DIR [OTHER_DIR ...] [--requests 300]
     .venv/bin/python bench/export_latency.py OLD_DIR \\
-        --reexport TRAINER_MODEL_URI TRANSFORM_GRAPH_URI [--reexport-dir DIR]
+        --reexport MODEL_URI TRANSFORM_GRAPH_URI [--reexport-dir DIR]
 
-`--reexport` first exports a Trainer's Model artifact again with the current
-models/export.py: its weights from the warm-start state beside its SavedModel, its
-vocabularies from the Transform graph it was trained on, the default DecodingConfig. An
-export change is then measured on the same trained weights as the model it replaces
-(e.g. OLD_DIR the version the Pusher pushed from that artifact).
+`--reexport` first exports a Model artifact (a Trainer's or a ServingExport's) again with
+the current models/export.py, as ServingExport does (models/reexport.py): its weights
+from its warm-start state, its vocabularies from the Transform graph it was trained on,
+the default DecodingConfig. An export change is then measured on the same trained
+weights as the model it replaces (e.g. OLD_DIR the version the Pusher pushed from that
+artifact).
 
 All models must translate the first --check dev sentences ($ENJA_DATA_ROOT/dev.en) the
 same, with both loaders; then each model answers --requests one-sentence calls, cycling
@@ -34,26 +35,22 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_transform as tft  # noqa: E402
 
-from enja.models import architectures, contract, export, warm_start_state  # noqa: E402
-from enja.models.config import DecodingConfig, ModelConfig  # noqa: E402
+from enja.models import contract, reexport, warm_start_state  # noqa: E402
+from enja.models.config import DecodingConfig  # noqa: E402
 from enja.pipeline import data  # noqa: E402
-from enja.preprocessing import transform  # noqa: E402
+from enja.serving.config import ServingConfig  # noqa: E402
 from enja.serving.loader import LoadedModel  # noqa: E402
 
 # One sentence in, its translation and score out.
 Translate = Callable[[str], tuple[bytes, float]]
 
 
-def reexport(trainer_model: str, transform_graph: str, export_dir: str) -> str:
-    """Exports the weights of a Trainer Model artifact again, with the current export code."""
-    state = warm_start_state.load(os.path.join(trainer_model, warm_start_state.STATE_DIR))
-    if state is None:
-        raise FileNotFoundError(f"{trainer_model} keeps no warm-start state to take weights from")
+def export_again(model_uri: str, transform_graph: str, export_dir: str) -> str:
+    """Exports the weights of a Model artifact again, with the current export code."""
     output = tft.TFTransformOutput(transform_graph)
-    model = architectures.build(ModelConfig(**state.model_config), *transform.vocabulary_sizes(output))
-    for key, weight in warm_start_state.named_weights(model.trainer).items():
-        weight.assign(state.weights[key])
-    export.save(export.Translator(model, output, DecodingConfig()), export_dir)
+    model = reexport.rebuild(
+        reexport.load(os.path.join(model_uri, warm_start_state.STATE_DIR)), output)
+    reexport.export_serving_model(model, output, DecodingConfig(), ServingConfig(), export_dir)
     return export_dir
 
 
@@ -113,8 +110,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("export_dirs", nargs="+", help="SavedModel directories to compare")
-    parser.add_argument("--reexport", nargs=2, metavar=("TRAINER_MODEL_URI", "TRANSFORM_GRAPH_URI"),
-                        help="also compare the Trainer's weights exported with the current code")
+    parser.add_argument("--reexport", nargs=2, metavar=("MODEL_URI", "TRANSFORM_GRAPH_URI"),
+                        help="also compare a Model artifact's weights exported with the current code")
     parser.add_argument("--reexport-dir", help="where to write the re-export (default: a temp dir)")
     parser.add_argument("--requests", type=int, default=300, help="timed calls per model and loader")
     parser.add_argument("--warmup", type=int, default=20, help="untimed calls first")
@@ -123,7 +120,7 @@ def main() -> None:
 
     export_dirs = list(args.export_dirs)
     if args.reexport:
-        export_dirs.append(reexport(*args.reexport, args.reexport_dir
+        export_dirs.append(export_again(*args.reexport, args.reexport_dir
                                     or os.path.join(tempfile.mkdtemp(), "reexport")))
     with open(os.path.join(data.resolve_data_root(None), "dev.en"), encoding="utf-8") as dev:
         sentences = [line.strip() for line in dev][:args.check]

@@ -29,7 +29,7 @@ def measure(label: str, config: configs.PipelineConfig, run_dir: str,
     pushed = history.latest_run(
         local_runner.OutputLayout(run_dir, config).metadata_connection()).pushed_version
     summary = training_summary.read(latest_output(run_dir, "Trainer", "model_run", config))
-    model_dir = os.path.join(latest_output(run_dir, "Trainer", "model", config), "Format-Serving")
+    model_dir = os.path.join(latest_output(run_dir, "ServingExport", "model", config), "Format-Serving")
     dev_en, dev_ja = (os.path.join(data_root, name) for name in ("dev.en", "dev.ja"))
     greedy = evaluation.evaluate_saved_model(model_dir, dev_en, dev_ja, beam_width=1)
     beam = evaluation.evaluate_saved_model(model_dir, dev_en, dev_ja,

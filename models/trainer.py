@@ -1,7 +1,10 @@
-"""TFX Trainer entry point: trains the encoder–decoder and exports the translator.
+"""TFX Trainer entry point: trains the encoder–decoder and keeps its weights.
 
 Named by dotted path (`enja.models.trainer.run_fn`) so TFX runs the installed
-package instead of packaging a module file.
+package instead of packaging a module file. It reads only the `model` and `training`
+groups and writes only the warm-start state (models/warm_start_state.py); the
+ServingExport component builds the serving SavedModel from that state, so decoding
+settings change without training again.
 
 It trains under the `tf.distribute` strategy its environment calls for
 (models/distribution.py): one device, several local GPUs, or the workers TF_CONFIG
@@ -21,11 +24,9 @@ import tensorflow_transform as tft
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from enja.models import (architectures, distribution, epoch_bleu, export, length_buckets, seq2seq,
+from enja.models import (architectures, distribution, epoch_bleu, length_buckets, seq2seq,
                          training_summary, warm_start, warm_start_state)
-from enja.models.config import DecodingConfig, ModelConfig, TrainingConfig
-from enja.serving.config import ServingConfig
-from enja.serving import warmup
+from enja.models.config import ModelConfig, TrainingConfig
 from enja.preprocessing import features, transform
 
 
@@ -130,6 +131,16 @@ def _callbacks(training: TrainingConfig, log_dir: str, clock: training_summary.T
     return callbacks
 
 
+def label_length(tf_transform_output: tft.TFTransformOutput) -> int:
+    """Steps of a label: Transform's longest target and its </s>.
+
+    The dev BLEU decodes at most this many steps, enough for any reference in full. It
+    is the Trainer's own measure: the serving decoding settings belong to ServingExport
+    and stay out of the Trainer's custom_config, so changing them does not retrain.
+    """
+    return tf_transform_output.transformed_feature_spec()[features.TARGET_IDS_KEY].shape[0] - 1
+
+
 def _train(model: seq2seq.EncoderDecoder, training: TrainingConfig, train_data: tf.data.Dataset,
            eval_data: tf.data.Dataset, target_vocabulary: list[bytes], max_output_length: int,
            model_run_dir: str) -> dict[str, Any]:
@@ -149,19 +160,18 @@ def _train(model: seq2seq.EncoderDecoder, training: TrainingConfig, train_data: 
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
-    """Trains — warm-started from `fn_args.base_model` when it can — and exports.
+    """Trains — warm-started from `fn_args.base_model` when it can — and keeps the weights.
 
     On a cluster every worker runs all of it, in step; only the chief writes into the
     output paths, the others write into temporary directories they remove (see
-    models/distribution.py). The warm-start state is written before the SavedModel: a
-    Model artifact whose export exists always has its state complete.
+    models/distribution.py). The state goes where models/warm_start_state.py puts it,
+    beside `fn_args.serving_model_dir`, which is created last and stays empty: TFX's
+    Trainer fails unless run_fn creates it, and the SavedModel is ServingExport's.
     """
     strategy = distribution.strategy_from_environment()  # before any other TensorFlow op
     custom_config: dict[str, Any] = fn_args.custom_config
     model_config = ModelConfig(**custom_config["model"])
     training = TrainingConfig(**custom_config["training"])
-    decoding_config = DecodingConfig(**custom_config["decoding"])
-    serving = ServingConfig(**custom_config["serving"])
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     vocabularies = warm_start_state.Vocabularies.of(tf_transform_output)
     keras.utils.set_random_seed(training.seed)
@@ -182,14 +192,11 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     with (distribution.worker_dir(fn_args.model_run_dir, strategy) as model_run_dir,
           distribution.worker_dir(fn_args.serving_model_dir, strategy) as serving_model_dir):
         summary = _train(model, training, train_data, eval_data, vocabularies.target,
-                         decoding_config.max_output_length, model_run_dir)
+                         label_length(tf_transform_output), model_run_dir)
         training_summary.write({**summary, "start": start.as_json()}, model_run_dir)
         print(f"Kept epoch {summary['kept_epoch']} of {summary['epochs_run']}; "
               f"{summary['tokens_per_second']:.0f} tokens/s in training.")
 
         warm_start_state.save(warm_start_state.state_dir(serving_model_dir), model.trainer,
                               model_config, vocabularies)
-        translator = export.Translator(model, tf_transform_output, decoding_config)
-        export.save(translator, serving_model_dir)
-        warmup.write_warmup_requests(serving_model_dir, serving.warmup_sentences,
-                                     serving.model_name)
+        tf.io.gfile.makedirs(serving_model_dir)

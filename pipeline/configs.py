@@ -1,9 +1,11 @@
 """Every setting of the pipeline, in one place, with named presets.
 
 The groups map onto the components that read them: `data` → ExampleGen, `vocab` →
-Transform, `model`/`training`/`decoding` → Trainer, `evaluation` → Evaluator,
-`serving` → Pusher and the model server. Transform and Trainer receive only their
-own groups, so changing the model does not invalidate the cached vocabularies.
+Transform, `model`/`training` → Trainer, `decoding`/`serving` → ServingExport,
+`evaluation` → Evaluator, `serving` also → InfraCheck and the model server. Transform,
+Trainer and ServingExport receive only their own groups, so changing the model does not
+invalidate the cached vocabularies, and changing the decoding re-exports the cached
+Trainer's model without training it again.
 `beam` chooses where every Beam-powered component runs (`enja.pipeline.beam`).
 """
 from __future__ import annotations
@@ -89,9 +91,11 @@ class PipelineConfig:
         return {
             "model": dataclasses.asdict(self.model),
             "training": dataclasses.asdict(self.training),
-            "decoding": dataclasses.asdict(self.decoding),
-            "serving": dataclasses.asdict(self.serving),
         }
+
+    def export_config(self) -> dict[str, Any]:
+        """What ServingExport reads: its `decoding` and `serving` arguments."""
+        return {"decoding": self.decoding, "serving": self.serving}
 
 
 # The setting groups: the PipelineConfig fields that are themselves dataclasses.

@@ -4,6 +4,10 @@ One record a run: the spans it read, the data verdict, how training started and 
 long it took, the candidate's and the baseline's dev BLEU (overall and by source-length
 bucket), the blessing and why not, the serving check, the pushed version, and the
 rollbacks that followed it. `enja report` renders the same records as a page.
+
+A run whose Trainer was cached (only the decoding changed, say) trained nothing: its
+training facts are those of the run that trained the candidate's weights, which
+`trained_by` names.
 """
 from __future__ import annotations
 
@@ -24,7 +28,8 @@ from enja.preprocessing import features
 # Components in pipeline order, with the step a run stops at when one fails or is skipped.
 STEPS = (("ParallelCorpusExampleGen", "reading the corpus"), ("StatisticsGen", "statistics"),
          ("DataGate", "data validation"), ("Transform", "Transform"), ("Trainer", "training"),
-         ("Evaluator", "evaluation"), ("InfraCheck", "the serving check"), ("Pusher", "push"))
+         ("ServingExport", "the serving export"), ("Evaluator", "evaluation"),
+         ("InfraCheck", "the serving check"), ("Pusher", "push"))
 
 
 @dataclasses.dataclass
@@ -49,6 +54,7 @@ class RunRecord:
     warm_start_from: str | None = None  # the run id of the base model
     warm_start_from_version: int | None = None
     training_minutes: float | None = None
+    trained_by: str | None = None  # a cached Trainer: the run id that trained the weights
     loss: list[float] = dataclasses.field(default_factory=list)
     val_loss: list[float] = dataclasses.field(default_factory=list)
     val_bleu: list[float] = dataclasses.field(default_factory=list)  # greedy dev BLEU per epoch
@@ -135,8 +141,9 @@ def _record(run: lineage.PipelineRun, store: lineage.Lineage, versions: dict[int
 
     trainer = nodes.get("Trainer")
     if trainer and trainer.succeeded:
-        model = trainer.output("model")
-        record.candidate_model = os.path.join(model.uri, "Format-Serving")
+        if trainer.execution.last_known_state == lineage.Execution.CACHED:
+            producer = store.producer(trainer.output("model").id)
+            record.trained_by = producer and store.run_of(producer.execution.id)
         summary = training_summary.read(trainer.output("model_run").uri)
         start = summary.get("start", {})
         record.start_mode, record.start_reason = start.get("mode"), start.get("reason")
@@ -148,6 +155,10 @@ def _record(run: lineage.PipelineRun, store: lineage.Lineage, versions: dict[int
             producer = store.producer(base.id)
             record.warm_start_from = producer and store.run_of(producer.execution.id)
             record.warm_start_from_version = versions.get(base.id)
+
+    serving_export = nodes.get("ServingExport")
+    if serving_export and serving_export.succeeded:
+        record.candidate_model = os.path.join(serving_export.output("model").uri, "Format-Serving")
 
     evaluator = nodes.get("Evaluator")
     if evaluator and evaluator.succeeded:
@@ -245,13 +256,18 @@ def format_table(records: list[RunRecord]) -> str:
               "outcome")
     rows = []
     notes = []
+    numbers = {record.run_id: number for number, record in enumerate(records, start=1)}
     for number, record in enumerate(records, start=1):
         start = (f"warm<{record.warm_start_from_version or record.warm_start_from}"
                  if record.start_mode == "warm" else record.start_mode)
+        training = "cached" if record.trained_by else _cell(record.training_minutes, "{:.1f}")
         rows.append((str(number), record.started.replace("T", " ")[:19], f"{record.minutes:.1f}",
-                     ",".join(map(str, record.spans or [])) or "-", _cell(start),
-                     _cell(record.training_minutes, "{:.1f}"), _cell(record.candidate_bleu, "{:.2f}"),
-                     _cell(record.baseline_bleu, "{:.2f}"), short_outcome(record)))
+                     ",".join(map(str, record.spans or [])) or "-", _cell(start), training,
+                     _cell(record.candidate_bleu, "{:.2f}"), _cell(record.baseline_bleu, "{:.2f}"),
+                     short_outcome(record)))
+        if record.trained_by:
+            notes.append(f"run {number}: the Trainer was cached; run "
+                         f"{numbers.get(record.trained_by, record.trained_by)} trained the weights")
         notes += [f"run {number}: data anomaly: {problem}" for problem in record.data_anomalies]
         if record.not_blessed_reason:
             notes.append(f"run {number}: not blessed: {record.not_blessed_reason}")

@@ -14,6 +14,7 @@ from tfx import v1 as tfx
 from enja.components.data_gate import AcceptedStatistics, DataGate
 from enja.components.example_gen import ParallelCorpusExampleGen
 from enja.components.infra_check import InfraCheck
+from enja.components.serving_export import ServingExport
 from enja.components.spans import SpanWindow
 from enja.models import contract
 from enja.pipeline.configs import EvaluationConfig, PipelineConfig
@@ -57,9 +58,14 @@ def create_pipeline(config: PipelineConfig, data_root: str, pipeline_root: str,
                     metadata_connection_config: metadata_store_pb2.ConnectionConfig | None,
                     beam_pipeline_args: list[str],
                     schema_file: str = SCHEMA_FILE) -> tfx.dsl.Pipeline:
-    """Wires ExampleGen → statistics → DataGate → Transform → Trainer → Evaluator → InfraCheck → Pusher.
+    """Wires ExampleGen → statistics → DataGate → Transform → Trainer → ServingExport →
+    Evaluator → InfraCheck → Pusher.
 
     Transform, and so everything after it, runs only once the DataGate passed the data.
+    The Trainer keeps the trained weights and ServingExport turns them into the serving
+    SavedModel with the decoding settings, so a run that changes only those re-exports
+    the cached Trainer's model. ServingExport's model is the one evaluated, checked,
+    pushed and blessed, so it is also the baseline and the next Trainer's warm start.
     """
     example_gen = ParallelCorpusExampleGen(
         input_base=data_root,
@@ -98,17 +104,21 @@ def create_pipeline(config: PipelineConfig, data_root: str, pipeline_root: str,
         schema=schema_importer.outputs["schema"],
         base_model=baseline_model.outputs["model"],
         custom_config=config.trainer_config())
+    serving_export = ServingExport(
+        trained_model=trainer.outputs["model"],
+        transform_graph=transform.outputs["transform_graph"],
+        **config.export_config())
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"],
-        model=trainer.outputs["model"],
+        model=serving_export.outputs["model"],
         baseline_model=baseline_model.outputs["model"],
         eval_config=eval_config(config.evaluation))
     infra_check = InfraCheck(
-        model=trainer.outputs["model"],
+        model=serving_export.outputs["model"],
         model_name=config.serving.model_name,
         sentences=config.serving.warmup_sentences)
     pusher = tfx.components.Pusher(
-        model=trainer.outputs["model"],
+        model=serving_export.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         infra_blessing=infra_check.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
@@ -117,8 +127,8 @@ def create_pipeline(config: PipelineConfig, data_root: str, pipeline_root: str,
         pipeline_name=config.pipeline_name,
         pipeline_root=pipeline_root,
         components=[example_gen, statistics_gen, schema_importer, reference_statistics,
-                    data_gate, baseline_model, transform, trainer, evaluator, infra_check,
-                    pusher],
+                    data_gate, baseline_model, transform, trainer, serving_export, evaluator,
+                    infra_check, pusher],
         enable_cache=True,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=beam_pipeline_args)

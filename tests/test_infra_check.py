@@ -52,7 +52,7 @@ def save_stand_in(path: str, translation: str = "猫 が 好き", score: float =
 
 
 def model_artifact(saved_model: str, tmp_path) -> standard_artifacts.Model:
-    """A Model artifact laid out as the Trainer writes it, holding a copy of `saved_model`."""
+    """A Model artifact laid out as ServingExport writes it, holding a copy of `saved_model`."""
     model = standard_artifacts.Model()
     model.uri = str(tmp_path / "model")
     shutil.copytree(saved_model, path_utils.serving_model_dir(model.uri))

@@ -37,6 +37,7 @@ EXECUTORS = {
     "DataGate": "enja.components.data_gate.Executor",
     "Transform": "tfx.components.transform.executor.Executor",
     "Trainer": "tfx.components.trainer.executor.GenericExecutor",
+    "ServingExport": "enja.components.serving_export.Executor",
     "Evaluator": "tfx.components.evaluator.executor.Executor",
     "InfraCheck": "enja.components.infra_check.Executor",
     "Pusher": "tfx.components.pusher.executor.Executor",
@@ -70,6 +71,9 @@ def test_the_spec_has_every_task_in_order_and_every_container_as_deployed(compil
     assert set(tasks) == set(EXECUTORS) | RESOLVERS
     # Nothing is transformed or trained before the data gate; nothing pushed before both checks.
     assert "DataGate" in tasks["Transform"].dependent_tasks
+    # The serving model is exported from the trained one, and only it is evaluated.
+    assert {"Trainer", "Transform"} <= set(tasks["ServingExport"].dependent_tasks)
+    assert "Trainer" not in tasks["Evaluator"].dependent_tasks
     assert {"Evaluator", "InfraCheck"} <= set(tasks["Pusher"].dependent_tasks)
     assert pipeline.REFERENCE_RESOLVER_ID in tasks["DataGate"].dependent_tasks
     assert spec.default_pipeline_root == compiled["pipeline_root"]

@@ -1,4 +1,5 @@
-"""The whole local pipeline with the smoke preset: a model is pushed, a bad one is not."""
+"""The whole local pipeline with the smoke preset: a model is pushed, a bad one is not, and a
+decoding change re-exports the trained model without training it again."""
 from __future__ import annotations
 
 import os
@@ -11,7 +12,9 @@ from tfx.orchestration.metadata import sqlite_metadata_connection_config
 
 from enja.components.example_gen import DROPPED_EMPTY_PAIRS_PROPERTY
 from enja.models import contract, training_summary
-from enja.pipeline import configs, local_runner
+from enja.pipeline import configs, history, lineage, local_runner
+
+Execution = metadata_store_pb2.Execution
 
 
 def _artifacts(metadata_path: str, type_name: str) -> list[metadata_store_pb2.Artifact]:
@@ -53,7 +56,12 @@ def test_smoke_pipeline_pushes_a_model_that_translates(smoke_run):
     assert summary["tokens_per_second"] > 0 and summary["tokens_per_epoch"] > 300
 
 
-def test_a_model_that_emits_nothing_is_not_blessed_or_pushed(smoke_run):
+def _translation(saved_model: str) -> str:
+    translate = tf.saved_model.load(saved_model).signatures[contract.SERVING_SIGNATURE]
+    return translate(text=tf.constant(["i like cats ."]))[contract.TRANSLATIONS_OUTPUT].numpy()[0].decode()
+
+
+def test_a_silent_model_is_not_pushed_and_a_decoding_change_does_not_retrain(smoke_run):
     layout = smoke_run["layout"]
     versions_before = sorted(os.listdir(layout.serving_model_dir))
     silent = configs.replace(configs.PRESETS["smoke"], decoding={"max_output_length": 0})
@@ -61,11 +69,31 @@ def test_a_model_that_emits_nothing_is_not_blessed_or_pushed(smoke_run):
     record = local_runner.run(output_dir=smoke_run["output_dir"], config=silent)
 
     assert record.pushed_version is None and record.blessed is False
-    assert record.start_mode == "warm"  # from the smoke model, which the candidate is compared with
+    # The smoke model is blessed now and so the Trainer's base model: it trains again, warm.
+    assert record.start_mode == "warm" and record.trained_by is None
     assert "BLEU" in record.not_blessed_reason
     assert sorted(os.listdir(layout.serving_model_dir)) == versions_before
     blessings = _artifacts(layout.metadata_path, "ModelBlessing")
     assert [b.custom_properties["blessed"].int_value for b in blessings] == [1, 0]
+    assert _translation(record.candidate_model) == ""
+
+    # The smoke decoding again, with the same data and base model: only the decoding differs.
+    again = local_runner.run(output_dir=smoke_run["output_dir"], config=configs.PRESETS["smoke"])
+
+    runs = lineage.Lineage(layout.metadata_connection()).runs()
+    *_, silent_run, run = runs
+    trainer = run.nodes["Trainer"]
+    assert trainer.execution.last_known_state == Execution.CACHED
+    assert trainer.output("model").id == silent_run.nodes["Trainer"].output("model").id
+    for component in ("ServingExport", "Evaluator", "InfraCheck", "Pusher"):
+        assert run.nodes[component].execution.last_known_state == Execution.COMPLETE, component
+    assert run.nodes["ServingExport"].input("trained_model").id == trainer.output("model").id
+    assert again.trained_by == record.run_id and again.start_mode == "warm"
+    assert again.val_bleu == record.val_bleu  # the training facts of the run that trained it
+    assert (f"run {len(runs)}: the Trainer was cached; run {len(runs) - 1} trained the weights"
+            in history.format_table(history.history(layout.metadata_connection())))
+    assert again.candidate_model != record.candidate_model
+    assert _translation(again.candidate_model).strip()  # the same weights, the new decoding
 
 
 def test_the_smoke_pipeline_trains_and_pushes_a_transformer(tmp_path):

@@ -65,5 +65,7 @@ def test_a_run_killed_in_training_completes_when_started_again(tmp_path):
     assert os.path.isdir(killed_dir) and killed_trainer.outputs == {}
     new_model = resumed["Trainer"].output("model")
     assert new_model.uri != killed_dir and new_model.state == metadata_store_pb2.Artifact.LIVE
+    assert resumed["ServingExport"].input("trained_model").id == new_model.id
+    exported = resumed["ServingExport"].output("model")
     for consumer in ("Evaluator", "InfraCheck", "Pusher"):
-        assert resumed[consumer].input("model").id == new_model.id, consumer
+        assert resumed[consumer].input("model").id == exported.id, consumer

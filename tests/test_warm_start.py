@@ -12,6 +12,7 @@ import tensorflow_transform as tft
 from tfx import v1 as tfx
 
 from conftest import TINY_PAIRS, write_transformed
+from enja.components import serving_export
 from enja.models import (architectures, contract, seq2seq, trainer, training_summary, warm_start,
                          warm_start_state)
 from enja.models.config import DecodingConfig, ModelConfig, TrainingConfig
@@ -259,7 +260,8 @@ def transformed_tiny_pairs(transform_output_dir, tmp_path_factory) -> str:
 def test_run_fn_warm_starts_and_keeps_a_state_for_the_next_run(
         tmp_path, tiny_model, transformed_tiny_pairs, transform_output_dir, data_accessor,
         capsys):
-    """run_fn on a base model that translates TINY_PAIRS: one gentle epoch on, so does it.
+    """run_fn on a base model that translates TINY_PAIRS: one gentle epoch on, so does it,
+    exported from the state run_fn keeps as ServingExport exports it.
 
     (A run from scratch as well would double this test's minute of tracing and export.)
     """
@@ -278,9 +280,7 @@ def test_run_fn_warm_starts_and_keeps_a_state_for_the_next_run(
         transform_output=transform_output_dir, serving_model_dir=serving_dir,
         model_run_dir=model_run_dir, base_model=base_dir, data_accessor=data_accessor,
         custom_config={"model": dataclasses.asdict(TINY_MODEL_CONFIG),
-                       "training": dataclasses.asdict(training),
-                       "decoding": dataclasses.asdict(DecodingConfig(max_output_length=12)),
-                       "serving": dataclasses.asdict(ServingConfig())}))
+                       "training": dataclasses.asdict(training)}))
 
     summary = training_summary.read(model_run_dir)
     sizes = [len(tokens) for tokens in vocabularies]
@@ -291,10 +291,15 @@ def test_run_fn_warm_starts_and_keeps_a_state_for_the_next_run(
                                 "target": {"carried": sizes[1], "new": 0}}
     assert summary["epochs_run"] == 1  # training.warm_start_epochs
     assert f"Warm start from {base_dir}: {reason}" in capsys.readouterr().out
-    translate = tf.saved_model.load(serving_dir).signatures[contract.SERVING_SIGNATURE]
-    outputs = translate(text=tf.constant([en for en, _ in TINY_PAIRS]))
-    assert [t.decode() for t in outputs[contract.TRANSLATIONS_OUTPUT].numpy()] == [
-        ja for _, ja in TINY_PAIRS]
+    assert os.listdir(serving_dir) == []  # TFX wants it; the SavedModel is ServingExport's
     state = warm_start_state.load(warm_start_state.state_dir(serving_dir))
     assert state.vocabularies == vocabularies
     assert state.model_config == dataclasses.asdict(TINY_MODEL_CONFIG)
+    exported = str(tmp_path / "exported")
+    serving_export.export_model(str(tmp_path / "model"), transform_output_dir, exported,
+                                DecodingConfig(max_output_length=12), ServingConfig())
+    translate = tf.saved_model.load(os.path.join(exported, "Format-Serving")).signatures[
+        contract.SERVING_SIGNATURE]
+    outputs = translate(text=tf.constant([en for en, _ in TINY_PAIRS]))
+    assert [t.decode() for t in outputs[contract.TRANSLATIONS_OUTPUT].numpy()] == [
+        ja for _, ja in TINY_PAIRS]
