@@ -2,7 +2,7 @@
 
 InfraValidator needs a container engine (absent here) and the Kubeflow Pipelines v2
 compiler of TFX 1.16 rejects it, so a model that stock TF Serving cannot serve could
-be pushed unnoticed. This component checks the Trainer's SavedModel the way TF
+be pushed unnoticed. This component checks ServingExport's SavedModel the way TF
 Serving would take it — core ops only, the TF1 session loader, its warm-up requests —
 then serves a copy with the project's gRPC model server and sends real Predict calls.
 
@@ -249,7 +249,7 @@ class InfraCheck(base_component.BaseComponent):
         """Builds the component.
 
         Args:
-          model: The Trainer's Model; its serving SavedModel is checked.
+          model: ServingExport's Model; its serving SavedModel is checked.
           model_name: The name the model is served under (the warm-up requests carry it too).
           sentences: English test sentences, each sent alone and then all as one batch.
         """

@@ -1,4 +1,5 @@
-"""Settings of the model, its training and its decoding (the Trainer's groups).
+"""Settings of the model and its training (the Trainer's groups) and of its decoding
+(ServingExport's).
 
 Each preset's values live in `enja.pipeline.configs`; the group is defined here so that
 the Trainer, the export and the benchmarks can import it without the pipeline's wiring.

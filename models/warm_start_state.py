@@ -1,8 +1,8 @@
-"""What a Trainer run keeps beside its SavedModel so that a later run can warm-start from it.
+"""What a Trainer run keeps of its model: what ServingExport exports and a later run warm-starts from.
 
-The exported SavedModel holds the serving graph, not a Keras model that training can
-resume. So the Trainer also writes, into its Model artifact (`<uri>/warm_start/`,
-beside `<uri>/Format-Serving/`):
+A serving SavedModel holds the serving graph, not a Keras model that training can
+resume. So the Trainer writes, into its Model artifact (`<uri>/warm_start/`, beside
+`<uri>/Format-Serving/`), and ServingExport copies beside its export:
 
     weights.npz        every weight of the trained model, keyed by `named_weights`
     source_vocab.txt   the Transform vocabularies the model was trained with, one token

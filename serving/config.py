@@ -1,4 +1,4 @@
-"""Settings shared by the Trainer's export and the model server, and the server's request limits.
+"""Settings shared by ServingExport and the model server, and the server's request limits.
 
 Each preset's values live in `enja.pipeline.configs`; the group is defined here so that
 the export and the server can import it without the pipeline's wiring.

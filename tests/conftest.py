@@ -134,7 +134,7 @@ def tiny_transformer(transform_output_dir):
 
 @pytest.fixture(scope="session")
 def exported_model_dir(tiny_model, transform_output_dir, tmp_path_factory) -> str:
-    """The tiny model exported as the Trainer exports it: SavedModel plus warm-up requests."""
+    """The tiny model exported as ServingExport exports it: SavedModel plus warm-up requests."""
     import tensorflow_transform as tft
 
     from enja.models import export
