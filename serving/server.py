@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import threading
+import time
 from concurrent import futures
 
 import grpc
@@ -40,6 +41,7 @@ from enja.serving.versions import VersionManager
 
 log = logging.getLogger(__name__)
 METRICS_PATH = "/monitoring/prometheus/metrics"  # TF Serving's, so scrape configs carry over
+SIGNAL_POLL_S = 0.2  # how soon SIGTERM or SIGINT starts the shutdown at most
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,10 +215,13 @@ def serve(options: ServerOptions, model_base_path: str | None = None, model_name
             model_server_config(model_name, os.path.abspath(model_base_path), options.num_versions), options)
     else:
         server = ModelServer.from_model_config_file(model_config_file, options, model_config_file_poll_wait_s)
-    stop = threading.Event()
+    received: list[int] = []  # a handler must not take a lock: it runs between the main thread's bytecodes
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+        signal.signal(signum, lambda signum, _frame: received.append(signum))
     server.start()
-    stop.wait()
-    log.info("shutting down")
+    while not received:
+        # Not a blocking wait: a signal the kernel hands to one of TF's or gRPC's threads
+        # runs its Python handler only when the main thread next runs bytecode.
+        time.sleep(SIGNAL_POLL_S)
+    log.info("shutting down (%s)", signal.Signals(received[0]).name)
     server.stop()

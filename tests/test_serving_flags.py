@@ -119,6 +119,30 @@ def test_enja_serve_answers_on_tf_servings_command_line_and_stops_on_sigterm(sta
                 process.kill()
 
 
+# The kernel may hand a process-directed SIGTERM to any thread that does not block it (TF's and
+# gRPC's do not); this one sends it to a thread of its own once the server serves.
+SIGTERM_ON_ANOTHER_THREAD = """
+import logging, signal, sys, threading
+from enja.serving import server
+
+logging.basicConfig(level=logging.INFO)
+
+served = threading.Event()
+start = server.ModelServer.start
+server.ModelServer.start = lambda self: (start(self), served.set())[0]
+threading.Thread(target=lambda: served.wait() and signal.pthread_kill(threading.get_ident(), signal.SIGTERM),
+                 daemon=True).start()
+server.serve(server.ServerOptions(port=0, batching=None), sys.argv[1], sys.argv[2])
+"""
+
+
+def test_enja_serve_stops_when_sigterm_reaches_a_thread_other_than_the_main_one(standin_model_base):
+    command = [sys.executable, "-c", SIGTERM_ON_ANOTHER_THREAD, f"{standin_model_base}/{MODEL}", MODEL]
+    finished = subprocess.run(command, stderr=subprocess.PIPE, text=True, timeout=120, check=False)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert "shutting down (SIGTERM)" in finished.stderr
+
+
 def test_the_deploy_recipes_command_lines_start_enja_serve(compose, k8s):
     """tensorflow_model_server's arguments in serving/deploy/, verbatim but for the mounted config folder."""
     deployment = k8s["Deployment"]["spec"]["template"]["spec"]["containers"][0]
