@@ -21,7 +21,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 import tensorflow_transform as tft
-from tfx import v1 as tfx
+from tfx.components.trainer.fn_args_utils import DataAccessor, FnArgs
 from tfx_bsl.public import tfxio
 
 from enja.models import (architectures, distribution, epoch_bleu, length_buckets, seq2seq,
@@ -58,7 +58,7 @@ def _sharded_by_data(batches: tf.data.Dataset) -> tf.data.Dataset:
     return batches.with_options(options)
 
 
-def teacher_forcing_batches(files: list[str], data_accessor: tfx.components.DataAccessor,
+def teacher_forcing_batches(files: list[str], data_accessor: DataAccessor,
                             tf_transform_output: tft.TFTransformOutput, training: TrainingConfig,
                             shuffle: bool, bucket: bool) -> tf.data.Dataset:
     """Transformed examples as (inputs, labels) global batches for teacher forcing, one epoch.
@@ -159,7 +159,7 @@ def _train(model: seq2seq.EncoderDecoder, training: TrainingConfig, train_data: 
         kept_best=training.early_stopping_patience > 0)
 
 
-def run_fn(fn_args: tfx.components.FnArgs) -> None:
+def run_fn(fn_args: FnArgs) -> None:
     """Trains — warm-started from `fn_args.base_model` when it can — and keeps the weights.
 
     On a cluster every worker runs all of it, in step; only the chief writes into the

@@ -19,7 +19,7 @@ import time
 
 import pytest
 import tensorflow_transform as tft
-from tfx import v1 as tfx
+from tfx.components.trainer.fn_args_utils import FnArgs
 
 from conftest import TINY_PAIRS, tfrecord_data_accessor, write_transformed
 from enja.models import reexport, trainer, training_summary, warm_start_state
@@ -39,7 +39,7 @@ WORKER_TIMEOUT_S = 600
 
 def _run_fn(fields: dict) -> None:
     """The Trainer's run_fn with FnArgs of `fields` (JSON-able) and the accessor."""
-    trainer.run_fn(tfx.components.FnArgs(data_accessor=tfrecord_data_accessor(), **fields))
+    trainer.run_fn(FnArgs(data_accessor=tfrecord_data_accessor(), **fields))
 
 
 def _fn_args_fields(transform_output_dir: str, train: str, dev: str, outputs: pathlib.Path) -> dict:

@@ -1,5 +1,6 @@
-"""The whole local pipeline with the smoke preset: a model is pushed, a bad one is not, and a
-decoding change re-exports the trained model without training it again."""
+"""The whole local pipeline with the smoke preset: a model is pushed, a bad one (a Transformer
+decoding nothing) is not, and a decoding change re-exports the trained model without training
+it again."""
 from __future__ import annotations
 
 import os
@@ -61,16 +62,32 @@ def _translation(saved_model: str) -> str:
     return translate(text=tf.constant(["i like cats ."]))[contract.TRANSLATIONS_OUTPUT].numpy()[0].decode()
 
 
-def test_a_silent_model_is_not_pushed_and_a_decoding_change_does_not_retrain(smoke_run):
+def _attention_over_real_source_tokens_sums_to_one(saved_model: str) -> None:
+    loaded = tf.saved_model.load(saved_model)
+    attention = loaded.signatures[contract.ATTENTION_SIGNATURE](text=tf.constant(["i like cats ."]))
+    weights = attention[contract.ATTENTION_OUTPUT].numpy()[0]
+    emitted = attention[contract.TARGET_IDS_OUTPUT].numpy()[0] != 0
+    # Over the 4 real source tokens (of the padded 16), the cross-attention sums to one.
+    np.testing.assert_allclose(weights[emitted, :4].sum(-1), 1.0, rtol=1e-5)
+    assert np.all(weights[:, 4:] == 0)
+
+
+def test_a_silent_transformer_is_not_pushed_and_a_decoding_change_does_not_retrain(smoke_run):
+    """After the LSTM of `smoke_run`: a Transformer with a decoding that emits nothing, then the same
+    Transformer with the smoke decoding, which only re-exports it."""
     layout = smoke_run["layout"]
     versions_before = sorted(os.listdir(layout.serving_model_dir))
-    silent = configs.replace(configs.PRESETS["smoke"], decoding={"max_output_length": 0})
+    transformer = configs.replace(configs.PRESETS["smoke"], model={
+        "architecture": "transformer", "layers": 1, "feedforward_dim": 64})
+    silent = configs.replace(transformer, decoding={"max_output_length": 0})
 
     record = local_runner.run(output_dir=smoke_run["output_dir"], config=silent)
 
     assert record.pushed_version is None and record.blessed is False
-    # The smoke model is blessed now and so the Trainer's base model: it trains again, warm.
-    assert record.start_mode == "warm" and record.trained_by is None
+    # The blessed LSTM is the Trainer's base model; its weights cannot start a Transformer.
+    assert record.start_mode == "cold" and record.trained_by is None
+    assert "architecture='lstm'" in record.start_reason
+    assert "architecture='transformer'" in record.start_reason
     assert "BLEU" in record.not_blessed_reason
     assert sorted(os.listdir(layout.serving_model_dir)) == versions_before
     blessings = _artifacts(layout.metadata_path, "ModelBlessing")
@@ -78,7 +95,7 @@ def test_a_silent_model_is_not_pushed_and_a_decoding_change_does_not_retrain(smo
     assert _translation(record.candidate_model) == ""
 
     # The smoke decoding again, with the same data and base model: only the decoding differs.
-    again = local_runner.run(output_dir=smoke_run["output_dir"], config=configs.PRESETS["smoke"])
+    again = local_runner.run(output_dir=smoke_run["output_dir"], config=transformer)
 
     runs = lineage.Lineage(layout.metadata_connection()).runs()
     *_, silent_run, run = runs
@@ -88,31 +105,15 @@ def test_a_silent_model_is_not_pushed_and_a_decoding_change_does_not_retrain(smo
     for component in ("ServingExport", "Evaluator", "InfraCheck", "Pusher"):
         assert run.nodes[component].execution.last_known_state == Execution.COMPLETE, component
     assert run.nodes["ServingExport"].input("trained_model").id == trainer.output("model").id
-    assert again.trained_by == record.run_id and again.start_mode == "warm"
+    assert again.trained_by == record.run_id and again.start_mode == "cold"
     assert again.val_bleu == record.val_bleu  # the training facts of the run that trained it
+    assert again.infra_passed  # the TF1 loader, as TF Serving loads it, serves the Transformer
     assert (f"run {len(runs)}: the Trainer was cached; run {len(runs) - 1} trained the weights"
             in history.format_table(history.history(layout.metadata_connection())))
     assert again.candidate_model != record.candidate_model
-    assert _translation(again.candidate_model).strip()  # the same weights, the new decoding
-
-
-def test_the_smoke_pipeline_trains_and_pushes_a_transformer(tmp_path):
-    from enja.pipeline import cli
-
-    assert cli.main(["run", "--preset", "smoke", "--output-dir", str(tmp_path),
-                     "--set", "model.architecture=transformer"]) == 0
-    layout = local_runner.OutputLayout(str(tmp_path), configs.PRESETS["smoke"])
-    [version] = os.listdir(layout.serving_model_dir)
-    loaded = tf.saved_model.load(os.path.join(layout.serving_model_dir, version))
-    outputs = loaded.signatures[contract.SERVING_SIGNATURE](text=tf.constant(["i like cats ."]))
-    translation = outputs[contract.TRANSLATIONS_OUTPUT].numpy()[0].decode()
+    translation = _translation(again.candidate_model)  # the same weights, the new decoding
     assert translation.strip() and translation.isprintable()
-    attention = loaded.signatures[contract.ATTENTION_SIGNATURE](text=tf.constant(["i like cats ."]))
-    weights = attention[contract.ATTENTION_OUTPUT].numpy()[0]
-    emitted = attention[contract.TARGET_IDS_OUTPUT].numpy()[0] != 0
-    # Over the 4 real source tokens (of the padded 16), the cross-attention sums to one.
-    np.testing.assert_allclose(weights[emitted, :4].sum(-1), 1.0, rtol=1e-5)
-    assert np.all(weights[:, 4:] == 0)
-    [model_run] = _artifacts(layout.metadata_path, "ModelRun")
-    assert training_summary.read(model_run.uri)["loss"][-1] < training_summary.read(
-        model_run.uri)["loss"][0]
+    _attention_over_real_source_tokens_sums_to_one(again.candidate_model)
+    *_, transformer_run = _artifacts(layout.metadata_path, "ModelRun")
+    summary = training_summary.read(transformer_run.uri)
+    assert summary["loss"][-1] < summary["loss"][0]
