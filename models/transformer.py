@@ -16,6 +16,7 @@ block's cross-attention, averaged over its heads.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -117,6 +118,7 @@ class _Block(layers.Layer):
 
     def __init__(self, config: ModelConfig, sublayers: list[str], **kwargs: Any):
         super().__init__(**kwargs)
+        self.config = config
         self.units = config.units
         self.norms = {name: layers.LayerNormalization(epsilon=1e-6, name=f"{name}_norm")
                       for name in sublayers}
@@ -127,6 +129,14 @@ class _Block(layers.Layer):
     def build(self, inputs_shape: Any) -> None:
         for sublayer in (*self.norms.values(), *self._attentions(), self.feedforward):
             sublayer.build((None, None, self.units))
+
+    def get_config(self) -> dict[str, Any]:
+        """The settings as plain values, so that the model's JSON (TensorBoard's summary) has them."""
+        return {**super().get_config(), "config": dataclasses.asdict(self.config)}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> _Block:
+        return cls(ModelConfig(**config.pop("config")), **config)
 
     def _attentions(self) -> list[Attention]:
         return []

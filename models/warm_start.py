@@ -40,8 +40,12 @@ from enja.models.warm_start_state import State, Vocabularies
 from enja.preprocessing import features
 
 WARM, COLD = "warm", "cold"
-# Model settings that leave the weights' shapes and meaning alone.
-_WEIGHT_NEUTRAL_SETTINGS = frozenset({"dropout"})
+# Per architecture, the model settings that shape none of its weights: dropout and the
+# other architecture's settings. Changing them keeps the warm start.
+_WEIGHT_NEUTRAL_SETTINGS = {
+    "lstm": frozenset({"dropout", "layers", "heads", "feedforward_dim"}),
+    "transformer": frozenset({"dropout", "embedding_dim", "attention", "bidirectional"}),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,14 +76,22 @@ class Start:
 
 
 def _config_mismatch(base: dict[str, Any], config: ModelConfig) -> str | None:
-    """Which weight-shaping settings differ, in words, or None if the weights carry over."""
+    """Which weight-shaping settings differ, in words, or None if the weights carry over.
+
+    A state saved before a setting existed was built as its default builds (that is how
+    settings are added), so a missing setting reads as the default.
+    """
+    base = {**dataclasses.asdict(ModelConfig()), **base}
     current = dataclasses.asdict(config)
-    differ = sorted(name for name in (base.keys() | current.keys()) - _WEIGHT_NEUTRAL_SETTINGS
-                    if base.get(name) != current.get(name))
+    if base["architecture"] != current["architecture"]:
+        differ = ["architecture"]
+    else:
+        differ = sorted(name for name in current.keys() - _WEIGHT_NEUTRAL_SETTINGS[config.architecture]
+                        if base[name] != current[name])
     if not differ:
         return None
-    return ("the base model has " + ", ".join(f"{name}={base.get(name)!r}" for name in differ)
-            + "; this config " + ", ".join(f"{name}={current.get(name)!r}" for name in differ))
+    return ("the base model has " + ", ".join(f"{name}={base[name]!r}" for name in differ)
+            + "; this config " + ", ".join(f"{name}={current[name]!r}" for name in differ))
 
 
 def _old_ids(old_tokens: list[bytes], new_tokens: list[bytes]) -> np.ndarray:

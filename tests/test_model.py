@@ -127,3 +127,15 @@ def test_sequence_dense_matches_keras_dense():
     dense.build(inputs.shape)
     dense.set_weights(sequence_dense.get_weights())
     np.testing.assert_allclose(sequence_dense(inputs), dense(inputs), rtol=1e-5, atol=1e-6)
+
+
+def test_the_transformers_json_rebuilds_it(recwarn):
+    """TensorBoard writes the model's JSON; the blocks give their settings as plain values."""
+    from enja.models import transformer
+
+    model = architectures.build(TRANSFORMER, SOURCE_VOCAB, TARGET_VOCAB).trainer
+    rebuilt = keras.models.model_from_json(model.to_json(), custom_objects={
+        "SequenceDense": seq2seq.SequenceDense, "AddPositions": transformer.AddPositions,
+        "EncoderBlock": transformer.EncoderBlock, "DecoderBlock": transformer.DecoderBlock})
+    assert [w.shape for w in rebuilt.weights] == [w.shape for w in model.weights]
+    assert not [w for w in recwarn if "serialize" in str(w.message)]

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import pathlib
 
 import keras
 import numpy as np
@@ -155,12 +157,32 @@ def test_other_model_settings_start_cold_and_say_which(tmp_path, change, reason)
         np.testing.assert_array_equal(value, fresh[key])
 
 
-def test_dropout_alone_does_not_stop_a_warm_start(tmp_path):
+@pytest.mark.parametrize("change", [{"dropout": 0.5}, {"layers": 6, "heads": 8, "feedforward_dim": 64}],
+                         ids=["dropout", "transformer-settings"])
+def test_settings_that_shape_no_lstm_weight_keep_a_warm_start(tmp_path, change):
     _, serving_dir = _base_model(tmp_path, CONFIGS[0])
-    config = dataclasses.replace(CONFIGS[0], dropout=0.5)
+    config = dataclasses.replace(CONFIGS[0], **change)
     start = warm_start.start_model(_build(config, NEW, 2).trainer, config, TrainingConfig(),
                                    serving_dir, NEW)
     assert start.mode == "warm"
+
+
+def test_a_state_saved_before_a_setting_existed_reads_it_as_its_default(tmp_path):
+    """An LSTM's state from before the Transformer names none of its settings; it still warm-starts."""
+    _, serving_dir = _base_model(tmp_path, CONFIGS[0])
+    manifest = pathlib.Path(warm_start_state.state_dir(serving_dir), warm_start_state.MANIFEST)
+    saved = json.loads(manifest.read_text())
+    for added_with_the_transformer in ("architecture", "layers", "heads", "feedforward_dim"):
+        del saved["model_config"][added_with_the_transformer]
+    manifest.write_text(json.dumps(saved))
+
+    start = warm_start.start_model(_build(CONFIGS[0], NEW, 2).trainer, CONFIGS[0], TrainingConfig(),
+                                   serving_dir, NEW)
+    assert start.mode == "warm"
+    transformer = ModelConfig(architecture="transformer", units=8, heads=2)
+    start = warm_start.start_model(_build(transformer, NEW, 2).trainer, transformer, TrainingConfig(),
+                                   serving_dir, NEW)
+    assert start.reason == "the base model has architecture='lstm'; this config architecture='transformer'"
 
 
 def _no_base_model(tmp_path) -> str | None:
