@@ -3,14 +3,15 @@
 The Trainer keeps only what it trained, as its warm-start state (models/warm_start_state.py).
 The decoding and serving settings are this component's execution parameters rather than
 the Trainer's custom_config, so changing them changes only this component's cache key:
-the run re-exports the cached Trainer's model instead of training it again.
+the run re-exports the cached Trainer's model instead of training it again (and after a
+blessed run, the Trainer keeps its base model's weights: models/warm_start.py).
 
 Output `model` is laid out as a Trainer's Model: `Format-Serving/`, the SavedModel with its
 warm-up requests that Evaluator, InfraCheck and Pusher read, and `warm_start/`, the
-Trainer's state again, because this output is the one blessed and so the one the next
-run's Trainer warm-starts from. The state is written first and the SavedModel last, under
-a temporary name renamed into place, so a `Format-Serving/` that exists is complete and
-has its state beside it.
+Trainer's state again (what trained it included), because this output is the one blessed
+and so the one the next run's Trainer starts from. The state is written first and the
+SavedModel last, under a temporary name renamed into place, so a `Format-Serving/` that
+exists is complete and has its state beside it.
 
 Usage:
   serving_export = ServingExport(trained_model=trainer.outputs["model"],
@@ -62,8 +63,7 @@ def export_model(trainer_model_uri: str, transform_graph_uri: str, output_uri: s
     for stale in (serving_dir, staging_dir):  # a retry into the same folder starts clean
         if tf.io.gfile.exists(stale):
             tf.io.gfile.rmtree(stale)
-    warm_start_state.save(warm_start_state.state_dir(serving_dir), model.trainer,
-                          reexport.model_config(state), state.vocabularies)
+    warm_start_state.save_state(warm_start_state.state_dir(serving_dir), state)
     reexport.export_serving_model(model, tf_transform_output, decoding, serving, staging_dir)
     tf.io.gfile.rename(staging_dir, serving_dir)
     logging.info("Exported %s for serving into %s with %s.", trainer_model_uri, serving_dir, decoding)

@@ -13,6 +13,13 @@ ARCHITECTURES = ("lstm", "transformer")
 ATTENTIONS = ("none", "luong", "bahdanau")
 LEARNING_RATE_SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("float32", "mixed_bfloat16")
+# Per architecture, the model settings that shape none of its weights: dropout acts in
+# training only, and the rest belong to the other architecture. Changing them keeps a
+# warm start (models/warm_start.py).
+WEIGHT_NEUTRAL_SETTINGS = {
+    "lstm": frozenset({"dropout", "layers", "heads", "feedforward_dim"}),
+    "transformer": frozenset({"dropout", "embedding_dim", "attention", "bidirectional"}),
+}
 
 
 def _check_choice(setting: str, value: str, choices: Sequence[str]) -> None:

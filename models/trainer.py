@@ -159,8 +159,22 @@ def _train(model: seq2seq.EncoderDecoder, training: TrainingConfig, train_data: 
         kept_best=training.early_stopping_patience > 0)
 
 
+def _keep(start: warm_start.Start, state: warm_start_state.State, fn_args: FnArgs,
+          strategy: tf.distribute.Strategy) -> None:
+    """Writes the base model's state as this run's model, and its training summary with
+    this start: a run that trained nothing reports the training of the weights it serves."""
+    print(start.log_line())
+    with (distribution.worker_dir(fn_args.model_run_dir, strategy) as model_run_dir,
+          distribution.worker_dir(fn_args.serving_model_dir, strategy) as serving_model_dir):
+        training_summary.write({**state.training["summary"], "start": start.as_json()},
+                               model_run_dir)
+        warm_start_state.save_state(warm_start_state.state_dir(serving_model_dir), state)
+        tf.io.gfile.makedirs(serving_model_dir)
+
+
 def run_fn(fn_args: FnArgs) -> None:
-    """Trains — warm-started from `fn_args.base_model` when it can — and keeps the weights.
+    """Trains — warm-started from `fn_args.base_model` when it can — and keeps the weights;
+    or keeps the base model's weights when they were trained from this run's very inputs.
 
     On a cluster every worker runs all of it, in step; only the chief writes into the
     output paths, the others write into temporary directories they remove (see
@@ -172,6 +186,12 @@ def run_fn(fn_args: FnArgs) -> None:
     custom_config: dict[str, Any] = fn_args.custom_config
     model_config = ModelConfig(**custom_config["model"])
     training = TrainingConfig(**custom_config["training"])
+    inputs = warm_start.training_inputs(fn_args.train_files, fn_args.eval_files,
+                                        fn_args.transform_output, model_config, training)
+    reusable = warm_start.reusable_state(fn_args.base_model, inputs)
+    if reusable:
+        _keep(*reusable, fn_args, strategy)
+        return
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     vocabularies = warm_start_state.Vocabularies.of(tf_transform_output)
     keras.utils.set_random_seed(training.seed)
@@ -193,10 +213,11 @@ def run_fn(fn_args: FnArgs) -> None:
           distribution.worker_dir(fn_args.serving_model_dir, strategy) as serving_model_dir):
         summary = _train(model, training, train_data, eval_data, vocabularies.target,
                          label_length(tf_transform_output), model_run_dir)
-        training_summary.write({**summary, "start": start.as_json()}, model_run_dir)
+        summary = {**summary, "start": start.as_json()}
+        training_summary.write(summary, model_run_dir)
         print(f"Kept epoch {summary['kept_epoch']} of {summary['epochs_run']}; "
               f"{summary['tokens_per_second']:.0f} tokens/s in training.")
 
         warm_start_state.save(warm_start_state.state_dir(serving_model_dir), model.trainer,
-                              model_config, vocabularies)
+                              model_config, vocabularies, {"inputs": inputs, "summary": summary})
         tf.io.gfile.makedirs(serving_model_dir)

@@ -1,4 +1,6 @@
-"""How a Trainer run starts: from the production model's weights (warm) or from scratch (cold).
+"""How a Trainer run starts: from the production model's weights (warm), from scratch
+(cold), or not at all, keeping the production model's weights when they were trained from
+this run's very inputs (reused, `reusable_state`).
 
 Each pipeline run on newly arrived data gets the latest blessed model as its base
 model. If that model kept a warm-start state (`warm_start_state`) and was built with
@@ -9,17 +11,17 @@ entries token by token. A token in both vocabularies gets its old row, the reser
 ids 0..3 map to themselves, and new tokens keep their fresh initialisation. The
 optimizer starts afresh either way.
 
-The model settings that must match are all of ModelConfig but `dropout`:
-embedding_dim, units, bidirectional and tie_embeddings shape the weights, and
-attention decides which attention weights exist; dropout only acts in training. A
-setting added to ModelConfig later must match too until it is listed as neutral. The
-saved weights must also fit the new model, which they do unless the architecture's build changed.
+The model settings that must match are all of ModelConfig but those that shape none of
+the architecture's weights (`config.WEIGHT_NEUTRAL_SETTINGS`: dropout, and the other
+architecture's settings). A setting added to ModelConfig later must match too until it
+is listed as neutral. The saved weights must also fit the new model, which they do
+unless the architecture's build changed.
 Otherwise — and with training.warm_start off, or without a base model or its state —
 the run starts cold.
 
 `Start.as_json()` is the `start` object of training_summary.json:
 
-    mode        "warm" or "cold"
+    mode        "warm", "cold" or "reused"
     reason      why, in words: what was carried over, or why nothing was
     base_model  the base model's serving directory, or null when there is none
     source      {"carried": n, "new": m}: of the new vocabulary's tokens (reserved ids
@@ -29,23 +31,18 @@ the run starts cold.
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 import keras
 import numpy as np
 
 from enja.models import warm_start_state
-from enja.models.config import ModelConfig, TrainingConfig
+from enja.models.config import WEIGHT_NEUTRAL_SETTINGS, ModelConfig, TrainingConfig
 from enja.models.warm_start_state import State, Vocabularies
 from enja.preprocessing import features
 
-WARM, COLD = "warm", "cold"
-# Per architecture, the model settings that shape none of its weights: dropout and the
-# other architecture's settings. Changing them keeps the warm start.
-_WEIGHT_NEUTRAL_SETTINGS = {
-    "lstm": frozenset({"dropout", "layers", "heads", "feedforward_dim"}),
-    "transformer": frozenset({"dropout", "embedding_dim", "attention", "bidirectional"}),
-}
+WARM, COLD, REUSED = "warm", "cold", "reused"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +67,8 @@ class Start:
         return dataclasses.asdict(self)
 
     def log_line(self) -> str:
+        if self.mode == REUSED:
+            return f"Not trained again, the weights of {self.base_model} kept: {self.reason}"
         if self.warm:
             return f"Warm start from {self.base_model}: {self.reason}"
         return f"Cold start: {self.reason}"
@@ -86,8 +85,8 @@ def _config_mismatch(base: dict[str, Any], config: ModelConfig) -> str | None:
     if base["architecture"] != current["architecture"]:
         differ = ["architecture"]
     else:
-        differ = sorted(name for name in current.keys() - _WEIGHT_NEUTRAL_SETTINGS[config.architecture]
-                        if base[name] != current[name])
+        neutral = WEIGHT_NEUTRAL_SETTINGS[config.architecture]
+        differ = sorted(name for name in current.keys() - neutral if base[name] != current[name])
     if not differ:
         return None
     return ("the base model has " + ", ".join(f"{name}={base[name]!r}" for name in differ)
@@ -188,6 +187,34 @@ def start_model(model: keras.Model, config: ModelConfig, training: TrainingConfi
               f"{target.carried:,} of {target.carried + target.new:,} target tokens "
               f"({source.new:,} and {target.new:,} new)")
     return Start(WARM, reason, base_model, source, target)
+
+
+def training_inputs(train_files: list[str], eval_files: list[str], transform_graph: str,
+                    config: ModelConfig, training: TrainingConfig) -> dict[str, Any]:
+    """What a Trainer run's weights come from, as JSON: its examples, Transform graph and
+    settings. Artifact URIs name the data: new spans or a new Transform run give new ones."""
+    return json.loads(json.dumps({
+        "train_files": list(train_files), "eval_files": list(eval_files),
+        "transform_graph": transform_graph, "model": dataclasses.asdict(config),
+        "training": dataclasses.asdict(training)}))
+
+
+def reusable_state(base_model: str | None, inputs: dict[str, Any]
+                   ) -> tuple[Start, State] | None:
+    """The base model's state and how it starts the run, if the base model was trained from
+    `inputs` (this run's `training_inputs`); otherwise None.
+
+    A run after a blessed one gets that model as its base model, so its Trainer is not
+    cached even when nothing else changed (a new beam width, say). Training it on the same
+    data with the same settings would train the same model further; the run keeps its
+    weights instead, and its summary is that of the run that trained them.
+    """
+    state = base_model and warm_start_state.load(warm_start_state.state_dir(base_model))
+    if not state or not state.training or state.training["inputs"] != inputs:
+        return None
+    source, target = (TokenCounts(carried=len(tokens), new=0) for tokens in state.vocabularies)
+    reason = "it was trained on the same examples and Transform graph with the same settings"
+    return Start(REUSED, reason, base_model, source, target), state
 
 
 def training_for(training: TrainingConfig, start: Start) -> TrainingConfig:

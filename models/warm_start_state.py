@@ -7,7 +7,12 @@ resume. So the Trainer writes, into its Model artifact (`<uri>/warm_start/`, bes
     weights.npz        every weight of the trained model, keyed by `named_weights`
     source_vocab.txt   the Transform vocabularies the model was trained with, one token
     target_vocab.txt   a line (UTF-8); a token's id is its line index + NUM_RESERVED
-    state.json         {"model_config": <ModelConfig as a dict>}, written last
+    state.json         {"model_config": <ModelConfig as a dict>, "training": <what
+                       trained the weights, or null>}, written last
+
+`training` is {"inputs": <the Trainer's inputs and settings>, "summary": <its
+training_summary.json>} of the Trainer run that trained the weights: a later run with
+the same inputs keeps the weights instead of training them again (models/warm_start.py).
 
 `state.json` is written last, under a temporary name renamed into place, and removed
 first when a state is rewritten: a directory without it is no state at all, so a
@@ -52,6 +57,8 @@ class State(NamedTuple):
     model_config: dict[str, Any]
     vocabularies: Vocabularies
     weights: dict[str, np.ndarray]
+    # {"inputs": …, "summary": …} of the training run; None in states saved before it was kept.
+    training: dict[str, Any] | None = None
 
 
 def state_dir(serving_model_dir: str) -> str:
@@ -88,20 +95,27 @@ def _read(path: str) -> bytes:
 
 
 def save(directory: str, model: keras.Model, model_config: ModelConfig,
-         vocabularies: Vocabularies) -> None:
+         vocabularies: Vocabularies, training: dict[str, Any] | None = None) -> None:
     """Writes the state of `model` (the teacher-forcing model) into `directory`."""
+    save_state(directory, State(
+        dataclasses.asdict(model_config), vocabularies,
+        {key: np.asarray(weight) for key, weight in named_weights(model).items()}, training))
+
+
+def save_state(directory: str, state: State) -> None:
+    """Writes `state` into `directory`, its manifest last."""
     manifest = os.path.join(directory, MANIFEST)
     tf.io.gfile.makedirs(directory)
     if tf.io.gfile.exists(manifest):
         tf.io.gfile.remove(manifest)
     arrays = io.BytesIO()
-    np.savez(arrays, **{key: np.asarray(weight) for key, weight in named_weights(model).items()})
+    np.savez(arrays, **state.weights)
     _write(os.path.join(directory, WEIGHTS), arrays.getvalue())
     for side, name in VOCAB_FILES.items():
         _write(os.path.join(directory, name),
-               b"".join(token + b"\n" for token in getattr(vocabularies, side)))
-    _write(manifest + ".tmp",
-           json.dumps({"model_config": dataclasses.asdict(model_config)}, indent=2).encode())
+               b"".join(token + b"\n" for token in getattr(state.vocabularies, side)))
+    _write(manifest + ".tmp", json.dumps(
+        {"model_config": state.model_config, "training": state.training}, indent=2).encode())
     tf.io.gfile.rename(manifest + ".tmp", manifest, overwrite=True)
 
 
@@ -110,10 +124,10 @@ def load(directory: str) -> State | None:
     manifest = os.path.join(directory, MANIFEST)
     if not tf.io.gfile.exists(manifest):
         return None
-    model_config = json.loads(_read(manifest))["model_config"]
+    saved = json.loads(_read(manifest))
     with np.load(io.BytesIO(_read(os.path.join(directory, WEIGHTS)))) as arrays:
         weights = dict(arrays)
     vocabularies = Vocabularies(**{
         side: _read(os.path.join(directory, name)).split(b"\n")[:-1]
         for side, name in VOCAB_FILES.items()})
-    return State(model_config, vocabularies, weights)
+    return State(saved["model_config"], vocabularies, weights, saved.get("training"))

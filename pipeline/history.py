@@ -5,7 +5,8 @@ long it took, the candidate's and the baseline's dev BLEU (overall and by source
 bucket), the blessing and why not, the serving check, the pushed version, and the
 rollbacks that followed it. `enja report` renders the same records as a page.
 
-A run whose Trainer was cached (only the decoding changed, say) trained nothing: its
+A run whose Trainer was cached (only the decoding changed, say) or kept its base model's
+weights (the same, after a blessed run: models/warm_start.py) trained nothing: its
 training facts are those of the run that trained the candidate's weights, which
 `trained_by` names.
 """
@@ -21,7 +22,7 @@ import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
 
 from enja.components import data_gate, example_gen
-from enja.models import training_summary
+from enja.models import training_summary, warm_start
 from enja.pipeline import lineage
 from enja.preprocessing import features
 
@@ -49,12 +50,12 @@ class RunRecord:
     data_passed: bool | None = None
     data_anomalies: list[str] = dataclasses.field(default_factory=list)
     reference_spans: list[int] | None = None
-    start_mode: str | None = None  # "warm" or "cold"
+    start_mode: str | None = None  # "warm", "cold" or "reused"
     start_reason: str | None = None
     warm_start_from: str | None = None  # the run id of the base model
     warm_start_from_version: int | None = None
     training_minutes: float | None = None
-    trained_by: str | None = None  # a cached Trainer: the run id that trained the weights
+    trained_by: str | None = None  # a Trainer that trained nothing: the run that trained the weights
     loss: list[float] = dataclasses.field(default_factory=list)
     val_loss: list[float] = dataclasses.field(default_factory=list)
     val_bleu: list[float] = dataclasses.field(default_factory=list)  # greedy dev BLEU per epoch
@@ -116,6 +117,24 @@ def _not_blessed_reason(evaluation_uri: str) -> str | None:
     return "; ".join(reasons) or "validation failed"
 
 
+def _training_run(store: lineage.Lineage, trainer: lineage.NodeRun) -> str | None:
+    """The run that trained the weights of `trainer`'s model: the run that wrote its model if
+    `trainer` was cached, and if that Trainer kept its base model's weights (a `reused`
+    start), the run that trained those, through the ServingExport that exported them."""
+    while True:
+        if trainer.execution.last_known_state == lineage.Execution.CACHED:
+            trainer = store.producer(trainer.output("model").id)
+            if trainer is None:
+                return None
+        start = training_summary.read(trainer.output("model_run").uri).get("start", {})
+        if start.get("mode") != warm_start.REUSED:
+            return store.run_of(trainer.execution.id)
+        serving_export = store.producer(trainer.input("base_model").id)
+        trainer = serving_export and store.producer(serving_export.input("trained_model").id)
+        if trainer is None:
+            return None
+
+
 def _record(run: lineage.PipelineRun, store: lineage.Lineage, versions: dict[int, int]) -> RunRecord:
     record = RunRecord(run.run_id, _iso(run.started_ms),
                        round((run.finished_ms - run.started_ms) / 60000, 2))
@@ -141,9 +160,8 @@ def _record(run: lineage.PipelineRun, store: lineage.Lineage, versions: dict[int
 
     trainer = nodes.get("Trainer")
     if trainer and trainer.succeeded:
-        if trainer.execution.last_known_state == lineage.Execution.CACHED:
-            producer = store.producer(trainer.output("model").id)
-            record.trained_by = producer and store.run_of(producer.execution.id)
+        trained_by = _training_run(store, trainer)
+        record.trained_by = trained_by if trained_by != run.run_id else None
         summary = training_summary.read(trainer.output("model_run").uri)
         start = summary.get("start", {})
         record.start_mode, record.start_reason = start.get("mode"), start.get("reason")
@@ -266,7 +284,9 @@ def format_table(records: list[RunRecord]) -> str:
                      _cell(record.candidate_bleu, "{:.2f}"), _cell(record.baseline_bleu, "{:.2f}"),
                      short_outcome(record)))
         if record.trained_by:
-            notes.append(f"run {number}: the Trainer was cached; run "
+            how = ("kept its base model's weights" if record.start_mode == warm_start.REUSED
+                   else "was cached")
+            notes.append(f"run {number}: the Trainer {how}; run "
                          f"{numbers.get(record.trained_by, record.trained_by)} trained the weights")
         notes += [f"run {number}: data anomaly: {problem}" for problem in record.data_anomalies]
         if record.not_blessed_reason:

@@ -64,7 +64,8 @@ def create_pipeline(config: PipelineConfig, data_root: str, pipeline_root: str,
     Transform, and so everything after it, runs only once the DataGate passed the data.
     The Trainer keeps the trained weights and ServingExport turns them into the serving
     SavedModel with the decoding settings, so a run that changes only those re-exports
-    the cached Trainer's model. ServingExport's model is the one evaluated, checked,
+    the trained model (the Trainer is cached, or keeps its blessed base model's weights:
+    models/warm_start.py). ServingExport's model is the one evaluated, checked,
     pushed and blessed, so it is also the baseline and the next Trainer's warm start.
     """
     example_gen = ParallelCorpusExampleGen(

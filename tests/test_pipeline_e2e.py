@@ -1,6 +1,6 @@
 """The whole local pipeline with the smoke preset: a model is pushed, a bad one (a Transformer
-decoding nothing) is not, and a decoding change re-exports that Transformer without training it
-again and pushes it."""
+decoding nothing) is not, and decoding changes re-export that Transformer without training it
+again and push it, before and after it was blessed."""
 from __future__ import annotations
 
 import os
@@ -77,10 +77,16 @@ TRANSFORMER_SETTINGS = ["model.architecture=transformer", "model.layers=1", "mod
 LET_THROUGH = ["evaluation.bleu_floor=0", "evaluation.regression_tolerance=100"]
 
 
-def test_a_silent_transformer_is_not_pushed_and_a_decoding_change_pushes_it_without_training(smoke_run):
+def _set_args(settings: list[str]) -> list[str]:
+    """`enja run`'s arguments for settings: `--set` before each."""
+    return [arg for setting in settings for arg in ("--set", setting)]
+
+
+def test_a_silent_transformer_is_not_pushed_and_decoding_changes_push_it_without_training(smoke_run):
     """After the LSTM of `smoke_run`: a Transformer with a decoding that emits nothing, then
     `enja run --set model.architecture=transformer …` with the smoke decoding, which only
-    re-exports it. The Evaluator lets it through whatever its dev BLEU (floor 0, any tolerance
+    re-exports it (the Trainer is cached), then beam width 2, after that run's blessing (the
+    Trainer keeps the blessed model's weights). The Evaluator lets it through whatever its dev BLEU (floor 0, any tolerance
     against the LSTM's): the point is that a Transformer is pushed and served."""
     layout = smoke_run["layout"]
     versions_before = sorted(os.listdir(layout.serving_model_dir))
@@ -101,8 +107,7 @@ def test_a_silent_transformer_is_not_pushed_and_a_decoding_change_pushes_it_with
 
     # The smoke decoding again, with the same data and base model: only the decoding differs.
     assert cli.main(["run", "--preset", "smoke", "--output-dir", smoke_run["output_dir"],
-                     *(arg for setting in [*TRANSFORMER_SETTINGS, *LET_THROUGH]
-                       for arg in ("--set", setting))]) == 0
+                     *_set_args(TRANSFORMER_SETTINGS + LET_THROUGH)]) == 0
 
     again = history.latest_run(layout.metadata_connection())
     runs = lineage.Lineage(layout.metadata_connection()).runs()
@@ -128,3 +133,17 @@ def test_a_silent_transformer_is_not_pushed_and_a_decoding_change_pushes_it_with
     translation = _translation(pushed)  # the same weights, the new decoding
     assert translation.strip() and translation.isprintable()
     _attention_over_real_source_tokens_sums_to_one(pushed)
+
+    # That model is blessed, so it is the next run's base model and the Trainer is not cached;
+    # trained from these very inputs, its weights are kept rather than trained again.
+    assert cli.main(["run", "--preset", "smoke", "--output-dir", smoke_run["output_dir"],
+                     *_set_args(TRANSFORMER_SETTINGS + LET_THROUGH + ["decoding.beam_width=2"])]) == 0
+
+    kept = history.latest_run(layout.metadata_connection())
+    *_, kept_run = lineage.Lineage(layout.metadata_connection()).runs()
+    assert kept_run.nodes["Trainer"].execution.last_known_state == Execution.COMPLETE
+    assert kept.start_mode == "reused" and kept.trained_by == record.run_id
+    assert kept.val_bleu == record.val_bleu and kept.pushed_version is not None
+    assert (f"run {len(runs) + 1}: the Trainer kept its base model's weights; run {len(runs) - 1} "
+            "trained the weights" in history.format_table(history.history(layout.metadata_connection())))
+    assert _translation(layout.pushed_dir(kept.pushed_version)).strip()

@@ -5,6 +5,7 @@ import dataclasses
 import json
 import os
 import pathlib
+from typing import Any
 
 import keras
 import numpy as np
@@ -255,6 +256,34 @@ def test_saved_state_round_trips(tmp_path, config):
         np.testing.assert_array_equal(state.weights[key], value)
 
 
+def _inputs(**training: Any) -> dict[str, Any]:
+    return warm_start.training_inputs(["examples/Split-train/*"], ["examples/Split-eval/*"],
+                                      "transform_graph/7", CONFIGS[0], TrainingConfig(**training))
+
+
+def test_a_base_model_trained_from_the_same_inputs_is_kept_and_any_other_is_not(tmp_path):
+    model = _build(CONFIGS[0], OLD, seed=1)
+    trained = str(tmp_path / "trained" / "Format-Serving")
+    warm_start_state.save(warm_start_state.state_dir(trained), model.trainer, CONFIGS[0], OLD,
+                          {"inputs": _inputs(), "summary": {"epochs_run": 3}})
+    untracked = str(tmp_path / "untracked" / "Format-Serving")  # saved before inputs were kept
+    warm_start_state.save(warm_start_state.state_dir(untracked), model.trainer, CONFIGS[0], OLD)
+
+    start, state = warm_start.reusable_state(trained, _inputs())
+
+    assert start.as_json() == {
+        "mode": "reused", "base_model": trained,
+        "reason": "it was trained on the same examples and Transform graph with the same settings",
+        "source": {"carried": 5, "new": 0}, "target": {"carried": 4, "new": 0}}
+    assert state.training["summary"] == {"epochs_run": 3}
+    assert state.weights.keys() == _values(model).keys()
+    assert warm_start.reusable_state(trained, _inputs(seed=1)) is None
+    other_span = {**_inputs(), "train_files": ["examples-of-span-2/Split-train/*"]}
+    assert warm_start.reusable_state(trained, other_span) is None
+    assert warm_start.reusable_state(untracked, _inputs()) is None
+    assert warm_start.reusable_state(None, _inputs()) is None
+
+
 def test_a_warm_start_trains_its_own_epochs_and_decays_over_them():
     training = TrainingConfig(epochs=10, learning_rate=1e-3, warm_start_epochs=2,
                               warm_start_learning_rate=4e-4)
@@ -279,11 +308,12 @@ def transformed_tiny_pairs(transform_output_dir, tmp_path_factory) -> str:
                              str(tmp_path_factory.mktemp("transformed") / "examples.gz"))
 
 
-def test_run_fn_warm_starts_and_keeps_a_state_for_the_next_run(
+def test_run_fn_warm_starts_keeps_a_state_and_a_run_on_the_same_inputs_trains_nothing(
         tmp_path, tiny_model, transformed_tiny_pairs, transform_output_dir, data_accessor,
         capsys):
     """run_fn on a base model that translates TINY_PAIRS: one gentle epoch on, so does it,
-    exported from the state run_fn keeps as ServingExport exports it.
+    exported from the state run_fn keeps as ServingExport exports it. A run_fn on the same
+    inputs with that export as its base model then keeps its weights and trains nothing.
 
     (A run from scratch as well would double this test's minute of tracing and export.)
     """
@@ -297,12 +327,15 @@ def test_run_fn_warm_starts_and_keeps_a_state_for_the_next_run(
     training = TrainingConfig(batch_size=4, epochs=5, warm_start_epochs=1,
                               warm_start_learning_rate=1e-4)
 
-    trainer.run_fn(tfx.components.FnArgs(
-        train_files=[transformed_tiny_pairs], eval_files=[transformed_tiny_pairs],
-        transform_output=transform_output_dir, serving_model_dir=serving_dir,
-        model_run_dir=model_run_dir, base_model=base_dir, data_accessor=data_accessor,
-        custom_config={"model": dataclasses.asdict(TINY_MODEL_CONFIG),
-                       "training": dataclasses.asdict(training)}))
+    def run_fn(base_model: str, serving_model_dir: str, model_run_dir: str) -> None:
+        trainer.run_fn(tfx.components.FnArgs(
+            train_files=[transformed_tiny_pairs], eval_files=[transformed_tiny_pairs],
+            transform_output=transform_output_dir, serving_model_dir=serving_model_dir,
+            model_run_dir=model_run_dir, base_model=base_model, data_accessor=data_accessor,
+            custom_config={"model": dataclasses.asdict(TINY_MODEL_CONFIG),
+                           "training": dataclasses.asdict(training)}))
+
+    run_fn(base_dir, serving_dir, model_run_dir)
 
     summary = training_summary.read(model_run_dir)
     sizes = [len(tokens) for tokens in vocabularies]
@@ -325,3 +358,18 @@ def test_run_fn_warm_starts_and_keeps_a_state_for_the_next_run(
     outputs = translate(text=tf.constant([en for en, _ in TINY_PAIRS]))
     assert [t.decode() for t in outputs[contract.TRANSLATIONS_OUTPUT].numpy()] == [
         ja for _, ja in TINY_PAIRS]
+
+    # The next run, on the same inputs with that export as its base model, trains nothing.
+    kept_run_dir = str(tmp_path / "kept_run")
+    kept_dir = str(tmp_path / "kept" / "Format-Serving")
+    run_fn(os.path.join(exported, "Format-Serving"), kept_dir, kept_run_dir)
+
+    kept = training_summary.read(kept_run_dir)
+    assert kept["start"]["mode"] == "reused"
+    assert {key: value for key, value in kept.items() if key != "start"} == {
+        key: value for key, value in summary.items() if key != "start"}
+    assert "Not trained again, the weights of" in capsys.readouterr().out
+    kept_state = warm_start_state.load(warm_start_state.state_dir(kept_dir))
+    assert kept_state.training == state.training and kept_state.training["summary"] == summary
+    for key, value in state.weights.items():
+        np.testing.assert_array_equal(kept_state.weights[key], value)
