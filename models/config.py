@@ -148,4 +148,5 @@ class DecodingConfig:
     beam_width: int = 4
     # GNMT's alpha: finished hypotheses are ranked by log-probability divided by
     # ((5 + length) / 6) ** alpha; 0 ranks by raw log-probability (favours short outputs).
-    length_penalty: float = 0.6
+    # 1.0 scored 0.2–0.4 dev BLEU above 0.6 for both architectures (bench/decoding.py).
+    length_penalty: float = 1.0
