@@ -13,14 +13,18 @@ the pipeline orders Transform, and so training, after the gate. Failing rather t
 skipping keeps the gate out of the inputs of later components, whose outputs stay
 cached between runs on the same data.
 
-A passing gate publishes its statistics as the next run's reference. A failing one
-publishes nothing, so the reference stays the last window that passed and one bad span
-does not become the yardstick for the next. The reference is read with a
-LatestArtifactStrategy resolver over TFX's generic `Statistics` type, which only the
-gate writes, and which a Kubeflow Pipelines v2 resolver can find.
+A passing gate publishes its statistics (output `accepted_statistics`) and points the
+reference file at them: the next run's reference. A failing one changes nothing, so the
+reference stays the last window that passed and one bad span does not become the
+yardstick for the next. The reference file is state the pipeline keeps at a URI it is
+given, read by the executor at run time rather than resolved in ML Metadata, because
+open-source Kubeflow Pipelines runs no resolver tasks; locally the gate's driver
+fingerprints the file, so the cache never reuses a verdict reached against another
+reference.
 """
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -40,39 +44,60 @@ from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx.types.experimental import simple_artifacts
 from tfx.utils import io_utils
 
-from enja.components import example_gen
+from enja.components import example_gen, external_state
 
 # JSON custom property of the `anomalies` output of a passing gate: the spans drift was
 # measured against ([] on a first run).
 REFERENCE_SPANS_PROPERTY = "reference_spans"
 
 ANOMALIES_FILE = "SchemaDiff.pb"  # per split, as TFX's ExampleValidator names it
+REFERENCE_FILE_KEY = "reference_file"
 
 
-# Statistics of the last window that passed the gate: the reference for drift. Laid out
-# like ExampleStatistics (Split-<name>/ folders), its split names and spans in custom
-# properties. TFX's generic `Statistics` type, which nothing else in the pipeline writes:
-# on Kubeflow Pipelines v2 a resolver finds only the standard types (it queries a custom
-# type by the title "tfx.Artifact", which no artifact carries), and TFX's container
-# rebuilds a custom type by importing its title as a class path.
+# Statistics of a window that passed the gate. Laid out like ExampleStatistics
+# (Split-<name>/ folders), its split names and spans in custom properties. TFX's generic
+# `Statistics` type, a first-party type that TFX's Kubeflow container rebuilds (it
+# rebuilds any other type by importing its title as a class path).
 AcceptedStatistics = simple_artifacts.Statistics
 
 
-def _as_statistics(accepted: types.Artifact) -> standard_artifacts.ExampleStatistics:
+def _as_statistics(uri: str, split_names: str) -> standard_artifacts.ExampleStatistics:
     """An ExampleStatistics view of accepted statistics, for TFX's readers."""
     view = standard_artifacts.ExampleStatistics()
-    view.uri = accepted.uri
-    view.split_names = accepted.get_string_custom_property("split_names")
+    view.uri = uri
+    view.split_names = split_names
     return view
 
 
+def read_reference(reference_file: str) -> dict[str, Any] | None:
+    """{"uri", "split_names", "spans"} of the last accepted statistics; None before any."""
+    if not fileio.exists(reference_file):
+        return None
+    with fileio.open(reference_file) as text:
+        return json.loads(text.read())
+
+
+def _point_reference(reference_file: str, accepted: types.Artifact) -> None:
+    """Points the reference file at `accepted`, replacing it whole (a reader sees old or new)."""
+    fileio.makedirs(os.path.dirname(reference_file))
+    staging = reference_file + ".partial"
+    with fileio.open(staging, "w") as out:
+        json.dump({"uri": accepted.uri, "split_names": accepted.get_string_custom_property("split_names"),
+                   "spans": example_gen.spans_read(accepted)}, out)
+    fileio.rename(staging, reference_file, overwrite=True)
+
+
+def _fingerprint(exec_properties: dict[str, Any]) -> str:
+    return json.dumps(read_reference(exec_properties[REFERENCE_FILE_KEY]), sort_keys=True)
+
+
 class DataGateSpec(types.ComponentSpec):
-    PARAMETERS = {"max_empty_fraction": ExecutionParameter(type=float)}
+    PARAMETERS = {"max_empty_fraction": ExecutionParameter(type=float),
+                  REFERENCE_FILE_KEY: ExecutionParameter(type=str)}
     INPUTS = {
         "statistics": ChannelParameter(type=standard_artifacts.ExampleStatistics),
         "schema": ChannelParameter(type=standard_artifacts.Schema),
         "examples": ChannelParameter(type=standard_artifacts.Examples),
-        "reference_statistics": ChannelParameter(type=AcceptedStatistics, optional=True),
     }
     OUTPUTS = {
         "anomalies": ChannelParameter(type=standard_artifacts.ExampleAnomalies),
@@ -114,7 +139,7 @@ def _accept(statistics: types.Artifact, accepted: types.Artifact, spans: list[in
     """Copies the statistics into the accepted-statistics artifact."""
     accepted.set_string_custom_property("split_names", statistics.split_names)
     accepted.set_json_value_custom_property(example_gen.SPANS_PROPERTY, spans)
-    destination = _as_statistics(accepted)
+    destination = _as_statistics(accepted.uri, statistics.split_names)
     for split in artifact_utils.decode_split_names(statistics.split_names):
         source_dir = artifact_utils.get_split_uri([statistics], split)
         destination_dir = artifact_utils.get_split_uri([destination], split)
@@ -149,8 +174,9 @@ class Executor(base_executor.BaseExecutor):
            exec_properties: dict[str, Any]) -> execution_result_pb2.ExecutorOutput | None:
         statistics = artifact_utils.get_single_instance(input_dict["statistics"])
         examples = artifact_utils.get_single_instance(input_dict["examples"])
-        [accepted_before] = input_dict.get("reference_statistics") or [None]
-        reference = None if accepted_before is None else _as_statistics(accepted_before)
+        accepted_before = read_reference(exec_properties[REFERENCE_FILE_KEY])
+        reference = (None if accepted_before is None
+                     else _as_statistics(accepted_before["uri"], accepted_before["split_names"]))
         schema = io_utils.SchemaReader().read(
             io_utils.get_only_uri_in_dir(artifact_utils.get_single_uri(input_dict["schema"])))
         file_pairs = example_gen.file_pairs_read(examples)
@@ -177,12 +203,19 @@ class Executor(base_executor.BaseExecutor):
                 logging.error("Data anomaly: %s", problem)
             return stopped(problems)
 
-        reference_spans = [] if accepted_before is None else example_gen.spans_read(accepted_before)
+        reference_spans = [] if accepted_before is None else accepted_before["spans"]
         anomalies_artifact.set_json_value_custom_property(REFERENCE_SPANS_PROPERTY, reference_spans)
-        _accept(statistics, artifact_utils.get_single_instance(output_dict["accepted_statistics"]),
-                example_gen.spans_read(examples))
+        accepted = artifact_utils.get_single_instance(output_dict["accepted_statistics"])
+        _accept(statistics, accepted, example_gen.spans_read(examples))
+        _point_reference(exec_properties[REFERENCE_FILE_KEY], accepted)
         logging.info("Data gate passed (drift measured against spans %s).", reference_spans or "none")
         return None
+
+
+class Driver(external_state.FingerprintDriver):
+    """Keys the local cache on the reference."""
+
+    FINGERPRINT = staticmethod(_fingerprint)
 
 
 class DataGate(base_component.BaseComponent):
@@ -190,22 +223,23 @@ class DataGate(base_component.BaseComponent):
 
     SPEC_CLASS = DataGateSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
+    DRIVER_CLASS = Driver
 
     def __init__(self, statistics: types.BaseChannel, schema: types.BaseChannel,
-                 examples: types.BaseChannel, reference_statistics: types.BaseChannel | None = None,
-                 max_empty_fraction: float = 0.01):
+                 examples: types.BaseChannel, reference_file: str, max_empty_fraction: float = 0.01):
         """Builds the gate.
 
         Args:
           statistics: StatisticsGen's output for the window being checked.
           schema: The reviewed schema (ImportSchemaGen).
           examples: ExampleGen's output, for its per-file-pair counts and spans.
-          reference_statistics: The last accepted statistics (a resolver), if any.
+          reference_file: Where the gate keeps the reference, a URI (created on the
+            first pass).
           max_empty_fraction: Largest share of empty lines a file may have.
         """
         super().__init__(DataGateSpec(
             statistics=statistics, schema=schema, examples=examples,
-            reference_statistics=reference_statistics,
+            reference_file=reference_file,
             anomalies=types.Channel(type=standard_artifacts.ExampleAnomalies),
             accepted_statistics=types.Channel(type=AcceptedStatistics),
             max_empty_fraction=max_empty_fraction))

@@ -7,11 +7,11 @@ the run re-exports the cached Trainer's model instead of training it again (and 
 blessed run, the Trainer keeps its base model's weights: models/warm_start.py).
 
 Output `model` is laid out as a Trainer's Model: `Format-Serving/`, the SavedModel with its
-warm-up requests that Evaluator, InfraCheck and Pusher read, and `warm_start/`, the
-Trainer's state again (what trained it included), because this output is the one blessed
-and so the one the next run's Trainer starts from. The state is written first and the
-SavedModel last, under a temporary name renamed into place, so a `Format-Serving/` that
-exists is complete and has its state beside it.
+warm-up requests that Evaluator, InfraCheck and Pusher read, and in its
+`assets.extra/warm_start/` the Trainer's state again (what trained it included): Pusher
+copies the SavedModel whole, so the version in production carries what the next run's
+Trainer starts from. Everything is written under a temporary name renamed into place, so
+a `Format-Serving/` that exists is complete, its state included.
 
 Usage:
   serving_export = ServingExport(trained_model=trainer.outputs["model"],
@@ -63,8 +63,8 @@ def export_model(trainer_model_uri: str, transform_graph_uri: str, output_uri: s
     for stale in (serving_dir, staging_dir):  # a retry into the same folder starts clean
         if tf.io.gfile.exists(stale):
             tf.io.gfile.rmtree(stale)
-    warm_start_state.save_state(warm_start_state.state_dir(serving_dir), state)
     reexport.export_serving_model(model, tf_transform_output, decoding, serving, staging_dir)
+    warm_start_state.save_state(warm_start_state.exported_state_dir(staging_dir), state)
     tf.io.gfile.rename(staging_dir, serving_dir)
     logging.info("Exported %s for serving into %s with %s.", trainer_model_uri, serving_dir, decoding)
 
@@ -99,8 +99,8 @@ class Executor(base_executor.BaseExecutor):
 class ServingExport(base_component.BaseComponent):
     """Exports the Trainer's model for serving with the given decoding settings.
 
-    Output `model`: a Model with `Format-Serving/` and `warm_start/`, for Evaluator,
-    InfraCheck, Pusher and, once blessed, the next run's Trainer.
+    Output `model`: a Model with `Format-Serving/` (its state in `assets.extra/warm_start/`),
+    for Evaluator, InfraCheck, Pusher and, once pushed, the next run's Trainer.
     """
 
     SPEC_CLASS = ServingExportSpec

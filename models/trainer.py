@@ -173,7 +173,7 @@ def _keep(start: warm_start.Start, state: warm_start_state.State, fn_args: FnArg
 
 
 def run_fn(fn_args: FnArgs) -> None:
-    """Trains — warm-started from `fn_args.base_model` when it can — and keeps the weights;
+    """Trains — warm-started from the model in production when it can — and keeps the weights;
     or keeps the base model's weights when they were trained from this run's very inputs.
 
     On a cluster every worker runs all of it, in step; only the chief writes into the
@@ -188,7 +188,8 @@ def run_fn(fn_args: FnArgs) -> None:
     training = TrainingConfig(**custom_config["training"])
     inputs = warm_start.training_inputs(fn_args.train_files, fn_args.eval_files,
                                         fn_args.transform_output, model_config, training)
-    reusable = warm_start.reusable_state(fn_args.base_model, inputs)
+    base_model = warm_start.base_model_dir(fn_args.base_model)
+    reusable = warm_start.reusable_state(base_model, inputs)
     if reusable:
         _keep(*reusable, fn_args, strategy)
         return
@@ -200,7 +201,7 @@ def run_fn(fn_args: FnArgs) -> None:
     with strategy.scope():  # the model's and the optimizer's variables, on every replica
         model = architectures.build(model_config, *transform.vocabulary_sizes(tf_transform_output))
         start = warm_start.start_model(model.trainer, model_config, training,
-                                       fn_args.base_model, vocabularies)
+                                       base_model, vocabularies)
         training = warm_start.training_for(training, start)  # a warm start's epochs and rate
         seq2seq.compile_model(model.trainer, training)
     print(start.log_line())

@@ -2,8 +2,9 @@
 (cold), or not at all, keeping the production model's weights when they were trained from
 this run's very inputs (reused, `reusable_state`).
 
-Each pipeline run on newly arrived data gets the latest blessed model as its base
-model. If that model kept a warm-start state (`warm_start_state`) and was built with
+Each pipeline run on newly arrived data gets the model in production as its base
+model (components/production_model.py). If that model kept a warm-start state
+(`warm_start_state.exported_state_dir`) and was built with
 the same model settings, the new model — built for the new vocabularies — takes over
 its weights: every weight that does not depend on the vocabulary as it is, and the
 source and target embedding rows, the output layer's kernel columns and its bias
@@ -36,6 +37,7 @@ from typing import Any
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from enja.models import warm_start_state
 from enja.models.config import WEIGHT_NEUTRAL_SETTINGS, ModelConfig, TrainingConfig
@@ -167,14 +169,14 @@ def start_model(model: keras.Model, config: ModelConfig, training: TrainingConfi
     """Warm-starts `model` (the teacher-forcing model, freshly built with `config` for
     `vocabularies`) if it can, and says how it starts.
 
-    `base_model` is the Trainer's `fn_args.base_model`: the latest blessed model's
-    serving directory, or None before any model was blessed.
+    `base_model` is the served SavedModel's directory (`base_model_dir`), or None while no
+    model is in production.
     """
     if not training.warm_start:
         return _cold("training.warm_start is off", base_model, vocabularies)
     if base_model is None:
-        return _cold("no blessed model yet", base_model, vocabularies)
-    state = warm_start_state.load(warm_start_state.state_dir(base_model))
+        return _cold("no model in production yet", base_model, vocabularies)
+    state = warm_start_state.load(warm_start_state.exported_state_dir(base_model))
     if state is None:
         return _cold("the base model kept no warm-start state", base_model, vocabularies)
     mismatch = (_config_mismatch(state.model_config, config)
@@ -204,17 +206,25 @@ def reusable_state(base_model: str | None, inputs: dict[str, Any]
     """The base model's state and how it starts the run, if the base model was trained from
     `inputs` (this run's `training_inputs`); otherwise None.
 
-    A run after a blessed one gets that model as its base model, so its Trainer is not
+    A run after a pushed one gets that model as its base model, so its Trainer is not
     cached even when nothing else changed (a new beam width, say). Training it on the same
     data with the same settings would train the same model further; the run keeps its
     weights instead, and its summary is that of the run that trained them.
     """
-    state = base_model and warm_start_state.load(warm_start_state.state_dir(base_model))
+    state = base_model and warm_start_state.load(warm_start_state.exported_state_dir(base_model))
     if not state or not state.training or state.training["inputs"] != inputs:
         return None
     source, target = (TokenCounts(carried=len(tokens), new=0) for tokens in state.vocabularies)
     reason = "it was trained on the same examples and Transform graph with the same settings"
     return Start(REUSED, reason, base_model, source, target), state
+
+
+def base_model_dir(fn_args_base_model: str | None) -> str | None:
+    """The Trainer's base model directory if it holds a model: the ProductionModel output
+    has none while nothing is in production."""
+    if fn_args_base_model and tf.io.gfile.exists(fn_args_base_model):
+        return fn_args_base_model
+    return None
 
 
 def training_for(training: TrainingConfig, start: Start) -> TrainingConfig:

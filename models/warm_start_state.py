@@ -2,7 +2,9 @@
 
 A serving SavedModel holds the serving graph, not a Keras model that training can
 resume. So the Trainer writes, into its Model artifact (`<uri>/warm_start/`, beside
-`<uri>/Format-Serving/`), and ServingExport copies beside its export:
+`<uri>/Format-Serving/`), and ServingExport copies into its export's `assets.extra/warm_start/`
+(so that a pushed version carries it, and the model in production can be warm-started from;
+TF Serving reads nothing in assets.extra but the warm-up file):
 
     weights.npz        every weight of the trained model, keyed by `named_weights`
     source_vocab.txt   the Transform vocabularies the model was trained with, one token
@@ -35,6 +37,8 @@ from enja.models.config import ModelConfig
 from enja.preprocessing import features
 
 STATE_DIR = "warm_start"
+# Where a SavedModel keeps extra files of its own (TF Serving's warm-up file, too).
+ASSETS_EXTRA = "assets.extra"
 MANIFEST = "state.json"
 WEIGHTS = "weights.npz"
 VOCAB_FILES = {"source": "source_vocab.txt", "target": "target_vocab.txt"}
@@ -62,8 +66,13 @@ class State(NamedTuple):
 
 
 def state_dir(serving_model_dir: str) -> str:
-    """The state beside a serving model: `<uri>/Format-Serving` → `<uri>/warm_start`."""
+    """The Trainer's state, beside its (empty) serving folder: `<uri>/Format-Serving` → `<uri>/warm_start`."""
     return os.path.join(os.path.dirname(serving_model_dir.rstrip("/")), STATE_DIR)
+
+
+def exported_state_dir(saved_model_dir: str) -> str:
+    """The state inside an exported SavedModel: `<saved model>/assets.extra/warm_start`."""
+    return os.path.join(saved_model_dir, ASSETS_EXTRA, STATE_DIR)
 
 
 def named_weights(model: keras.Model) -> dict[str, keras.Variable]:

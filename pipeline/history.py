@@ -21,7 +21,7 @@ from typing import Any
 import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
 
-from enja.components import data_gate, example_gen
+from enja.components import data_gate, example_gen, production_model
 from enja.models import training_summary, warm_start
 from enja.pipeline import lineage
 from enja.preprocessing import features
@@ -65,7 +65,6 @@ class RunRecord:
     bleu_by_length: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
     blessed: bool | None = None  # the Evaluator's verdict
     not_blessed_reason: str | None = None
-    blessing_withdrawn: bool = False  # a rollback took the blessing back
     infra_passed: bool | None = None
     infra_detail: str | None = None
     pushed_version: int | None = None
@@ -117,7 +116,16 @@ def _not_blessed_reason(evaluation_uri: str) -> str | None:
     return "; ".join(reasons) or "validation failed"
 
 
-def _training_run(store: lineage.Lineage, trainer: lineage.NodeRun) -> str | None:
+def _base_model_id(trainer: lineage.NodeRun, pushed_models: dict[int, int]) -> int | None:
+    """The ServingExport model the Trainer's base model was: the one pushed as the version
+    ProductionModel found in production."""
+    base = trainer.input("base_model")
+    version = base and lineage.custom(base, production_model.SERVED_VERSION_PROPERTY)
+    return pushed_models.get(version) if version is not None else None
+
+
+def _training_run(store: lineage.Lineage, trainer: lineage.NodeRun,
+                  pushed_models: dict[int, int]) -> str | None:
     """The run that trained the weights of `trainer`'s model: the run that wrote its model if
     `trainer` was cached, and if that Trainer kept its base model's weights (a `reused`
     start), the run that trained those, through the ServingExport that exported them."""
@@ -129,13 +137,14 @@ def _training_run(store: lineage.Lineage, trainer: lineage.NodeRun) -> str | Non
         start = training_summary.read(trainer.output("model_run").uri).get("start", {})
         if start.get("mode") != warm_start.REUSED:
             return store.run_of(trainer.execution.id)
-        serving_export = store.producer(trainer.input("base_model").id)
+        base_model_id = _base_model_id(trainer, pushed_models)
+        serving_export = base_model_id and store.producer(base_model_id)
         trainer = serving_export and store.producer(serving_export.input("trained_model").id)
         if trainer is None:
             return None
 
 
-def _record(run: lineage.PipelineRun, store: lineage.Lineage, versions: dict[int, int]) -> RunRecord:
+def _record(run: lineage.PipelineRun, store: lineage.Lineage, pushed_models: dict[int, int]) -> RunRecord:
     record = RunRecord(run.run_id, _iso(run.started_ms),
                        round((run.finished_ms - run.started_ms) / 60000, 2))
     nodes = run.nodes
@@ -160,7 +169,7 @@ def _record(run: lineage.PipelineRun, store: lineage.Lineage, versions: dict[int
 
     trainer = nodes.get("Trainer")
     if trainer and trainer.succeeded:
-        trained_by = _training_run(store, trainer)
+        trained_by = _training_run(store, trainer, pushed_models)
         record.trained_by = trained_by if trained_by != run.run_id else None
         summary = training_summary.read(trainer.output("model_run").uri)
         start = summary.get("start", {})
@@ -168,11 +177,12 @@ def _record(run: lineage.PipelineRun, store: lineage.Lineage, versions: dict[int
         record.training_minutes = round(summary["train_seconds"] / 60, 2)
         record.loss, record.val_loss = summary["loss"], summary["val_loss"]
         record.val_bleu = summary.get("val_bleu", [])
-        base = trainer.input("base_model")
-        if base is not None and record.start_mode == "warm":
-            producer = store.producer(base.id)
+        base_model_id = _base_model_id(trainer, pushed_models)
+        if base_model_id is not None and record.start_mode == "warm":
+            producer = store.producer(base_model_id)
             record.warm_start_from = producer and store.run_of(producer.execution.id)
-            record.warm_start_from_version = versions.get(base.id)
+            record.warm_start_from_version = lineage.custom(
+                trainer.input("base_model"), production_model.SERVED_VERSION_PROPERTY)
 
     serving_export = nodes.get("ServingExport")
     if serving_export and serving_export.succeeded:
@@ -184,9 +194,7 @@ def _record(run: lineage.PipelineRun, store: lineage.Lineage, versions: dict[int
         overall, record.bleu_by_length = _bleu(evaluation_uri)
         record.candidate_bleu = overall.get("candidate")
         record.baseline_bleu = overall.get("baseline")
-        blessing = evaluator.output("blessing")
-        record.blessing_withdrawn = lineage.custom(blessing, lineage.ROLLED_BACK_BY) is not None
-        record.blessed = lineage.custom(blessing, "blessed") == 1 or record.blessing_withdrawn
+        record.blessed = lineage.custom(evaluator.output("blessing"), "blessed") == 1
         record.not_blessed_reason = None if record.blessed else _not_blessed_reason(evaluation_uri)
 
     infra = nodes.get("InfraCheck")
@@ -201,17 +209,17 @@ def _record(run: lineage.PipelineRun, store: lineage.Lineage, versions: dict[int
     return record
 
 
-def _pushed_versions(store: lineage.Lineage) -> dict[int, int]:
-    """{model artifact id: the version it was pushed as}."""
-    return {model_id: version for version, model_id in store.pushes()}
+def _pushed_models(store: lineage.Lineage) -> dict[int, int]:
+    """{pushed version: the id of the model artifact pushed as it}."""
+    return dict(store.pushes())
 
 
 def history(connection_config: metadata_store_pb2.ConnectionConfig) -> list[RunRecord]:
     """Every run, oldest first, each with the rollbacks made after it."""
     store = lineage.Lineage(connection_config)
-    versions = _pushed_versions(store)
+    pushed_models = _pushed_models(store)
     runs = store.runs()
-    records = [_record(run, store, versions) for run in runs]
+    records = [_record(run, store, pushed_models) for run in runs]
     starts = [run.started_ms for run in runs]
     for rollback in store.rollbacks():
         made = rollback.create_time_since_epoch
@@ -226,7 +234,7 @@ def history(connection_config: metadata_store_pb2.ConnectionConfig) -> list[RunR
 def latest_run(connection_config: metadata_store_pb2.ConnectionConfig) -> RunRecord:
     """The newest run's record alone: what `enja run` reports when a run ends."""
     store = lineage.Lineage(connection_config)
-    return _record(store.runs()[-1], store, _pushed_versions(store))
+    return _record(store.runs()[-1], store, _pushed_models(store))
 
 
 def to_json(records: list[RunRecord]) -> str:
@@ -293,8 +301,6 @@ def format_table(records: list[RunRecord]) -> str:
             notes.append(f"run {number}: not blessed: {record.not_blessed_reason}")
         if record.infra_passed is False:
             notes.append(f"run {number}: serving check failed: {record.infra_detail}")
-        if record.blessing_withdrawn:
-            notes.append(f"run {number}: blessing withdrawn by a rollback")
         for rollback in record.rollbacks:
             to = (f"version {rollback.to_version}" if rollback.to_version is not None
                   else "the newest version")

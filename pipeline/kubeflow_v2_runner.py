@@ -22,7 +22,7 @@ from tfx import v1 as tfx
 from tfx.dsl.io import fileio
 
 from enja.pipeline import beam, configs
-from enja.pipeline.pipeline import create_pipeline
+from enja.pipeline.pipeline import ALWAYS_RUN_NODE_IDS, create_pipeline
 
 # What `docker build -t enja-nmt .` tags; a cluster needs the pushed name (--image).
 DEFAULT_IMAGE = "enja-nmt:latest"
@@ -42,15 +42,28 @@ def compile_pipeline(config: configs.PipelineConfig, output_file: str, *, pipeli
     """
     pipeline = create_pipeline(
         config, data_root=data_root, pipeline_root=pipeline_root,
-        serving_model_dir=serving_model_dir, metadata_connection_config=None,
+        serving_model_dir=serving_model_dir, state_dir=os.path.join(pipeline_root, "state"),
+        metadata_connection_config=None,
         beam_pipeline_args=beam.pipeline_args(config.beam), schema_file=schema_file)
+    # Schema 2.1 writes parameters as `constant`, the only form open-source Kubeflow
+    # Pipelines' driver accepts (backend/src/v2/driver/resolve.go), and passes every container
+    # its component's input definitions.
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
-        config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=image))
+        config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
+            default_image=image, use_pipeline_spec_2_1=True))
     job = runner.run(pipeline, write_out=False)
-    # TFX puts the root only in the PipelineJob's runtime config, which the YAML form lacks;
-    # without it a Kubeflow run would write to the cluster's default root.
+    # TFX puts the root only in the PipelineJob's runtime config, which the YAML form lacks.
+    # (Open-source Kubeflow Pipelines takes the root from the run instead: docs/kubeflow.md.)
     job["pipelineSpec"]["defaultPipelineRoot"] = pipeline_root
+    _never_cache(job["pipelineSpec"])
     _write(job, output_file)
+
+
+def _never_cache(spec: dict) -> None:
+    """Turns caching off for the tasks that read state outside their inputs: no driver
+    fingerprints that state on Kubeflow (pipeline.ALWAYS_RUN_NODE_IDS)."""
+    for task_name in ALWAYS_RUN_NODE_IDS:
+        spec["root"]["dag"]["tasks"][task_name].pop("cachingOptions", None)
 
 
 def _write(job: dict, output_file: str) -> None:

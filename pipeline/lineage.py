@@ -9,7 +9,7 @@ which happen outside any run, as executions of their own.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterable
+from typing import Any
 
 from google.protobuf import json_format
 from ml_metadata import metadata_store
@@ -22,10 +22,6 @@ Event = metadata_store_pb2.Event
 ROLLBACK_TYPE = "enja.Rollback"
 # Custom properties of a rollback execution.
 TO_VERSION, FROM_VERSION, UNDO = "to_version", "from_version", "undo"
-# Custom property set on a ModelBlessing whose blessing a rollback withdrew: the
-# rollback's execution id. The blessing's `blessed` is 0 while it is set, so TFX's
-# LatestBlessedModelStrategy (local and on Kubeflow) passes over that model.
-ROLLED_BACK_BY = "rolled_back_by"
 
 _DONE = (Execution.COMPLETE, Execution.CACHED)
 
@@ -145,9 +141,6 @@ class Lineage:
             if model is not None:
                 pushed.append((int(custom(pushed_model, "pushed_version")), model.id))
         return pushed
-
-    def update_artifacts(self, artifacts: Iterable[Artifact]) -> None:
-        self.store.put_artifacts(list(artifacts))
 
     def record_rollback(self, pipeline_name: str, to_version: int | None, from_version: int | None,
                         undo: bool) -> int:

@@ -1,14 +1,13 @@
 """Runs the pipeline locally: LocalDagRunner, the configured Beam runner, SQLite ML Metadata."""
 from __future__ import annotations
 
-import logging
 import os
 
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
 from enja.pipeline import beam, configs, data, history
-from enja.pipeline.pipeline import REFERENCE_RESOLVER_ID, create_pipeline
+from enja.pipeline.pipeline import create_pipeline
 from enja.serving import model_config
 
 
@@ -23,25 +22,14 @@ class OutputLayout:
             self.output_dir, "serving_model", config.serving.model_name)
         # The TF Serving model config file that `enja serve` polls and `enja rollback` edits.
         self.model_config_file = os.path.join(self.output_dir, "models.config")
+        # State the pipeline keeps between runs outside ML Metadata (the data gate's reference).
+        self.state_dir = os.path.join(self.output_dir, "state")
 
     def metadata_connection(self) -> metadata_store_pb2.ConnectionConfig:
         return tfx.orchestration.metadata.sqlite_metadata_connection_config(self.metadata_path)
 
     def pushed_dir(self, version: int) -> str:
         return os.path.join(self.serving_model_dir, str(version))
-
-
-class _FirstRunReferenceFilter(logging.Filter):
-    """Drops the traceback TFX logs when no accepted statistics exist yet.
-
-    On a first run the LatestArtifactStrategy resolver of the data gate's reference finds
-    nothing, which TFX logs as an input-resolution error with a traceback although the run
-    goes on and the gate checks the data against the schema alone.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.levelno == logging.ERROR and record.args
-                    and record.args[0] == REFERENCE_RESOLVER_ID and "returned None" in str(record.args))
 
 
 def run(preset: str = configs.DEFAULT_PRESET, data_root: str | None = None,
@@ -58,10 +46,10 @@ def run(preset: str = configs.DEFAULT_PRESET, data_root: str | None = None,
         data_root=data.resolve_data_root(data_root),
         pipeline_root=layout.pipeline_root,
         serving_model_dir=layout.serving_model_dir,
+        state_dir=layout.state_dir,
         metadata_connection_config=layout.metadata_connection(),
-        beam_pipeline_args=beam.pipeline_args(config.beam))
-    quiet = _FirstRunReferenceFilter()
-    logging.getLogger("absl").addFilter(quiet)
+        beam_pipeline_args=beam.pipeline_args(config.beam),
+        model_config_file=layout.model_config_file)
     try:
         tfx.orchestration.LocalDagRunner().run(pipeline)
     except Exception:
@@ -70,6 +58,4 @@ def run(preset: str = configs.DEFAULT_PRESET, data_root: str | None = None,
         if record.data_passed is not False:
             raise
         return record
-    finally:
-        logging.getLogger("absl").removeFilter(quiet)
     return history.latest_run(layout.metadata_connection())

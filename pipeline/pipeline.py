@@ -11,9 +11,11 @@ import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
-from enja.components.data_gate import AcceptedStatistics, DataGate
+from enja.components.data_gate import DataGate
+from enja.components.evaluator import Evaluator
 from enja.components.example_gen import ParallelCorpusExampleGen
 from enja.components.infra_check import InfraCheck
+from enja.components.production_model import ProductionModel
 from enja.components.serving_export import ServingExport
 from enja.components.spans import SpanWindow
 from enja.models import contract
@@ -22,16 +24,19 @@ from enja.preprocessing import features
 
 # The reviewed schema every span is checked against (see its comments).
 SCHEMA_FILE = os.path.join(os.path.dirname(__file__), "schema.pbtxt")
-# Node ids that lineage (enja history) looks up.
-BASELINE_RESOLVER_ID = "latest_blessed_model_resolver"
-REFERENCE_RESOLVER_ID = "latest_accepted_statistics_resolver"
+# Nodes that read state outside their inputs (the corpus folder, the data gate's reference,
+# the model in production). Locally their drivers key TFX's cache on that state; Kubeflow
+# Pipelines runs no drivers, so there their tasks are never cached.
+ALWAYS_RUN_NODE_IDS = ("ParallelCorpusExampleGen", "DataGate", "ProductionModel")
+# The data gate's reference, in the pipeline's state folder.
+REFERENCE_FILE = "data_gate_reference.json"
 
 
 def eval_config(evaluation: EvaluationConfig) -> tfma.EvalConfig:
     """BLEU overall and by source-length bucket; blessing looks at the overall BLEU.
 
     A model is blessed if its dev BLEU clears the floor and is at most the tolerance
-    below the baseline's (the latest blessed model; the first run has none).
+    below the baseline's (the model in production; the first run has none).
     """
     bleu_threshold = tfma.MetricThreshold(
         value_threshold=tfma.GenericValueThreshold(lower_bound={"value": evaluation.bleu_floor}),
@@ -54,19 +59,25 @@ def eval_config(evaluation: EvaluationConfig) -> tfma.EvalConfig:
 
 
 def create_pipeline(config: PipelineConfig, data_root: str, pipeline_root: str,
-                    serving_model_dir: str,
+                    serving_model_dir: str, state_dir: str,
                     metadata_connection_config: metadata_store_pb2.ConnectionConfig | None,
-                    beam_pipeline_args: list[str],
+                    beam_pipeline_args: list[str], model_config_file: str = "",
                     schema_file: str = SCHEMA_FILE) -> tfx.dsl.Pipeline:
     """Wires ExampleGen → statistics → DataGate → Transform → Trainer → ServingExport →
     Evaluator → InfraCheck → Pusher.
+
+    State lives at URIs outside the pipeline root, read at run time by components (no
+    resolver nodes, which open-source Kubeflow Pipelines cannot run): the data gate's
+    reference in `state_dir`, and the model in production in `serving_model_dir` and, if
+    servers poll one, the TF Serving `model_config_file`. That model is the Trainer's warm
+    start and the Evaluator's baseline.
 
     Transform, and so everything after it, runs only once the DataGate passed the data.
     The Trainer keeps the trained weights and ServingExport turns them into the serving
     SavedModel with the decoding settings, so a run that changes only those re-exports
     the trained model (the Trainer is cached, or keeps its blessed base model's weights:
-    models/warm_start.py). ServingExport's model is the one evaluated, checked,
-    pushed and blessed, so it is also the baseline and the next Trainer's warm start.
+    models/warm_start.py). ServingExport's model is the one evaluated, checked and
+    pushed, so once served it is the baseline and the next Trainer's warm start.
     """
     example_gen = ParallelCorpusExampleGen(
         input_base=data_root,
@@ -76,21 +87,15 @@ def create_pipeline(config: PipelineConfig, data_root: str, pipeline_root: str,
         max_pairs=config.data.max_pairs)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_importer = tfx.components.ImportSchemaGen(schema_file=schema_file)
-    reference_statistics = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
-        statistics=tfx.dsl.Channel(type=AcceptedStatistics),
-    ).with_id(REFERENCE_RESOLVER_ID)
     data_gate = DataGate(
         statistics=statistics_gen.outputs["statistics"],
         schema=schema_importer.outputs["schema"],
         examples=example_gen.outputs["examples"],
-        reference_statistics=reference_statistics.outputs["statistics"],
+        reference_file=os.path.join(state_dir, REFERENCE_FILE),
         max_empty_fraction=config.data.max_empty_fraction)
-    baseline_model = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id(BASELINE_RESOLVER_ID)
+    production_model = ProductionModel(
+        serving_model_dir=serving_model_dir, model_name=config.serving.model_name,
+        model_config_file=model_config_file)
 
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"],
@@ -106,16 +111,16 @@ def create_pipeline(config: PipelineConfig, data_root: str, pipeline_root: str,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_importer.outputs["schema"],
-        base_model=baseline_model.outputs["model"],
+        base_model=production_model.outputs["model"],
         custom_config=config.trainer_config())
     serving_export = ServingExport(
         trained_model=trainer.outputs["model"],
         transform_graph=transform.outputs["transform_graph"],
         **config.export_config())
-    evaluator = tfx.components.Evaluator(
+    evaluator = Evaluator(
         examples=example_gen.outputs["examples"],
         model=serving_export.outputs["model"],
-        baseline_model=baseline_model.outputs["model"],
+        baseline_model=production_model.outputs["model"],
         eval_config=eval_config(config.evaluation))
     infra_check = InfraCheck(
         model=serving_export.outputs["model"],
@@ -130,9 +135,8 @@ def create_pipeline(config: PipelineConfig, data_root: str, pipeline_root: str,
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=pipeline_root,
-        components=[example_gen, statistics_gen, schema_importer, reference_statistics,
-                    data_gate, baseline_model, transform, trainer, serving_export, evaluator,
-                    infra_check, pusher],
+        components=[example_gen, statistics_gen, schema_importer, data_gate, production_model,
+                    transform, trainer, serving_export, evaluator, infra_check, pusher],
         enable_cache=True,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=beam_pipeline_args)

@@ -101,8 +101,6 @@ def _data_verdict(record: RunRecord) -> str:
 
 
 def _blessing(record: RunRecord) -> str:
-    if record.blessing_withdrawn:
-        return '<span class="bad">withdrawn by a rollback</span>'
     if record.blessed is None:
         return "–"
     if record.blessed:

@@ -1,8 +1,7 @@
 """Runs tasks of a compiled PipelineSpec here, the way Kubeflow Pipelines v2 runs them.
 
 For each task it builds the ExecutorInput that KFP's driver builds: the parameters from
-the task's constants (TFX compiles the pre-2.1 `constantValue`, which the driver passes in
-`inputs.parameters`), every input artifact as recorded from its producer (uri, the
+the task's `constant` values (schema 2.1), in `inputs.parameterValues`, every input artifact as recorded from its producer (uri, the
 metadata the producer's executor reported, and its type by schema title, as ML Metadata
 keeps it), every output artifact provisioned under <pipeline root>/<run>/<task>/<key>
 with the type and metadata of the component's output definition, and the output file.
@@ -60,7 +59,7 @@ class Launcher:
         task = self.spec.root.dag.tasks[task_name]
         return pb.ExecutorInput(
             inputs=pb.ExecutorInput.Inputs(
-                parameters={name: _constant(task_name, name, parameter)
+                parameter_values={name: _constant(task_name, name, parameter)
                             for name, parameter in task.inputs.parameters.items()},
                 artifacts={name: pb.ArtifactList(artifacts=[self.recorded[(
                     artifact.task_output_artifact.producer_task,
@@ -117,8 +116,9 @@ class Launcher:
                 type=pb.ArtifactTypeSchema(schema_title=schema_title(artifact.type)))
 
 
-def _constant(task_name: str, name: str, parameter: pb.TaskInputsSpec.InputParameterSpec) -> pb.Value:
-    """A parameter's compiled constant; the smoke pipeline has no runtime parameters."""
-    if not parameter.runtime_value.HasField("constant_value"):
+def _constant(task_name: str, name: str, parameter: pb.TaskInputsSpec.InputParameterSpec):
+    """A parameter's compiled `constant`, the only form Kubeflow's driver accepts
+    (backend/src/v2/driver/resolve.go); it hands it on in `inputs.parameterValues`."""
+    if not parameter.runtime_value.HasField("constant"):
         raise NotImplementedError(f"{task_name}.{name}: only constant parameters are launched here")
-    return parameter.runtime_value.constant_value
+    return parameter.runtime_value.constant

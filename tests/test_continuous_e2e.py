@@ -12,13 +12,10 @@ import time
 
 import grpc
 from tensorflow_serving.apis import prediction_service_pb2_grpc
-from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import (
-    LatestBlessedModelStrategy,
-)
-from tfx.types import standard_artifacts
 
 from corpus_spans import BAD_SPANS, real_pairs, write_dev, write_span
-from enja.pipeline import cli, configs, lineage, local_runner
+from enja.components import production_model
+from enja.pipeline import cli, configs, local_runner
 from enja.serving import model_config
 from enja.serving.server import ModelServer, ServerOptions
 from test_serving_contract import Hammer, text_request
@@ -43,25 +40,6 @@ def _wait_until_answering(stub, version: int, timeout: float = 60.0) -> None:
             pass  # nothing served yet
         assert time.monotonic() < deadline, f"the server never answered with version {version}"
         time.sleep(0.2)
-
-
-def _latest_blessed_model_id(layout: local_runner.OutputLayout) -> int:
-    """What TFX's resolver gives the next run as its baseline and warm-start model."""
-    store = lineage.Lineage(layout.metadata_connection())
-
-    def as_tfx(artifact_class, artifacts):
-        converted = []
-        for artifact in artifacts:
-            instance = artifact_class()
-            instance.set_mlmd_artifact(artifact)
-            converted.append(instance)
-        return converted
-
-    resolved = LatestBlessedModelStrategy().resolve_artifacts(store.store, {
-        "model": as_tfx(standard_artifacts.Model, store.artifacts("Model")),
-        "model_blessing": as_tfx(standard_artifacts.ModelBlessing, store.artifacts("ModelBlessing"))})
-    [model] = resolved["model"]
-    return model.id
 
 
 def test_only_better_models_are_served_and_a_rollback_brings_one_back(tmp_path, capsys):
@@ -115,8 +93,9 @@ def test_only_better_models_are_served_and_a_rollback_brings_one_back(tmp_path, 
             assert cli.main(["rollback", "--output-dir", layout.output_dir,
                              "--to", str(version_a)]) == 0
             _wait_until_answering(stub, version_a)
-            model_a = dict((v, m) for v, m in lineage.Lineage(layout.metadata_connection()).pushes())
-            assert _latest_blessed_model_id(layout) == model_a[version_a]  # the next baseline
+            # What the next run's ProductionModel gives its Trainer and Evaluator.
+            assert production_model.find_served(layout.serving_model_dir, layout.model_config_file,
+                                                SMOKE.serving.model_name).version == version_a
 
             capsys.readouterr()
             assert cli.main(["history", "--output-dir", layout.output_dir, "--json"]) == 0
@@ -127,7 +106,6 @@ def test_only_better_models_are_served_and_a_rollback_brings_one_back(tmp_path, 
             assert [r["warm_start_from"] for r in runs] == [None, None, None, first.run_id]
             assert runs[2]["data_passed"] is False and runs[2]["data_anomalies"]
             assert runs[1]["candidate_bleu"] < runs[1]["baseline_bleu"]
-            assert runs[3]["blessing_withdrawn"] is True
             assert runs[3]["rollbacks"] == [{"at": runs[3]["rollbacks"][0]["at"],
                                              "to_version": version_a,
                                              "from_version": good.pushed_version}]

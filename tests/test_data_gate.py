@@ -38,13 +38,17 @@ class Gate:
         self.schema.uri = str(root / "schema")
         os.makedirs(self.schema.uri)
         shutil.copy(SCHEMA_FILE, self.schema.uri)
-        self.reference: data_gate.AcceptedStatistics | None = None
+        self.reference_file = str(root / "state" / "reference.json")
         self.runs = 0
+
+    @property
+    def reference(self) -> dict | None:
+        return data_gate.read_reference(self.reference_file)
 
     def check(self, span: int) -> list[str]:
         """Checks the latest span like a pipeline run would; returns the problems found.
 
-        Like the pipeline's resolver, the next check's reference is the last passing one's.
+        The gate itself points the reference file at the last passing check's statistics.
         """
         self.runs += 1
         run = self.root / f"run{self.runs}"
@@ -63,21 +67,19 @@ class Gate:
         accepted = data_gate.AcceptedStatistics()
         accepted.uri = str(run / "accepted")
         inputs = {"statistics": [statistics], "schema": [self.schema], "examples": [examples]}
-        if self.reference is not None:
-            inputs["reference_statistics"] = [self.reference]
         result = data_gate.Executor().Do(
             inputs, {"anomalies": [anomalies], "accepted_statistics": [accepted]},
-            {"max_empty_fraction": 0.01})
+            {"max_empty_fraction": 0.01, data_gate.REFERENCE_FILE_KEY: self.reference_file})
         self.anomalies = anomalies
         if result is None:
-            self.reference = accepted
+            assert self.reference["uri"] == accepted.uri
             return []
         assert result.execution_result.code != 0
         return result.execution_result.result_message.splitlines()
 
 
 def _accepted_spans(gate: Gate) -> list[int]:
-    return gate.reference.get_json_value_custom_property(example_gen.SPANS_PROPERTY)
+    return gate.reference["spans"]
 
 
 @pytest.fixture(name="gate")

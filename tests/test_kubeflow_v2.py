@@ -35,16 +35,14 @@ EXECUTORS = {
     "StatisticsGen": "tfx.components.statistics_gen.executor.Executor",
     "ImportSchemaGen": "tfx.components.schema_gen.import_schema_gen.executor.Executor",
     "DataGate": "enja.components.data_gate.Executor",
+    "ProductionModel": "enja.components.production_model.Executor",
     "Transform": "tfx.components.transform.executor.Executor",
     "Trainer": "tfx.components.trainer.executor.GenericExecutor",
     "ServingExport": "enja.components.serving_export.Executor",
-    "Evaluator": "tfx.components.evaluator.executor.Executor",
+    "Evaluator": "enja.components.evaluator.Executor",
     "InfraCheck": "enja.components.infra_check.Executor",
     "Pusher": "tfx.components.pusher.executor.Executor",
 }
-# The two resolvers: one task for the data gate's reference, two for the baseline model.
-RESOLVERS = {pipeline.REFERENCE_RESOLVER_ID, f"{pipeline.BASELINE_RESOLVER_ID}-model-blessing-resolver",
-             f"{pipeline.BASELINE_RESOLVER_ID}-model-resolver"}
 SMOKE = configs.PRESETS["smoke"]
 
 
@@ -62,45 +60,42 @@ def compiled(tmp_path_factory) -> dict:
 
 
 def _parameter(spec: pb.PipelineSpec, task: str, name: str) -> str:
-    return spec.root.dag.tasks[task].inputs.parameters[name].runtime_value.constant_value.string_value
+    return spec.root.dag.tasks[task].inputs.parameters[name].runtime_value.constant.string_value
 
 
 def test_the_spec_has_every_task_in_order_and_every_container_as_deployed(compiled):
     spec = compiled["spec"]
     tasks = spec.root.dag.tasks
-    assert set(tasks) == set(EXECUTORS) | RESOLVERS
+    assert set(tasks) == set(EXECUTORS)
     # Nothing is transformed or trained before the data gate; nothing pushed before both checks.
     assert "DataGate" in tasks["Transform"].dependent_tasks
     # The serving model is exported from the trained one, and only it is evaluated.
     assert {"Trainer", "Transform"} <= set(tasks["ServingExport"].dependent_tasks)
     assert "Trainer" not in tasks["Evaluator"].dependent_tasks
     assert {"Evaluator", "InfraCheck"} <= set(tasks["Pusher"].dependent_tasks)
-    assert pipeline.REFERENCE_RESOLVER_ID in tasks["DataGate"].dependent_tasks
+    # The model in production is the Trainer's warm start and the Evaluator's baseline.
+    assert {"ProductionModel"} <= set(tasks["Trainer"].dependent_tasks) & set(tasks["Evaluator"].dependent_tasks)
     assert spec.default_pipeline_root == compiled["pipeline_root"]
+    # Tasks that read state outside their inputs are never cached; the others are.
+    assert {task for task in tasks if tasks[task].caching_options.enable_cache} == (
+        set(EXECUTORS) - set(pipeline.ALWAYS_RUN_NODE_IDS))
+    executors = kfp_launcher.deployment(spec).executors
+    assert all(executor.HasField("container") for executor in executors.values())
 
     launcher = kfp_launcher.Launcher(spec)
-    invocation = ["--json_serialized_invocation_args", "{{$}}", *beam.pipeline_args(SMOKE.beam)]
     for task, executor_class in EXECUTORS.items():  # every one gets the pipeline's Beam arguments
         container = launcher.container(task)
+        invocation = ["--json_serialized_invocation_args", "{{$}}",
+                      "--json_serialized_inputs_spec_args", json_format.MessageToJson(
+                          spec.components[task].input_definitions, sort_keys=True),
+                      *beam.pipeline_args(SMOKE.beam)]
         assert (container.image, list(container.command), list(container.args)) == (
             IMAGE, RUN_EXECUTOR, ["--executor_class_path", executor_class, *invocation]), task
     # The corpus executor (spans, checks) runs behind Kubeflow's stock ExampleGen driver.
     driver = launcher.container(EXAMPLE_GEN).lifecycle.pre_cache_check
-    assert (list(driver.command), list(driver.args)) == (EXAMPLE_GEN_DRIVER, invocation)
+    assert list(driver.command) == EXAMPLE_GEN_DRIVER
     assert _parameter(spec, EXAMPLE_GEN, "input_base") == compiled["data_root"]
     assert _parameter(spec, "ImportSchemaGen", "schema_file") == pipeline.SCHEMA_FILE
-    assert all(kfp_launcher.deployment(spec).executors[f"{task}_executor"].HasField("resolver")
-               for task in RESOLVERS)
-
-
-def test_the_reference_resolver_queries_the_title_the_gate_writes(compiled):
-    """A custom type would be queried as "tfx.Artifact" but written under its own title."""
-    spec = compiled["spec"]
-    executors = kfp_launcher.deployment(spec).executors
-    query = executors[f"{pipeline.REFERENCE_RESOLVER_ID}_executor"].resolver.output_artifact_queries
-    assert query["statistics"].filter == 'schema_title="tfx.Statistics" AND state=LIVE'
-    accepted = spec.components["DataGate"].output_definitions.artifacts["accepted_statistics"]
-    assert kfp_launcher.schema_title(accepted.artifact_type) == "tfx.Statistics"
 
 
 def test_the_data_gate_container_rebuilds_its_output_artifacts(compiled):

@@ -60,7 +60,7 @@ def test_the_state_exports_a_model_that_translates_as_the_direct_export_with_its
                                 DecodingConfig(max_output_length=4, beam_width=1))
 
     serving_dir = path_utils.serving_model_dir(output.uri)
-    assert sorted(os.listdir(output.uri)) == ["Format-Serving", warm_start_state.STATE_DIR]
+    assert os.listdir(output.uri) == ["Format-Serving"]
     assert os.path.isfile(os.path.join(serving_dir, warmup.WARMUP_FILE))
     direct = tf.saved_model.load(exported_model_dir).signatures[contract.OPTIONS_SIGNATURE]
     greedy = direct(text=tf.constant(SENTENCES), beam_width=tf.constant(1))
@@ -71,8 +71,8 @@ def test_the_state_exports_a_model_that_translates_as_the_direct_export_with_its
     translations = translate(text=tf.constant(SENTENCES))[contract.TRANSLATIONS_OUTPUT].numpy()
     assert [t.decode() for t in translations] == expected
 
-    # The next run's Trainer warm-starts from this output: it carries the Trainer's state.
-    state = warm_start_state.load(warm_start_state.state_dir(serving_dir))
+    # Once pushed, the next run's Trainer warm-starts from it: the SavedModel carries the state.
+    state = warm_start_state.load(warm_start_state.exported_state_dir(serving_dir))
     saved = warm_start_state.load(warm_start_state.state_dir(path_utils.serving_model_dir(trained.uri)))
     assert (state.model_config, state.vocabularies) == (saved.model_config, saved.vocabularies)
     assert state.weights.keys() == saved.weights.keys()

@@ -49,10 +49,11 @@ def _build(config: ModelConfig, vocabularies: Vocabularies, seed: int) -> seq2se
 
 def _base_model(tmp_path, config: ModelConfig, vocabularies: Vocabularies = OLD
                 ) -> tuple[seq2seq.EncoderDecoder, str]:
-    """A base model with its state saved; returns it and its (never exported) serving dir."""
+    """A base model with its state saved where an export keeps it; returns it and its
+    (otherwise empty) SavedModel dir."""
     model = _build(config, vocabularies, seed=1)
     serving_dir = str(tmp_path / "base" / "Format-Serving")
-    warm_start_state.save(warm_start_state.state_dir(serving_dir), model.trainer, config,
+    warm_start_state.save(warm_start_state.exported_state_dir(serving_dir), model.trainer, config,
                           vocabularies)
     return model, serving_dir
 
@@ -171,7 +172,7 @@ def test_settings_that_shape_no_lstm_weight_keep_a_warm_start(tmp_path, change):
 def test_a_state_saved_before_a_setting_existed_reads_it_as_its_default(tmp_path):
     """An LSTM's state from before the Transformer names none of its settings; it still warm-starts."""
     _, serving_dir = _base_model(tmp_path, CONFIGS[0])
-    manifest = pathlib.Path(warm_start_state.state_dir(serving_dir), warm_start_state.MANIFEST)
+    manifest = pathlib.Path(warm_start_state.exported_state_dir(serving_dir), warm_start_state.MANIFEST)
     saved = json.loads(manifest.read_text())
     for added_with_the_transformer in ("architecture", "layers", "heads", "feedforward_dim"):
         del saved["model_config"][added_with_the_transformer]
@@ -200,7 +201,7 @@ def _base_without_state(tmp_path) -> str:
 def _half_written_state(tmp_path) -> str:
     """Everything written but the manifest, as when the writer stopped before the end."""
     _, serving_dir = _base_model(tmp_path, CONFIGS[0])
-    state_dir = warm_start_state.state_dir(serving_dir)
+    state_dir = warm_start_state.exported_state_dir(serving_dir)
     os.remove(os.path.join(state_dir, warm_start_state.MANIFEST))
     assert os.listdir(state_dir)
     return serving_dir
@@ -209,7 +210,7 @@ def _half_written_state(tmp_path) -> str:
 def _weights_of_another_build(tmp_path) -> str:
     """A state whose model had one weight fewer: as if the build changed since."""
     _, serving_dir = _base_model(tmp_path, CONFIGS[0])
-    path = os.path.join(warm_start_state.state_dir(serving_dir), warm_start_state.WEIGHTS)
+    path = os.path.join(warm_start_state.exported_state_dir(serving_dir), warm_start_state.WEIGHTS)
     with np.load(path) as arrays:
         weights = {key: value for key, value in arrays.items() if key != "attention_output/1"}
     np.savez(path, **weights)
@@ -217,7 +218,7 @@ def _weights_of_another_build(tmp_path) -> str:
 
 
 @pytest.mark.parametrize("base_model, training, reason", [
-    (_no_base_model, TrainingConfig(), "no blessed model yet"),
+    (_no_base_model, TrainingConfig(), "no model in production yet"),
     (_base_without_state, TrainingConfig(), "the base model kept no warm-start state"),
     (_half_written_state, TrainingConfig(), "the base model kept no warm-start state"),
     (_weights_of_another_build, TrainingConfig(),
@@ -243,8 +244,8 @@ def test_without_a_usable_base_model_it_starts_cold(tmp_path, base_model, traini
 def test_saved_state_round_trips(tmp_path, config):
     vocabularies = Vocabularies(source=["猫".encode(), b"a", b"b"], target=[])
     model, serving_dir = _base_model(tmp_path, config, vocabularies)
-    state_dir = warm_start_state.state_dir(serving_dir)
-    assert state_dir == str(tmp_path / "base" / "warm_start")
+    state_dir = warm_start_state.exported_state_dir(serving_dir)
+    assert state_dir == str(tmp_path / "base" / "Format-Serving" / "assets.extra" / "warm_start")
 
     state = warm_start_state.load(state_dir)
 
@@ -264,10 +265,10 @@ def _inputs(**training: Any) -> dict[str, Any]:
 def test_a_base_model_trained_from_the_same_inputs_is_kept_and_any_other_is_not(tmp_path):
     model = _build(CONFIGS[0], OLD, seed=1)
     trained = str(tmp_path / "trained" / "Format-Serving")
-    warm_start_state.save(warm_start_state.state_dir(trained), model.trainer, CONFIGS[0], OLD,
+    warm_start_state.save(warm_start_state.exported_state_dir(trained), model.trainer, CONFIGS[0], OLD,
                           {"inputs": _inputs(), "summary": {"epochs_run": 3}})
     untracked = str(tmp_path / "untracked" / "Format-Serving")  # saved before inputs were kept
-    warm_start_state.save(warm_start_state.state_dir(untracked), model.trainer, CONFIGS[0], OLD)
+    warm_start_state.save(warm_start_state.exported_state_dir(untracked), model.trainer, CONFIGS[0], OLD)
 
     start, state = warm_start.reusable_state(trained, _inputs())
 
@@ -320,7 +321,7 @@ def test_run_fn_warm_starts_keeps_a_state_and_a_run_on_the_same_inputs_trains_no
     output = tft.TFTransformOutput(transform_output_dir)
     vocabularies = Vocabularies.of(output)
     base_dir = str(tmp_path / "base" / "Format-Serving")
-    warm_start_state.save(warm_start_state.state_dir(base_dir), tiny_model.trainer,
+    warm_start_state.save(warm_start_state.exported_state_dir(base_dir), tiny_model.trainer,
                           TINY_MODEL_CONFIG, vocabularies)
     serving_dir = str(tmp_path / "model" / "Format-Serving")
     model_run_dir = str(tmp_path / "model_run")

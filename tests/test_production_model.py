@@ -1,0 +1,62 @@
+"""ProductionModel reads what servers serve: the newest version, or the one the config file pins."""
+from __future__ import annotations
+
+import os
+
+from tfx.types import standard_artifacts
+
+from enja.components import external_state, production_model
+from enja.serving import model_config
+
+NAME = "enja"
+
+
+def _push(versions_dir: str, version: int) -> None:
+    """A stand-in pushed version: a SavedModel file and the state the export keeps in assets.extra."""
+    folder = os.path.join(versions_dir, str(version))
+    os.makedirs(os.path.join(folder, "assets.extra", "warm_start"))
+    with open(os.path.join(folder, "saved_model.pb"), "w", encoding="utf-8") as out:
+        out.write(f"version {version}")
+    with open(os.path.join(folder, "assets.extra", "warm_start", "state.json"), "w",
+              encoding="utf-8") as out:
+        out.write("{}")
+
+
+def _run(exec_properties: dict, uri: str) -> standard_artifacts.Model:
+    output = standard_artifacts.Model()
+    output.uri = uri
+    production_model.Executor().Do({}, {production_model.MODEL_KEY: [output]}, exec_properties)
+    return output
+
+
+def test_the_served_version_is_copied_and_a_rollback_changes_it_and_the_cache_key(tmp_path):
+    versions_dir = str(tmp_path / "serving_model" / NAME)
+    config_file = str(tmp_path / "models.config")
+    model_config.write_initial_model_config(config_file, NAME, versions_dir)
+    properties = dict(production_model.ProductionModel(
+        serving_model_dir=versions_dir, model_name=NAME, model_config_file=config_file).exec_properties)
+    driver = production_model.Driver.__new__(production_model.Driver)  # run() needs no metadata
+
+    def fingerprint() -> str:
+        info = type("ExecutionInfo", (), {"exec_properties": properties})()
+        return driver.run(info).exec_properties[external_state.FINGERPRINT_KEY].string_value
+
+    empty = _run(properties, str(tmp_path / "out0"))
+    assert not production_model.holds_model(empty)
+    assert not os.path.exists(os.path.join(empty.uri, "Format-Serving"))
+    nothing = fingerprint()
+
+    _push(versions_dir, 1)
+    _push(versions_dir, 2)
+    newest = fingerprint()
+    latest = _run(properties, str(tmp_path / "out1"))
+    assert production_model.holds_model(latest)
+    assert latest.get_int_custom_property(production_model.SERVED_VERSION_PROPERTY) == 2
+    served = os.path.join(latest.uri, "Format-Serving")
+    assert open(os.path.join(served, "saved_model.pb"), encoding="utf-8").read() == "version 2"
+    assert os.path.exists(os.path.join(served, "assets.extra", "warm_start", "state.json"))
+
+    model_config.pin_version(config_file, NAME, 1)  # what `enja rollback --to 1` writes
+    rolled_back = _run(properties, str(tmp_path / "out2"))
+    assert rolled_back.get_int_custom_property(production_model.SERVED_VERSION_PROPERTY) == 1
+    assert len({nothing, newest, fingerprint()}) == 3
