@@ -32,10 +32,10 @@ from tfx import v1 as tfx  # noqa: E402
 from tfx.orchestration import metadata  # noqa: E402
 
 from enja.pipeline import beam, configs, data, local_runner  # noqa: E402
-from enja.pipeline.pipeline import REFERENCE_RESOLVER_ID, create_pipeline  # noqa: E402
+from enja.pipeline.pipeline import create_pipeline  # noqa: E402
 
-THROUGH_TRANSFORM = ("ParallelCorpusExampleGen", "StatisticsGen", "ImportSchemaGen",
-                     REFERENCE_RESOLVER_ID, "DataGate", "Transform")
+THROUGH_TRANSFORM = ("ParallelCorpusExampleGen", "StatisticsGen", "ImportSchemaGen", "DataGate",
+                     "Transform")
 # What each run wrote, counted per split: (component, output).
 OUTPUTS = (("ParallelCorpusExampleGen", "examples"), ("Transform", "transformed_examples"))
 
@@ -59,7 +59,7 @@ def run(config: configs.PipelineConfig, output_dir: str, beam_pipeline_args: lis
     os.makedirs(os.path.dirname(layout.metadata_path))
     tfx.orchestration.LocalDagRunner().run(through_transform(create_pipeline(
         config, data_root=data.resolve_data_root(None), pipeline_root=layout.pipeline_root,
-        serving_model_dir=layout.serving_model_dir,
+        serving_model_dir=layout.serving_model_dir, state_dir=layout.state_dir,
         metadata_connection_config=layout.metadata_connection(),
         beam_pipeline_args=beam_pipeline_args)))
 

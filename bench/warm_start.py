@@ -44,9 +44,11 @@ def replay_warm(continuous: local_runner.OutputLayout, record: history.RunRecord
     shutil.copyfile(continuous.metadata_path, layout.metadata_path)
     model_config.write_initial_model_config(
         layout.model_config_file, config.serving.model_name, layout.serving_model_dir)
+    # The copy serves that base model, so its ProductionModel hands it to the Trainer.
+    version = record.warm_start_from_version
+    shutil.copytree(continuous.pushed_dir(version), layout.pushed_dir(version))
     rollback.rollback_to(layout.metadata_connection(), config.pipeline_name, layout.model_config_file,
-                         config.serving.model_name, continuous.serving_model_dir,
-                         record.warm_start_from_version)
+                         config.serving.model_name, layout.serving_model_dir, version)
     local_runner.run(data_root=os.path.join(continuous.output_dir, "incoming"),
                      output_dir=output_dir, config=config)
 

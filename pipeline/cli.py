@@ -68,12 +68,14 @@ def _kubeflow(args: argparse.Namespace) -> int:
         print(f"enja kubeflow: give --data-root URI (or set {data.DATA_ROOT_ENV}): "
               "the corpus as the containers read it", file=sys.stderr)
         return 2
-    serving_dir = args.serving_dir or "/".join(
-        [args.pipeline_root.rstrip("/"), "serving_model", config.serving.model_name])
+    root = args.pipeline_root.rstrip("/")
+    serving_dir = args.serving_dir or "/".join([root, "serving_model", config.serving.model_name])
     try:
         kubeflow_v2_runner.compile_pipeline(
             config, args.output, pipeline_root=args.pipeline_root, data_root=data_root,
-            serving_model_dir=serving_dir, image=args.image or kubeflow_v2_runner.DEFAULT_IMAGE,
+            serving_model_dir=serving_dir, state_dir=args.state_dir or f"{root}/state",
+            model_config_file=args.model_config_file or "",
+            image=args.image or kubeflow_v2_runner.DEFAULT_IMAGE,
             schema_file=args.schema_file or kubeflow_v2_runner.IMAGE_SCHEMA_FILE)
     except _user_errors() as error:
         print(f"enja kubeflow: {error}", file=sys.stderr)
@@ -244,6 +246,11 @@ def build_parser() -> argparse.ArgumentParser:
                           help="the corpus as the containers read it (default: $ENJA_DATA_ROOT)")
     kubeflow.add_argument("--serving-dir", metavar="URI",
                           help="where Pusher pushes (default: <pipeline-root>/serving_model/<model>)")
+    kubeflow.add_argument("--model-config-file", metavar="URI",
+                          help="the TF Serving model config file the servers poll, if any: the "
+                               "pipeline's baseline is the version it serves (default: the newest)")
+    kubeflow.add_argument("--state-dir", metavar="URI",
+                          help="where runs keep the data gate's reference (default: <pipeline-root>/state)")
     kubeflow.add_argument("--schema-file", metavar="URI",
                           help="the reviewed schema as the containers read it "
                                "(default: the copy the image's installed enja package ships)")

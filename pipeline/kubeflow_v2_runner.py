@@ -4,13 +4,14 @@ The pipeline is the local runner's (`create_pipeline`); what differs is passed i
 are URIs the containers read (gs://, or any path tf.io.gfile reads inside the image), and
 the schema file is the one the image's installed `enja` package ships. On Kubeflow the
 launcher gives each component its ML Metadata connection and KubeflowV2DagRunner ignores
-the pipeline's own, so the pipeline gets none. Every component runs TFX's v2 container
-entrypoint in one image (Dockerfile) that holds TFX and the installed `enja` package.
+the pipeline's own, so the pipeline gets none. Every component runs our container entrypoint
+(pipeline/kubeflow_entrypoint.py, around TFX's v2 one) in one image (Dockerfile) that holds
+TFX and the installed `enja` package.
 
 Usage (or `enja kubeflow`, see docs/kubeflow.md):
   compile_pipeline(configs.PRESETS["default"], "pipeline.yaml", image="REGISTRY/enja-nmt:TAG",
                    pipeline_root="gs://BUCKET/root", data_root="gs://BUCKET/corpus",
-                   serving_model_dir="gs://BUCKET/serving_model/enja")
+                   serving_model_dir="gs://BUCKET/serving_model/enja", state_dir="gs://BUCKET/state")
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import yaml
 from tfx import v1 as tfx
 from tfx.dsl.io import fileio
 
-from enja.pipeline import beam, configs
+from enja.pipeline import beam, configs, kubeflow_entrypoint
 from enja.pipeline.pipeline import ALWAYS_RUN_NODE_IDS, create_pipeline
 
 # What `docker build -t enja-nmt .` tags; a cluster needs the pushed name (--image).
@@ -33,24 +34,27 @@ IMAGE_SCHEMA_FILE = "/opt/conda/lib/python3.10/site-packages/enja/pipeline/schem
 
 
 def compile_pipeline(config: configs.PipelineConfig, output_file: str, *, pipeline_root: str,
-                     data_root: str, serving_model_dir: str, image: str = DEFAULT_IMAGE,
+                     data_root: str, serving_model_dir: str, state_dir: str,
+                     model_config_file: str = "", image: str = DEFAULT_IMAGE,
                      schema_file: str = IMAGE_SCHEMA_FILE) -> None:
     """Writes the PipelineSpec as YAML, or the whole PipelineJob as JSON for a .json file.
 
     YAML is what Kubeflow Pipelines uploads; the JSON PipelineJob is what Vertex AI Pipelines
-    submits.
+    submits. `state_dir` keeps the data gate's reference; `model_config_file` is the TF Serving
+    model config file the servers poll, if any (else they serve the newest version).
     """
     pipeline = create_pipeline(
         config, data_root=data_root, pipeline_root=pipeline_root,
-        serving_model_dir=serving_model_dir, state_dir=os.path.join(pipeline_root, "state"),
-        metadata_connection_config=None,
-        beam_pipeline_args=beam.pipeline_args(config.beam), schema_file=schema_file)
+        serving_model_dir=serving_model_dir, state_dir=state_dir,
+        metadata_connection_config=None, beam_pipeline_args=beam.pipeline_args(config.beam),
+        model_config_file=model_config_file, schema_file=schema_file)
     # Schema 2.1 writes parameters as `constant`, the only form open-source Kubeflow
     # Pipelines' driver accepts (backend/src/v2/driver/resolve.go), and passes every container
-    # its component's input definitions.
+    # its component's input definitions, from which our entrypoint rebuilds input artifacts.
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
-            default_image=image, use_pipeline_spec_2_1=True))
+            default_image=image, default_commands=kubeflow_entrypoint.COMMAND,
+            use_pipeline_spec_2_1=True))
     job = runner.run(pipeline, write_out=False)
     # TFX puts the root only in the PipelineJob's runtime config, which the YAML form lacks.
     # (Open-source Kubeflow Pipelines takes the root from the run instead: docs/kubeflow.md.)

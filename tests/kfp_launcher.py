@@ -1,24 +1,26 @@
-"""Runs tasks of a compiled PipelineSpec here, the way Kubeflow Pipelines v2 runs them.
+"""Runs tasks of a compiled PipelineSpec here as open-source Kubeflow Pipelines' backend does.
 
-For each task it builds the ExecutorInput that KFP's driver builds: the parameters from
-the task's `constant` values (schema 2.1), in `inputs.parameterValues`, every input artifact as recorded from its producer (uri, the
-metadata the producer's executor reported, and its type by schema title, as ML Metadata
-keeps it), every output artifact provisioned under <pipeline root>/<run>/<task>/<key>
-with the type and metadata of the component's output definition, and the output file.
-It substitutes the placeholders with kfp's own local resolver and runs exactly the
-container's command and args — its lifecycle preCacheCheck first, as Vertex AI
-Pipelines does — as subprocesses with this virtualenv's `python` first on PATH, where
-the image has its own.
+Each rule names the file of kubeflow/pipelines' `backend/src/v2` it follows. The backend
+refuses, when a run is created, any executor but containers and importers and any parameter
+not given as a `constant`. For each task its driver builds the ExecutorInput: parameters in
+`inputs.parameterValues`; input artifacts read back from ML Metadata — named by their id,
+their type an empty `instanceSchema`, their metadata converted on the way (`as_backend_hands_it`);
+outputs provisioned under <root>/<pipeline>/<run>/<task>/<salt>/<key>, plus the launcher's
+`executor-logs`. The lifecycle `preCacheCheck` hook never runs. Its launcher runs the
+container's command and args (here as subprocesses with this virtualenv's `python` first on
+PATH, where the image has its own; placeholders substituted with kfp's own local resolver)
+and merges the executor output's metadata into each provisioned output.
 """
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Sequence
 
 import yaml
-from google.protobuf import json_format
+from google.protobuf import json_format, struct_pb2
 from kfp.local import placeholder_utils
 from kfp.pipeline_spec import pipeline_spec_pb2 as pb
 
@@ -45,50 +47,77 @@ def schema_title(artifact_type: pb.ArtifactTypeSchema) -> str:
     return artifact_type.schema_title or yaml.safe_load(artifact_type.instance_schema)["title"]
 
 
-class Launcher:
-    """Runs container tasks of one pipeline run and records their output artifacts."""
+class Refused(ValueError):
+    """A spec the open-source backend refuses when a run is created."""
 
-    def __init__(self, spec: pb.PipelineSpec):
+
+def check_runnable(spec: pb.PipelineSpec) -> None:
+    """Refuses what the open-source backend cannot run, with its own messages."""
+    for label, executor in deployment(spec).executors.items():
+        # backend/src/v2/compiler/visitor.go (Accept): container and importer executors only.
+        if executor.WhichOneof("spec") not in ("container", "importer"):
+            raise Refused(f"{label}: non-container and non-importer executor not implemented")
+    for task_name, task in spec.root.dag.tasks.items():
+        for name, parameter in task.inputs.parameters.items():
+            # backend/src/v2/driver/resolve.go: a runtime value must be a `constant`.
+            if not parameter.runtime_value.HasField("constant"):
+                raise Refused(f"{task_name}.{name}: resolving input parameter with spec "
+                              f"{json_format.MessageToJson(parameter)}: unsupported runtime value")
+
+
+class Launcher:
+    """Runs container tasks of one pipeline run as the open-source backend's driver and
+    launcher do, and records their output artifacts as its ML Metadata would."""
+
+    def __init__(self, spec: pb.PipelineSpec, pipeline_root: str, run_id: str = RUN_ID):
+        check_runnable(spec)
         self.spec = spec
         self.executors = deployment(spec).executors
-        self.run_root = os.path.join(spec.default_pipeline_root, RUN_ID)
-        # (producer task, output key) → the artifact as a consumer receives it.
+        # The root comes from the run, never from the spec's defaultPipelineRoot
+        # (backend/src/v2/metadata/client.go: GenerateOutputURI(pipelineRoot, [pipeline, run])).
+        self.run_root = os.path.join(pipeline_root, spec.pipeline_info.name, run_id)
+        # (producer task, output key) → the artifact as recorded, and its ML Metadata id.
         self.recorded: dict[tuple[str, str], pb.RuntimeArtifact] = {}
+        self._ids: dict[tuple[str, str], int] = {}
 
     def executor_input(self, task_name: str) -> pb.ExecutorInput:
         task = self.spec.root.dag.tasks[task_name]
-        return pb.ExecutorInput(
-            inputs=pb.ExecutorInput.Inputs(
-                parameter_values={name: _constant(task_name, name, parameter)
-                            for name, parameter in task.inputs.parameters.items()},
-                artifacts={name: pb.ArtifactList(artifacts=[self.recorded[(
-                    artifact.task_output_artifact.producer_task,
-                    artifact.task_output_artifact.output_artifact_key)]])
-                    for name, artifact in task.inputs.artifacts.items()}),
-            outputs=self.outputs(task_name))
+        executor_input = pb.ExecutorInput(outputs=self.outputs(task_name))
+        for name, parameter in task.inputs.parameters.items():
+            executor_input.inputs.parameter_values[name].CopyFrom(parameter.runtime_value.constant)
+        for name, artifact in task.inputs.artifacts.items():
+            producer = (artifact.task_output_artifact.producer_task,
+                        artifact.task_output_artifact.output_artifact_key)
+            executor_input.inputs.artifacts[name].artifacts.append(
+                as_backend_hands_it(self.recorded[producer], self._ids[producer]))
+        return executor_input
 
     def outputs(self, task_name: str) -> pb.ExecutorInput.Outputs:
-        """The task's output artifacts and file, provisioned before it runs."""
-        task_root = os.path.join(self.run_root, task_name)
-        return pb.ExecutorInput.Outputs(
-            artifacts={name: pb.ArtifactList(artifacts=[pb.RuntimeArtifact(
-                uri=os.path.join(task_root, name), type=output.artifact_type, metadata=output.metadata)])
-                for name, output in self._component(task_name).output_definitions.artifacts.items()},
-            output_file=os.path.join(task_root, EXECUTOR_OUTPUT_FILE))
+        """The task's outputs as the driver provisions them (backend/src/v2/driver/driver.go,
+        provisionOutputs): under <root>/<pipeline>/<run>/<task>/<salt>/, named by their key,
+        with the launcher's own `executor-logs` added (PUBLISH_LOGS is true by default)."""
+        task_root = os.path.join(self.run_root, task_name, uuid.uuid4().hex[:8])
+        declared = dict(self.component(task_name).output_definitions.artifacts.items())
+        outputs = pb.ExecutorInput.Outputs(output_file=os.path.join(task_root, EXECUTOR_OUTPUT_FILE))
+        for name, output in declared.items():
+            outputs.artifacts[name].artifacts.add(name=name, uri=os.path.join(task_root, name),
+                                                  type=output.artifact_type, metadata=output.metadata)
+        outputs.artifacts["executor-logs"].artifacts.add(
+            name="executor-logs", uri=os.path.join(task_root, "executor-logs"),
+            type=pb.ArtifactTypeSchema(schema_title="system.Artifact"))
+        return outputs
 
     def container(self, task_name: str) -> pb.PipelineDeploymentConfig.PipelineContainerSpec:
-        return self.executors[self._component(task_name).executor_label].container
+        return self.executors[self.component(task_name).executor_label].container
 
-    def _component(self, task_name: str) -> pb.ComponentSpec:
+    def component(self, task_name: str) -> pb.ComponentSpec:
         return self.spec.components[self.spec.root.dag.tasks[task_name].component_ref.name]
 
     def run(self, task_name: str) -> None:
-        """Runs the task's preCacheCheck hook if it has one, then its container, and records its outputs."""
+        """Runs the task's container (never its lifecycle preCacheCheck, which nothing in
+        backend/src/v2 runs) and records its outputs."""
         executor_input = self.executor_input(task_name)
         container = self.container(task_name)
-        if container.lifecycle.HasField("pre_cache_check"):
-            hook = container.lifecycle.pre_cache_check
-            self._call(task_name, [*hook.command, *hook.args], executor_input)
         self._call(task_name, [*container.command, *container.args], executor_input)
         self._record(task_name, executor_input)
 
@@ -96,7 +125,7 @@ class Launcher:
         resolved = placeholder_utils.replace_placeholders(
             list(command), json_format.MessageToDict(executor_input),
             pipeline_resource_name=f"{self.spec.pipeline_info.name}-{RUN_ID}",
-            task_resource_name=task_name, pipeline_root=self.spec.default_pipeline_root)
+            task_resource_name=task_name, pipeline_root=self.run_root)
         path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
         done = subprocess.run(resolved, env={**os.environ, "PATH": path}, capture_output=True,
                               text=True, timeout=TIMEOUT_S, check=False)
@@ -105,20 +134,46 @@ class Launcher:
                                  f"{done.stderr[-STDERR_TAIL_CHARS:]}")
 
     def _record(self, task_name: str, executor_input: pb.ExecutorInput) -> None:
-        """What KFP's launcher keeps of each output: uri, type title, the executor's reported metadata."""
+        """Merges what the executor reported into each provisioned output, as launcher_v2's
+        uploadOutputArtifacts and mergeRuntimeArtifacts do, and gives it an ML Metadata id."""
         with open(executor_input.outputs.output_file, encoding="utf-8") as output_file:
-            reported = json_format.Parse(output_file.read(), pb.ExecutorOutput())
+            reported = json_format.Parse(output_file.read(), pb.ExecutorOutput(),
+                                         ignore_unknown_fields=True)
         for key, provisioned in executor_input.outputs.artifacts.items():
+            if key == "executor-logs":
+                continue
             [artifact] = provisioned.artifacts
-            [result] = reported.artifacts[key].artifacts
-            self.recorded[(task_name, key)] = pb.RuntimeArtifact(
-                uri=artifact.uri, metadata=result.metadata,
-                type=pb.ArtifactTypeSchema(schema_title=schema_title(artifact.type)))
+            recorded = pb.RuntimeArtifact()
+            recorded.CopyFrom(artifact)
+            if reported.artifacts[key].artifacts:
+                result = reported.artifacts[key].artifacts[0]
+                recorded.uri = result.uri or recorded.uri
+                for name, value in result.metadata.fields.items():
+                    recorded.metadata.fields[name].CopyFrom(value)
+            self.recorded[(task_name, key)] = recorded
+            self._ids[(task_name, key)] = len(self._ids) + 1
 
 
-def _constant(task_name: str, name: str, parameter: pb.TaskInputsSpec.InputParameterSpec):
-    """A parameter's compiled `constant`, the only form Kubeflow's driver accepts
-    (backend/src/v2/driver/resolve.go); it hands it on in `inputs.parameterValues`."""
-    if not parameter.runtime_value.HasField("constant"):
-        raise NotImplementedError(f"{task_name}.{name}: only constant parameters are launched here")
-    return parameter.runtime_value.constant
+def _through_metadata(value: struct_pb2.Value) -> struct_pb2.Value:
+    """A metadata value after a round trip through ML Metadata, as the backend makes it: a
+    bool becomes 0/1, a list {"list": […]}, an object {"struct": {…}}
+    (backend/src/v2/metadata/converter.go: StructValueToMLMDValue, then toRuntimeArtifact)."""
+    kind = value.WhichOneof("kind")
+    if kind == "bool_value":
+        return struct_pb2.Value(number_value=int(value.bool_value))
+    if kind in ("list_value", "struct_value"):
+        wrapped = struct_pb2.Value()
+        wrapped.struct_value.fields["list" if kind == "list_value" else "struct"].CopyFrom(value)
+        return wrapped
+    return value
+
+
+def as_backend_hands_it(artifact: pb.RuntimeArtifact, mlmd_id: int) -> pb.RuntimeArtifact:
+    """An input artifact as the open-source backend's driver passes it to a task: named by its
+    ML Metadata id, its metadata converted, its type an empty instanceSchema
+    (backend/src/v2/metadata/client.go: `Schema: ""`; driver/resolve.go passes it on)."""
+    handed = pb.RuntimeArtifact(name=str(mlmd_id), uri=artifact.uri,
+                                type=pb.ArtifactTypeSchema(instance_schema=""))
+    for key, value in artifact.metadata.fields.items():
+        handed.metadata.fields[key].CopyFrom(_through_metadata(value))
+    return handed

@@ -1,10 +1,11 @@
 """The Kubeflow Pipelines v2 spec: it parses as kfp's PipelineSpec, and its containers run.
 
 The spec is compiled with `enja kubeflow` (smoke preset, the real corpus) and parsed with
-kfp's own protos. Then ImportSchemaGen, the ExampleGen (its driver hook, then its
-executor) and Transform run here through exactly the commands and arguments the spec
-gives, fed the executor input a KFP launcher builds (tests/kfp_launcher.py), and their
-outputs are compared with the local run of the same preset (the `smoke_run` fixture).
+kfp's own protos. Then ImportSchemaGen, the ExampleGen (without its driver hook, which the
+open-source backend never runs) and Transform run here through exactly the commands and
+arguments the spec gives, fed the executor input the open-source backend builds
+(tests/kfp_launcher.py), and their outputs are compared with the local run of the same
+preset (the `smoke_run` fixture).
 """
 from __future__ import annotations
 
@@ -17,16 +18,17 @@ import tensorflow as tf
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2 as pb
 from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_entrypoint_utils
+from tfx import v1 as tfx
 from tfx.types import Artifact, standard_artifacts
 
 from enja.components import example_gen
 from enja.components.data_gate import AcceptedStatistics
-from enja.pipeline import beam, cli, configs, data, kubeflow_v2_runner, lineage, pipeline
+from enja.pipeline import beam, cli, configs, data, kubeflow_entrypoint, kubeflow_v2_runner, lineage, pipeline
 
 import kfp_launcher  # tests/, on pytest's path
 
 IMAGE = "registry.example/enja-nmt:test"
-RUN_EXECUTOR = ["python", "-m", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]
+RUN_EXECUTOR = ["python", "-m", "enja.pipeline.kubeflow_entrypoint"]
 EXAMPLE_GEN_DRIVER = ["python", "-m", "tfx.orchestration.kubeflow.v2.file_based_example_gen.driver"]
 EXAMPLE_GEN = "ParallelCorpusExampleGen"
 # Every container task and the executor it runs.
@@ -82,7 +84,7 @@ def test_the_spec_has_every_task_in_order_and_every_container_as_deployed(compil
     executors = kfp_launcher.deployment(spec).executors
     assert all(executor.HasField("container") for executor in executors.values())
 
-    launcher = kfp_launcher.Launcher(spec)
+    launcher = kfp_launcher.Launcher(spec, compiled["pipeline_root"])
     for task, executor_class in EXECUTORS.items():  # every one gets the pipeline's Beam arguments
         container = launcher.container(task)
         invocation = ["--json_serialized_invocation_args", "{{$}}",
@@ -99,16 +101,45 @@ def test_the_spec_has_every_task_in_order_and_every_container_as_deployed(compil
 
 
 def test_the_data_gate_container_rebuilds_its_output_artifacts(compiled):
-    outputs = kfp_launcher.Launcher(compiled["spec"]).outputs("DataGate")
-    rebuilt = kubeflow_v2_entrypoint_utils.parse_raw_artifact_dict(outputs.artifacts)
+    outputs = kfp_launcher.Launcher(compiled["spec"], compiled["pipeline_root"]).outputs("DataGate")
+    repaired = kubeflow_entrypoint.repair(pb.ExecutorInput(outputs=outputs), pb.ComponentInputsSpec())
+    rebuilt = kubeflow_v2_entrypoint_utils.parse_raw_artifact_dict(repaired.outputs.artifacts)
     assert type(rebuilt["accepted_statistics"][0]) is AcceptedStatistics
+
+
+def _tfx_spec(tmp_path, resolver: bool, use_pipeline_spec_2_1: bool) -> pb.PipelineSpec:
+    """A two-node TFX pipeline compiled for Kubeflow, with or without a resolver node."""
+    schema = tfx.components.ImportSchemaGen(schema_file=pipeline.SCHEMA_FILE)
+    nodes = [schema]
+    if resolver:
+        nodes.append(tfx.dsl.Resolver(strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
+                                      schema=tfx.dsl.Channel(type=standard_artifacts.Schema)))
+    job = tfx.orchestration.experimental.KubeflowV2DagRunner(
+        config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
+            default_image=IMAGE, use_pipeline_spec_2_1=use_pipeline_spec_2_1)).run(
+        tfx.dsl.Pipeline(pipeline_name="p", pipeline_root=str(tmp_path), components=nodes),
+        write_out=False)
+    return json_format.ParseDict(job["pipelineSpec"], pb.PipelineSpec())
+
+
+@pytest.mark.parametrize("resolver, use_pipeline_spec_2_1, message", [
+    (True, True, "non-container and non-importer executor not implemented"),
+    (False, False, "unsupported runtime value"),
+], ids=["resolver-executor", "constantValue"])
+def test_the_launcher_refuses_what_the_backend_refuses(tmp_path, resolver, use_pipeline_spec_2_1,
+                                                       message):
+    """The pipeline before issue #21 had resolver nodes and pre-2.1 `constantValue`s."""
+    spec = _tfx_spec(tmp_path, resolver, use_pipeline_spec_2_1)
+    with pytest.raises(kfp_launcher.Refused, match=message):
+        kfp_launcher.Launcher(spec, str(tmp_path))
+    kfp_launcher.Launcher(_tfx_spec(tmp_path, False, True), str(tmp_path))  # what we compile
 
 
 def test_a_json_file_gets_the_pipeline_job_with_its_root(tmp_path):
     output = tmp_path / "pipeline.json"
     kubeflow_v2_runner.compile_pipeline(
         SMOKE, str(output), pipeline_root="gs://bucket/root", data_root="gs://bucket/corpus",
-        serving_model_dir="gs://bucket/serving_model/enja")
+        serving_model_dir="gs://bucket/serving_model/enja", state_dir="gs://bucket/state")
 
     job = json_format.Parse(output.read_text(), pb.PipelineJob())
     assert job.runtime_config.gcs_output_directory == "gs://bucket/root"
@@ -169,15 +200,16 @@ def _run_to_transform(launcher: kfp_launcher.Launcher) -> None:
 @pytest.fixture(scope="session")
 def kubeflow_run(compiled) -> Iterator[tuple[kfp_launcher.Launcher, concurrent.futures.Future]]:
     """The spec's tasks up to Transform, run in the background while the local run goes on."""
-    launcher = kfp_launcher.Launcher(compiled["spec"])
+    launcher = kfp_launcher.Launcher(compiled["spec"], compiled["pipeline_root"])
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         yield launcher, pool.submit(_run_to_transform, launcher)
 
 
-def _as_consumer_sees_it(launcher: kfp_launcher.Launcher, task: str, key: str) -> Artifact:
-    """An output as TFX's container parses it when a later task gets it as input."""
-    recorded = pb.ArtifactList(artifacts=[launcher.recorded[(task, key)]])
-    [artifact] = kubeflow_v2_entrypoint_utils.parse_raw_artifact_dict({key: recorded})[key]
+def _as_consumer_sees_it(launcher: kfp_launcher.Launcher, consumer: str, key: str) -> Artifact:
+    """An input as our container entrypoint hands it to TFX in the consuming task."""
+    repaired = kubeflow_entrypoint.repair(launcher.executor_input(consumer),
+                                          launcher.component(consumer).input_definitions)
+    [artifact] = kubeflow_v2_entrypoint_utils.parse_raw_artifact_dict(repaired.inputs.artifacts)[key]
     return artifact
 
 
@@ -186,7 +218,7 @@ def test_example_gen_and_transform_run_from_the_spec_as_locally(kubeflow_run, sm
     tasks.result()
 
     local_examples, local_transform_graph = _local_artifacts(smoke_run)
-    examples = _as_consumer_sees_it(launcher, EXAMPLE_GEN, "examples")
+    examples = _as_consumer_sees_it(launcher, "StatisticsGen", "examples")
     for split in ("train", "eval"):
         records = _records(examples, split)
         assert len(records) == SMOKE.data.max_pairs and records == _records(local_examples, split), split
