@@ -4,16 +4,16 @@
         [--runners in_memory multi_process dask] [--workers 2] [--output-dir bench_output/beam_runners]
 
 Runs the real pipeline (`create_pipeline`, default preset: all five spans and dev) cut
-after Transform — ExampleGen, StatisticsGen, ImportSchemaGen, the reference resolver,
-DataGate, Transform; no training — once per runner, uncached, each in its own folder
+after Transform — ExampleGen, StatisticsGen, ImportSchemaGen, DataGate, Transform; no
+training — once per runner, uncached, each in its own folder
 under --output-dir. `multi_process` runs --workers DirectRunner worker processes; `dask`
 runs Beam's DaskRunner (not a `beam.runner` choice: see BeamConfig) on a local
 dask.distributed cluster of --workers single-threaded worker processes, started here and
 handed to Beam by its address. Prints the wall time of each run, each
 component's state and seconds from ML Metadata, and the examples each run wrote per split
 (a runner that finishes but writes less is not a runner the pipeline can use). The runs
-share one process, in the order given. The reference resolver's execution fails on every
-first run by design (no accepted statistics yet); the DataGate then checks the schema alone.
+share one process, in the order given. Each run's DataGate finds no reference of its own
+(a fresh state folder), so it checks the schema alone.
 """
 from __future__ import annotations
 

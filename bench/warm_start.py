@@ -6,7 +6,7 @@
 Reads a finished `enja continuous` scenario and replays its run N twice on the same
 window of spans, each for the same number of epochs, in fresh output folders:
   warm  from the model that run N started from (the metadata is copied and rolled back
-        to that model's version, so the resolver hands it to the Trainer as it did), and
+        to that model's version, so the ProductionModel hands it to the Trainer as it did), and
   cold  from scratch.
 The Trainer logs greedy dev BLEU after every epoch (models/epoch_bleu.py) and the
 training seconds so far, so the two curves can be compared at equal quality. Prints
@@ -47,8 +47,8 @@ def replay_warm(continuous: local_runner.OutputLayout, record: history.RunRecord
     # The copy serves that base model, so its ProductionModel hands it to the Trainer.
     version = record.warm_start_from_version
     shutil.copytree(continuous.pushed_dir(version), layout.pushed_dir(version))
-    rollback.rollback_to(layout.metadata_connection(), config.pipeline_name, layout.model_config_file,
-                         config.serving.model_name, layout.serving_model_dir, version)
+    rollback.rollback_to(layout.model_config_file, config.serving.model_name, layout.serving_model_dir,
+                         version, rollback.RunsRecord(layout.metadata_connection(), config.pipeline_name))
     local_runner.run(data_root=os.path.join(continuous.output_dir, "incoming"),
                      output_dir=output_dir, config=config)
 

@@ -12,7 +12,9 @@ element: a distributed runner spreads a file pair over its workers.
 Spans and checks live in the executor, and TFX's input config holds plain globs over
 both sides of every file a split may read: the stock FileBasedDriver — the one the
 Kubeflow Pipelines v2 compiler substitutes for any FileBasedExampleGen's — then
-fingerprints the `.ja` files too, and needs no span logic of ours.
+fingerprints the `.ja` files too, and needs no span logic of ours. Where no driver ran (the
+open-source Kubeflow backend never runs the spec's `preCacheCheck` hook), the executor takes
+the same fingerprint itself, so the output is the same on both.
 
 Usage, reading the latest two of the spans `train.en.000` … `train.en.004` with `dev.en`:
   example_gen = ParallelCorpusExampleGen(
@@ -30,6 +32,8 @@ import tensorflow as tf
 from tfx import types
 from tfx.components.example_gen import base_example_gen_executor
 from tfx.components.example_gen import component
+from tfx.components.example_gen import input_processor
+from tfx.components.example_gen import utils as example_gen_utils
 from tfx.dsl.components.base import executor_spec
 from tfx.dsl.io import fileio
 from tfx.proto import example_gen_pb2
@@ -192,6 +196,12 @@ def _input_splits(exec_properties: dict[str, Any]) -> list[_Split]:
     return list(input_config.splits)
 
 
+def _input_fingerprint(input_base: str, exec_properties: dict[str, Any]) -> str:
+    """What TFX's FileBasedDriver records: the fingerprint of every file the globs match."""
+    processor = input_processor.FileBasedInputProcessor(input_base, _input_splits(exec_properties))
+    return processor.get_input_fingerprint(*processor.resolve_span_and_version())
+
+
 def _scan(options: CorpusOptions,
           file_pair: FilePair) -> tuple[FilePair, tuple[parallel_corpus.Chunk, ...]]:
     """Validates a file pair whole; returns it with its counts, and the chunks that read it."""
@@ -230,6 +240,9 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
                 chunks[split.pattern].extend(pair_chunks)
 
         examples = artifact_utils.get_single_instance(output_dict[standard_component_specs.EXAMPLES_KEY])
+        if not exec_properties.get(example_gen_utils.FINGERPRINT_PROPERTY_NAME):
+            examples.set_string_custom_property(example_gen_utils.FINGERPRINT_PROPERTY_NAME,
+                                                _input_fingerprint(input_base, exec_properties))
         try:
             super().Do(input_dict, output_dict, {**exec_properties, _CHUNKS_KEY: chunks})
         except Exception:

@@ -54,10 +54,14 @@ def _codepoints(font_file: str) -> frozenset[int]:
 
 
 def _font_covering(labels: Iterable[str]) -> str | None:
-    """A font file with glyphs for every character of `labels`, the default font first."""
+    """A font file with glyphs for every character of `labels`, the default font first.
+
+    The installed fonts are listed afresh (not only from matplotlib's cache), so a font
+    installed after the cache was built is found."""
     needed = {ord(char) for label in labels for char in label}
     default = font_manager.findfont(font_manager.FontProperties())
-    candidates = [default, *sorted({font.fname for font in font_manager.fontManager.ttflist})]
+    cached = {font.fname for font in font_manager.fontManager.ttflist}
+    candidates = [default, *sorted(cached | set(font_manager.findSystemFonts()))]
     return next((path for path in candidates if needed <= _codepoints(path)), None)
 
 

@@ -114,7 +114,7 @@ class TrainingConfig:
     # Seeds weight initialisation and dropout. Reruns come close but are not always
     # bit-identical on this CPU (README, Quality and training speed).
     seed: int = 0
-    # Start from the latest blessed model's weights (token by token for the embeddings
+    # Start from the weights of the model in production (token by token for the embeddings
     # and the output layer, models/warm_start.py) when it was built with the same model
     # settings (dropout aside); otherwise, or when off, train from scratch.
     warm_start: bool = True

@@ -121,17 +121,19 @@ def _rollback(args: argparse.Namespace) -> int:
     config = configs.PRESETS[configs.DEFAULT_PRESET]
     layout = local_runner.OutputLayout(args.output_dir, config)
     config_file = args.model_config_file or layout.model_config_file
-    if not os.path.exists(layout.metadata_path):
-        print(f"enja rollback: no pipeline has run in {args.output_dir}", file=sys.stderr)
+    record = None
+    if os.path.exists(layout.metadata_path):
+        record = rollback.RunsRecord(layout.metadata_connection(), config.pipeline_name)
+    elif not args.serving_dir:
+        print(f"enja rollback: no pipeline has run in {args.output_dir} (for runs elsewhere, "
+              "e.g. on Kubeflow, give --serving-dir and --model-config-file)", file=sys.stderr)
         return 2
+    versions_dir = args.serving_dir or layout.serving_model_dir
     try:
         if args.latest:
-            message = rollback.rollback_latest(layout.metadata_connection(), config.pipeline_name,
-                                               config_file, args.model_name)
+            message = rollback.rollback_latest(config_file, args.model_name, versions_dir, record)
         else:
-            message = rollback.rollback_to(layout.metadata_connection(), config.pipeline_name,
-                                           config_file, args.model_name,
-                                           layout.serving_model_dir, args.to)
+            message = rollback.rollback_to(config_file, args.model_name, versions_dir, args.to, record)
     except (rollback.RollbackError, ModelConfigError) as error:
         print(f"enja rollback: {error}", file=sys.stderr)
         return 2
@@ -278,6 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
     rollback.add_argument("--model-config-file", metavar="FILE",
                           help="the model config file the servers read "
                                "(default: <output-dir>/models.config)")
+    rollback.add_argument("--serving-dir", metavar="DIR",
+                          help="the folder of numbered versions the servers load "
+                               "(default: the one under <output-dir>)")
     rollback.add_argument("--model-name", default=ServingConfig.model_name)
     rollback.set_defaults(handler=_rollback)
 

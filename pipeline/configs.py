@@ -24,7 +24,7 @@ from enja.serving.config import ServingConfig
 class EvaluationConfig:
     # A model is blessed only with dev BLEU (sacreBLEU, 0–100) at least this high …
     bleu_floor: float = 10.0
-    # … and at most this many BLEU points below the latest blessed model.
+    # … and at most this many BLEU points below the model in production.
     regression_tolerance: float = 0.0
 
 

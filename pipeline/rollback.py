@@ -5,14 +5,17 @@ both poll: a rollback pins the model to one version (`specific`), `--latest` ret
 to the newest. Nothing is deleted. The next run compares its candidate with the model
 served again, and warm-starts from it, because the pipeline's ProductionModel reads the
 same file (components/production_model.py): nothing in ML Metadata decides it. The
-rollback is recorded there all the same, for `enja history`.
+rollback is recorded there all the same, for `enja history`, when the runs are local; for
+runs on Kubeflow the config file is all there is to change.
 """
 from __future__ import annotations
 
-import os
+import dataclasses
 
+import tensorflow as tf
 from ml_metadata.proto import metadata_store_pb2
 
+from enja.components import production_model
 from enja.pipeline import lineage
 from enja.serving import model_config
 
@@ -21,38 +24,45 @@ class RollbackError(ValueError):
     """A rollback that cannot be made; nothing was changed."""
 
 
-def _served_version(config_file: str, model_name: str, pushed: list[int]) -> int | None:
-    """The version the config file makes servers serve: its pinned one, else the newest."""
-    [model] = [m for m in model_config.read_model_config(config_file).model_config_list.config
-               if m.name == model_name]
-    policy = model.model_version_policy
-    if policy.WhichOneof("policy_choice") == "specific" and policy.specific.versions:
-        return max(policy.specific.versions)
-    return max(pushed, default=None)
+@dataclasses.dataclass(frozen=True)
+class RunsRecord:
+    """The local runner's ML Metadata, where a rollback is recorded beside the runs. Runs on
+    Kubeflow keep theirs in the cluster, so a rollback there changes the config file only."""
+
+    connection_config: metadata_store_pb2.ConnectionConfig
+    pipeline_name: str
 
 
-def rollback_to(connection_config: metadata_store_pb2.ConnectionConfig, pipeline_name: str,
-                config_file: str, model_name: str, versions_dir: str, version: int) -> str:
-    """Pins `version` and records the rollback; returns what it did."""
-    store = lineage.Lineage(connection_config)
-    pushes = dict(store.pushes())
-    if version not in pushes:
-        raise RollbackError(f"version {version} was never pushed; pushed versions: "
-                            f"{', '.join(map(str, sorted(pushes))) or 'none'}")
-    if not os.path.isdir(os.path.join(versions_dir, str(version))):
-        raise RollbackError(f"version {version} is no longer in {versions_dir}")
-    served = _served_version(config_file, model_name, sorted(pushes))
+def _served(versions_dir: str, config_file: str, model_name: str) -> int | None:
+    served = production_model.find_served(versions_dir, config_file, model_name)
+    return served and served.version
+
+
+def rollback_to(config_file: str, model_name: str, versions_dir: str, version: int,
+                record: RunsRecord | None = None) -> str:
+    """Pins `version` (and records the rollback, given a record); returns what it did."""
+    if record is not None:
+        pushes = dict(lineage.Lineage(record.connection_config).pushes())
+        if version not in pushes:
+            raise RollbackError(f"version {version} was never pushed; pushed versions: "
+                                f"{', '.join(map(str, sorted(pushes))) or 'none'}")
+    if not tf.io.gfile.isdir(f"{versions_dir.rstrip('/')}/{version}"):
+        raise RollbackError(f"version {version} is not in {versions_dir}")
+    served = _served(versions_dir, config_file, model_name)
     model_config.pin_version(config_file, model_name, version)
-    store.record_rollback(pipeline_name, version, served, undo=False)
+    if record is not None:
+        lineage.Lineage(record.connection_config).record_rollback(
+            record.pipeline_name, version, served, undo=False)
     return (f"Serving version {version} of {model_name} (was {served}); the next run compares "
             f"against version {version} and starts from it. `enja rollback --latest` undoes this.")
 
 
-def rollback_latest(connection_config: metadata_store_pb2.ConnectionConfig, pipeline_name: str,
-                    config_file: str, model_name: str) -> str:
-    """Returns to the newest version; returns what it did."""
-    store = lineage.Lineage(connection_config)
-    served = _served_version(config_file, model_name, [version for version, _ in store.pushes()])
+def rollback_latest(config_file: str, model_name: str, versions_dir: str,
+                    record: RunsRecord | None = None) -> str:
+    """Returns to the newest version (and records it, given a record); returns what it did."""
+    served = _served(versions_dir, config_file, model_name)
     model_config.follow_latest(config_file, model_name)
-    store.record_rollback(pipeline_name, None, served, undo=True)
+    if record is not None:
+        lineage.Lineage(record.connection_config).record_rollback(
+            record.pipeline_name, None, served, undo=True)
     return f"{model_name} follows the newest version again (was serving {served})."

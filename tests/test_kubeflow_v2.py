@@ -1,11 +1,13 @@
 """The Kubeflow Pipelines v2 spec: it parses as kfp's PipelineSpec, and its containers run.
 
 The spec is compiled with `enja kubeflow` (smoke preset, the real corpus) and parsed with
-kfp's own protos. Then ImportSchemaGen, the ExampleGen (without its driver hook, which the
-open-source backend never runs) and Transform run here through exactly the commands and
+kfp's own protos. Then every task runs here in DAG order through exactly the commands and
 arguments the spec gives, fed the executor input the open-source backend builds
-(tests/kfp_launcher.py), and their outputs are compared with the local run of the same
-preset (the `smoke_run` fixture).
+(tests/kfp_launcher.py: no resolver executors, no `preCacheCheck` hook, untyped inputs,
+converted metadata), in the background while the local run of the same preset goes on (the
+`smoke_run` fixture). Its ExampleGen and Transform outputs must equal the local run's, and
+the model it pushes must be served by our model server. Later runs (warm start, a bad span,
+a rollback) take minutes each and are measured by bench/kubeflow_runs.py.
 """
 from __future__ import annotations
 
@@ -13,17 +15,23 @@ import concurrent.futures
 import os
 from collections.abc import Iterator
 
+import grpc
 import pytest
 import tensorflow as tf
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2 as pb
 from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_entrypoint_utils
+from tensorflow_serving.apis import prediction_service_pb2_grpc
 from tfx import v1 as tfx
 from tfx.types import Artifact, standard_artifacts
 
-from enja.components import example_gen
+from enja.components import data_gate, example_gen, production_model
 from enja.components.data_gate import AcceptedStatistics
+from enja.models import contract, training_summary
 from enja.pipeline import beam, cli, configs, data, kubeflow_entrypoint, kubeflow_v2_runner, lineage, pipeline
+
+from enja.serving import versions, warmup
+from enja.serving.server import ModelServer, ServerOptions
 
 import kfp_launcher  # tests/, on pytest's path
 
@@ -53,11 +61,12 @@ def compiled(tmp_path_factory) -> dict:
     """The smoke preset compiled by `enja kubeflow` to YAML, with local URIs the test can run on."""
     root = tmp_path_factory.mktemp("kubeflow")
     paths = {"output": str(root / "pipeline.yaml"), "pipeline_root": str(root / "pipeline_root"),
-             "data_root": data.resolve_data_root(None), "serving_dir": str(root / "serving_model")}
+             "data_root": data.resolve_data_root(None), "state_dir": str(root / "state"),
+             "serving_dir": str(root / "serving_model" / SMOKE.serving.model_name)}
     assert cli.main(["kubeflow", "--preset", "smoke", "--image", IMAGE,
                      "--output", paths["output"], "--pipeline-root", paths["pipeline_root"],
                      "--data-root", paths["data_root"], "--serving-dir", paths["serving_dir"],
-                     "--schema-file", pipeline.SCHEMA_FILE]) == 0
+                     "--state-dir", paths["state_dir"], "--schema-file", pipeline.SCHEMA_FILE]) == 0
     return {**paths, "spec": kfp_launcher.load_spec(paths["output"])}
 
 
@@ -186,23 +195,15 @@ def _local_artifacts(smoke_run: dict) -> tuple[Artifact, str]:
     return examples, store.artifacts("TransformGraph")[0].uri
 
 
-def _run_to_transform(launcher: kfp_launcher.Launcher) -> None:
-    """ImportSchemaGen beside the ExampleGen, then Transform, which reads both."""
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        schema = pool.submit(launcher.run, "ImportSchemaGen")
-        launcher.run(EXAMPLE_GEN)
-        schema.result()
-    launcher.run("Transform")
-
-
 # Session-scoped like `smoke_run`: among fixtures of one scope pytest sets up first the one a
 # test names first, so these subprocesses start before the local run and overlap it.
 @pytest.fixture(scope="session")
 def kubeflow_run(compiled) -> Iterator[tuple[kfp_launcher.Launcher, concurrent.futures.Future]]:
-    """The spec's tasks up to Transform, run in the background while the local run goes on."""
+    """Every task of the spec in DAG order, run in the background while the local run goes on;
+    the future gives each task's seconds."""
     launcher = kfp_launcher.Launcher(compiled["spec"], compiled["pipeline_root"])
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        yield launcher, pool.submit(_run_to_transform, launcher)
+        yield launcher, pool.submit(launcher.run_all)
 
 
 def _as_consumer_sees_it(launcher: kfp_launcher.Launcher, consumer: str, key: str) -> Artifact:
@@ -225,6 +226,39 @@ def test_example_gen_and_transform_run_from_the_spec_as_locally(kubeflow_run, sm
     assert example_gen.spans_read(examples) == example_gen.spans_read(local_examples) == [4]
     assert example_gen.file_pairs_read(examples) == example_gen.file_pairs_read(local_examples)
     assert (examples.span, examples.split_names) == (local_examples.span, local_examples.split_names)
+    fingerprint = examples.get_string_custom_property("input_fingerprint")  # no driver ran there
+    assert fingerprint and fingerprint == local_examples.get_string_custom_property("input_fingerprint")
 
     vocabularies = _vocabularies(launcher.recorded[("Transform", "transform_graph")].uri)
     assert vocabularies and vocabularies == _vocabularies(local_transform_graph)
+
+
+def test_the_whole_spec_runs_and_pushes_a_model_that_enja_serve_answers_with(kubeflow_run, compiled):
+    launcher, tasks = kubeflow_run
+    seconds = tasks.result()
+    assert list(seconds) == launcher.task_order() and set(seconds) == set(EXECUTORS)
+
+    assert not production_model.holds_model(_as_consumer_sees_it(launcher, "Trainer", "base_model"))
+    start = training_summary.read(launcher.recorded[("Trainer", "model_run")].uri)["start"]
+    assert (start["mode"], start["reason"]) == ("cold", "no model in production yet")
+    assert data_gate.read_reference(os.path.join(compiled["state_dir"], pipeline.REFERENCE_FILE))[
+        "spans"] == [4]
+    blessing = _as_consumer_sees_it(launcher, "Pusher", "model_blessing")
+    assert blessing.get_custom_property("blessed") == 1
+    pushed = launcher.recorded[("Pusher", "pushed_model")].metadata
+    version = int(pushed["pushed_version"])
+    assert pushed["pushed"] == 1 and versions.versions_on_disk(compiled["serving_dir"]) == [version]
+
+    server = ModelServer(os.path.dirname(compiled["serving_dir"]), SMOKE.serving.model_name,
+                         ServerOptions(port=0))
+    server.start()
+    try:
+        with grpc.insecure_channel(server.address) as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            request = warmup.predict_request(["i like cats ."], SMOKE.serving.model_name)
+            response = stub.Predict(request, timeout=60, wait_for_ready=True)
+    finally:
+        server.stop()
+    assert response.model_spec.version.value == version
+    [translation] = tf.make_ndarray(response.outputs[contract.TRANSLATIONS_OUTPUT])
+    assert translation.decode()

@@ -43,7 +43,7 @@ def test_smoke_pipeline_pushes_a_model_that_translates(smoke_run):
     assert examples.custom_properties["span"].int_value == 4  # the smoke preset reads the latest span
     record = smoke_run["record"]
     assert record.spans == [4] and record.train_pairs == 300 and record.data_passed
-    assert record.start_mode == "cold" and record.start_reason == "no blessed model yet"
+    assert record.start_mode == "cold" and record.start_reason == "no model in production yet"
     assert record.blessed and record.infra_passed
     assert set(record.bleu_by_length["candidate"]) == {"01-06", "07-08", "09-10", "11+"}
     [blessing] = _artifacts(layout.metadata_path, "ModelBlessing")
@@ -85,8 +85,8 @@ def _set_args(settings: list[str]) -> list[str]:
 def test_a_silent_transformer_is_not_pushed_and_decoding_changes_push_it_without_training(smoke_run):
     """After the LSTM of `smoke_run`: a Transformer with a decoding that emits nothing, then
     `enja run --set model.architecture=transformer …` with the smoke decoding, which only
-    re-exports it (the Trainer is cached), then beam width 2, after that run's blessing (the
-    Trainer keeps the blessed model's weights). The Evaluator lets it through whatever its dev BLEU (floor 0, any tolerance
+    re-exports it (the Trainer is cached), then beam width 2, after that run's push (the
+    Trainer keeps the served model's weights). The Evaluator lets it through whatever its dev BLEU (floor 0, any tolerance
     against the LSTM's): the point is that a Transformer is pushed and served."""
     layout = smoke_run["layout"]
     versions_before = sorted(os.listdir(layout.serving_model_dir))

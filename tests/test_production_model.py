@@ -6,6 +6,7 @@ import os
 from tfx.types import standard_artifacts
 
 from enja.components import external_state, production_model
+from enja.pipeline import cli
 from enja.serving import model_config
 
 NAME = "enja"
@@ -56,7 +57,30 @@ def test_the_served_version_is_copied_and_a_rollback_changes_it_and_the_cache_ke
     assert open(os.path.join(served, "saved_model.pb"), encoding="utf-8").read() == "version 2"
     assert os.path.exists(os.path.join(served, "assets.extra", "warm_start", "state.json"))
 
-    model_config.pin_version(config_file, NAME, 1)  # what `enja rollback --to 1` writes
+    # A rollback of runs made elsewhere (Kubeflow): no local ML Metadata, only the files.
+    rollback = ["rollback", "--output-dir", str(tmp_path / "no_runs_here"), "--serving-dir",
+                versions_dir, "--model-config-file", config_file]
+    assert cli.main([*rollback, "--to", "1"]) == 0
     rolled_back = _run(properties, str(tmp_path / "out2"))
     assert rolled_back.get_int_custom_property(production_model.SERVED_VERSION_PROPERTY) == 1
     assert len({nothing, newest, fingerprint()}) == 3
+
+    assert cli.main([*rollback, "--latest"]) == 0
+    assert production_model.find_served(versions_dir, config_file, NAME).version == 2
+
+
+def test_a_rollback_without_runs_or_to_a_missing_version_says_so(tmp_path, capsys):
+    versions_dir = str(tmp_path / "serving_model" / NAME)
+    config_file = str(tmp_path / "models.config")
+    model_config.write_initial_model_config(config_file, NAME, versions_dir)
+    _push(versions_dir, 1)
+    before = open(config_file, encoding="utf-8").read()
+    output_dir = ["--output-dir", str(tmp_path / "no_runs_here")]
+
+    assert cli.main(["rollback", *output_dir, "--to", "1"]) == 2
+    assert "no pipeline has run in" in capsys.readouterr().err
+    assert cli.main(["rollback", *output_dir, "--to", "7", "--serving-dir", versions_dir,
+                     "--model-config-file", config_file]) == 2
+    error = capsys.readouterr().err
+    assert error == f"enja rollback: version 7 is not in {versions_dir}\n"
+    assert open(config_file, encoding="utf-8").read() == before

@@ -81,7 +81,7 @@ def test_page_opens_in_chromium_with_runs_charts_and_translations(exported_model
     assert len(sources) == 4  # BLEU per run, by length, training curves, attention
     assert all(source.startswith("data:image/png;base64,") for source in sources)
     assert "labelled by vocabulary id" not in dom, \
-        "matplotlib found no CJK font: apt-get install -y fonts-noto-cjk, then clear ~/.cache/matplotlib"
+        "no CJK font found: apt-get install -y fonts-noto-cjk"
 
     screenshot = tmp_path / "screenshot.png"
     _chromium(page.as_uri(), str(tmp_path / "profile"), f"--screenshot={screenshot}",
