@@ -78,7 +78,7 @@ def _iso(milliseconds: int) -> str:
         .isoformat(timespec="seconds")
 
 
-def _bleu(evaluation_uri: str) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+def evaluation_bleu(evaluation_uri: str) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
     """{model: overall BLEU} and {model: {bucket: BLEU}}, models "candidate"/"baseline"."""
     overall: dict[str, float] = {}
     by_bucket: dict[str, dict[str, float]] = {}
@@ -96,7 +96,7 @@ def _bleu(evaluation_uri: str) -> tuple[dict[str, float], dict[str, dict[str, fl
     return overall, {model: dict(sorted(buckets.items())) for model, buckets in by_bucket.items()}
 
 
-def _not_blessed_reason(evaluation_uri: str) -> str | None:
+def not_blessed_reason(evaluation_uri: str) -> str | None:
     """The Evaluator's failed thresholds, in words; None when it blessed."""
     result = tfma.load_validation_result(evaluation_uri)
     if result.validation_ok:
@@ -191,11 +191,11 @@ def _record(run: lineage.PipelineRun, store: lineage.Lineage, pushed_models: dic
     evaluator = nodes.get("Evaluator")
     if evaluator and evaluator.succeeded:
         evaluation_uri = evaluator.output("evaluation").uri
-        overall, record.bleu_by_length = _bleu(evaluation_uri)
+        overall, record.bleu_by_length = evaluation_bleu(evaluation_uri)
         record.candidate_bleu = overall.get("candidate")
         record.baseline_bleu = overall.get("baseline")
         record.blessed = lineage.custom(evaluator.output("blessing"), "blessed") == 1
-        record.not_blessed_reason = None if record.blessed else _not_blessed_reason(evaluation_uri)
+        record.not_blessed_reason = None if record.blessed else not_blessed_reason(evaluation_uri)
 
     infra = nodes.get("InfraCheck")
     if infra and infra.succeeded:

@@ -14,6 +14,11 @@ declares (the input definitions schema 2.1 passes in `--json_serialized_inputs_s
 unwraps its metadata, hides the launcher's own outputs from TFX, and then runs TFX's
 entrypoint as it is. An executor input that is already whole passes through unchanged.
 
+One more difference, on both backends: TFX's entrypoint drops what an executor's `Do`
+returns, so a failed execution result (the data gate's way to stop a run, which the local
+launcher fails the node for) would let the run go on. The executor runs wrapped so that such
+a result fails the task with its message.
+
 Usage (what compiled specs run):
   python -m enja.pipeline.kubeflow_entrypoint --executor_class_path … \
       --json_serialized_invocation_args '{{$}}' --json_serialized_inputs_spec_args '…' [Beam args]
@@ -21,14 +26,18 @@ Usage (what compiled specs run):
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 from absl import app
 from google.protobuf import json_format, struct_pb2
 from kfp.pipeline_spec import pipeline_spec_pb2 as pb
+from tfx.dsl.components.base import base_executor
 from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_run_executor
+from tfx.utils import import_utils
 
-COMMAND = ["python", "-m", "enja.pipeline.kubeflow_entrypoint"]
+MODULE = "enja.pipeline.kubeflow_entrypoint"
+COMMAND = ["python", "-m", MODULE]
 # Outputs the launcher adds and fills itself (driver/driver.go, component/launcher_v2.go).
 LAUNCHER_OUTPUTS = ("executor-logs",)
 # The single keys ML Metadata's conversion wraps lists and objects in.
@@ -66,6 +75,28 @@ def repair(executor_input: pb.ExecutorInput, inputs_spec: pb.ComponentInputsSpec
     return repaired
 
 
+class ExecutionStopped(RuntimeError):
+    """The executor returned a failed execution result; its message is the result's."""
+
+
+def stopping_on_failed_result(executor_class: type[base_executor.BaseExecutor]) -> type:
+    """A subclass of `executor_class` whose `Do` raises a failed execution result it returns."""
+
+    class Stopping(executor_class):  # type: ignore[misc, valid-type]
+        def Do(self, input_dict, output_dict, exec_properties):  # noqa: N802 (TFX's name)
+            result = super().Do(input_dict, output_dict, exec_properties)
+            if result is not None and result.execution_result.code:
+                raise ExecutionStopped(result.execution_result.result_message)
+            return result
+
+    Stopping.__name__ = Stopping.__qualname__ = executor_class.__name__
+    return Stopping
+
+
+# The class TFX's entrypoint runs, by this path: the task's own executor, wrapped by `main`.
+Executor: type | None = None
+
+
 def _parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     """TFX's entrypoint's arguments; the rest are Beam's."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -84,6 +115,11 @@ def main(argv: list[str] | None = None) -> None:
                                            ignore_unknown_fields=True)
         args.json_serialized_invocation_args = json_format.MessageToJson(
             repair(executor_input, inputs_spec))
+    # TFX's entrypoint imports the executor by its path; run as `-m`, this file is `__main__`,
+    # so the wrapped class goes on the module as imported by name.
+    this = importlib.import_module(MODULE)
+    this.Executor = stopping_on_failed_result(import_utils.import_class_by_path(args.executor_class_path))
+    args.executor_class_path = f"{MODULE}.Executor"
     # absl's app sets up the logging TFX's entrypoint writes through; the flags are parsed above.
     app.run(lambda _: kubeflow_v2_run_executor.main((args, beam_args)), argv=[sys.argv[0]])
 

@@ -66,6 +66,14 @@ def check_runnable(spec: pb.PipelineSpec) -> None:
                               f"{json_format.MessageToJson(parameter)}: unsupported runtime value")
 
 
+class TaskFailed(RuntimeError):
+    """A task's container exited non-zero; the run stops there, as the backend's does."""
+
+    def __init__(self, task_name: str, message: str):
+        super().__init__(f"{task_name}: {message}")
+        self.task_name = task_name
+
+
 class Launcher:
     """Runs container tasks of one pipeline run as the open-source backend's driver and
     launcher do, and records their output artifacts as its ML Metadata would."""
@@ -124,7 +132,8 @@ class Launcher:
         return order
 
     def run_all(self) -> dict[str, float]:
-        """Runs every task in DAG order; returns the seconds each took."""
+        """Runs every task in DAG order, stopping at the first that fails (TaskFailed);
+        returns the seconds each took."""
         seconds = {}
         for task_name in self.task_order():
             start = time.monotonic()
@@ -149,8 +158,8 @@ class Launcher:
         done = subprocess.run(resolved, env={**os.environ, "PATH": path}, capture_output=True,
                               text=True, timeout=TIMEOUT_S, check=False)
         if done.returncode:
-            raise AssertionError(f"{task_name}: {' '.join(command[:3])} … exited {done.returncode}:\n"
-                                 f"{done.stderr[-STDERR_TAIL_CHARS:]}")
+            raise TaskFailed(task_name, f"{' '.join(command[:3])} … exited {done.returncode}:\n"
+                                        f"{done.stderr[-STDERR_TAIL_CHARS:]}")
 
     def _record(self, task_name: str, executor_input: pb.ExecutorInput) -> None:
         """Merges what the executor reported into each provisioned output, as launcher_v2's

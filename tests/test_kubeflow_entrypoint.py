@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import pytest
+from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2 as pb
+from tfx.dsl.components.base import base_executor
 from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_entrypoint_utils
 from tfx.types import standard_artifacts
 
@@ -63,3 +65,32 @@ def test_a_whole_executor_input_passes_unchanged():
     artifact.type.schema_title = "tfx.Examples"
     _, inputs_spec = _data_gate_input()
     assert kubeflow_entrypoint.repair(typed, inputs_spec) == typed
+
+
+class GateExecutor(base_executor.BaseExecutor):
+    """Stops the run as the data gate does when an output's URI says so."""
+
+    def Do(self, input_dict, output_dict, exec_properties):  # noqa: N802 (TFX's name)
+        [report] = output_dict["report"]
+        if report.uri.endswith("bad"):
+            return data_gate.stopped(["train span 2: en_script: out of range"])
+        return None
+
+
+@pytest.mark.parametrize("outcome", ["good", "bad"])
+def test_a_failed_execution_result_fails_the_task(tmp_path, outcome):
+    """TFX's own entrypoint drops what `Do` returns, so without ours a stopped gate would pass."""
+    executor_input = pb.ExecutorInput()
+    executor_input.outputs.output_file = str(tmp_path / "executor_output.json")
+    report = executor_input.outputs.artifacts["report"].artifacts.add(uri=str(tmp_path / outcome))
+    report.type.schema_title = "tfx.ExampleAnomalies"
+    arguments = ["--executor_class_path", f"{__name__}.GateExecutor",
+                 "--json_serialized_invocation_args", json_format.MessageToJson(executor_input)]
+    if outcome == "bad":
+        with pytest.raises(kubeflow_entrypoint.ExecutionStopped, match="^train span 2: en_script"):
+            kubeflow_entrypoint.main(arguments)
+        assert not (tmp_path / "executor_output.json").exists()
+    else:
+        with pytest.raises(SystemExit) as exit_:  # absl's app.run ends the process
+            kubeflow_entrypoint.main(arguments)
+        assert exit_.value.code in (None, 0) and (tmp_path / "executor_output.json").exists()
