@@ -45,9 +45,15 @@ serve: stop
 		--enable_batching \
 		> $(OUTPUT_DIR)/server.log 2>&1 & echo $$! > $(OUTPUT_DIR)/server.pid
 
+# Signals only the `enja serve` the pid file names (a stale file may name another process now),
+# then waits for it to drain and exit (a zombie has exited), so that a new server finds its ports free.
 stop:
-	@if [ -f $(OUTPUT_DIR)/server.pid ]; then \
-		kill $$(cat $(OUTPUT_DIR)/server.pid) 2>/dev/null || true; rm -f $(OUTPUT_DIR)/server.pid; fi
+	@pid=$$(cat $(OUTPUT_DIR)/server.pid 2>/dev/null); \
+	if [ -n "$$pid" ] && ps -p "$$pid" -o args= | grep -q "enja serve"; then \
+		kill "$$pid"; \
+		for i in $$(seq 150); do ps -p "$$pid" -o stat= | grep -qv Z || break; sleep 0.2; done; \
+		if ps -p "$$pid" -o stat= | grep -qv Z; then echo "enja serve ($$pid) is still stopping" >&2; exit 1; fi; \
+	fi; rm -f $(OUTPUT_DIR)/server.pid
 
 test: data
 	$(VENV)/bin/python -m pytest

@@ -65,7 +65,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--file_system_poll_wait_seconds", "--file-system-poll-wait-seconds", type=float, default=1,
                         metavar="N", help="look for new versions every N seconds (default: %(default)s)")
     parser.add_argument("--max_num_load_retries", type=int, default=5, metavar="N",
-                        help="retry a version that fails to load on the next N polls (default: %(default)s)")
+                        help="retry a version that fails to load up to N times (default: %(default)s)")
+    parser.add_argument("--load_retry_interval_micros", type=int, default=60_000_000, metavar="N",
+                        help="wait at least N microseconds before retrying a load, e.g. while a push is "
+                             "still being copied (default: %(default)s)")
     parser.add_argument("--enable_model_warmup", type=_bool, nargs="?", const=True, default=True,
                         metavar="true|false",
                         help="replay a version's assets.extra/tf_serving_warmup_requests before serving it "
@@ -106,6 +109,7 @@ def server_options(args: argparse.Namespace) -> server.ServerOptions:
     return server.ServerOptions(
         host=args.host, port=args.port, rest_api_port=args.rest_api_port or None,
         poll_interval_s=args.file_system_poll_wait_seconds, max_load_retries=args.max_num_load_retries,
+        load_retry_interval_s=args.load_retry_interval_micros / 1e6,
         batching=server.batching(args.enable_batching, args.batching_parameters_file),
         enable_model_warmup=args.enable_model_warmup,
         intra_op_threads=args.tensorflow_intra_op_parallelism, inter_op_threads=args.tensorflow_inter_op_parallelism,

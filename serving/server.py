@@ -44,6 +44,10 @@ METRICS_PATH = "/monitoring/prometheus/metrics"  # TF Serving's, so scrape confi
 SIGNAL_POLL_S = 0.2  # how soon SIGTERM or SIGINT starts the shutdown at most
 
 
+class ListenError(OSError):
+    """A port the server was asked to listen on cannot be had; the message names it."""
+
+
 @dataclasses.dataclass(frozen=True)
 class ServerOptions:
     host: str = "127.0.0.1"
@@ -51,7 +55,8 @@ class ServerOptions:
     rest_api_port: int | None = None  # the HTTP port (REST API, metrics); None: none, 0 picks a free port
     poll_interval_s: float = 1.0  # TF Serving's --file_system_poll_wait_seconds
     num_versions: int = 1  # the newest N versions are served (servers built from a config follow its policies)
-    max_load_retries: int = 5
+    max_load_retries: int = 5  # TF Serving's --max_num_load_retries
+    load_retry_interval_s: float = 60.0  # TF Serving's --load_retry_interval_micros
     enable_model_warmup: bool = True  # replay a version's warm-up requests before serving it
     intra_op_threads: int = 0  # threads each op may use; 0: TensorFlow's choice, one a core
     inter_op_threads: int = 0  # ops run at once; 0: TensorFlow's choice, one a core
@@ -101,8 +106,9 @@ class ModelServer:
         self._config_dir = config_dir
         self._config_poller: ConfigFilePoller | None = None
         config = resolve_base_paths(config, config_dir)
+        # Without so_reuseport 0 a second server binds the same port silently and takes half the calls.
         limits = [("grpc.max_receive_message_length", options.max_message_bytes),
-                  ("grpc.max_send_message_length", options.max_message_bytes)]
+                  ("grpc.max_send_message_length", options.max_message_bytes), ("grpc.so_reuseport", 0)]
         self._rpc_threads = futures.ThreadPoolExecutor(options.max_workers, thread_name_prefix="rpc")
         self._grpc = grpc.server(self._rpc_threads, options=limits)
         self.metrics = ServerMetrics()
@@ -114,17 +120,26 @@ class ModelServer:
         model_service = ModelServicer(self.models, self.reload_config, self.metrics)
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(predictions, self._grpc)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(model_service, self._grpc)
-        self.port = self._grpc.add_insecure_port(f"{options.host}:{options.port}")
         self._http: HttpServer | None = None
-        if options.rest_api_port is not None:
-            routes = [Route("GET", re.compile(re.escape(METRICS_PATH)), self._metrics_page),
-                      *RestApi(predictions, model_service).routes()]
-            self._http = HttpServer(options.host, options.rest_api_port, routes, options.max_message_bytes)
+        try:
+            self.port = _listen_grpc(self._grpc, options.host, options.port)
+            if options.rest_api_port is not None:
+                routes = [Route("GET", re.compile(re.escape(METRICS_PATH)), self._metrics_page),
+                          *RestApi(predictions, model_service).routes()]
+                self._http = _listen_http(options.host, options.rest_api_port, routes, options.max_message_bytes)
+        except ListenError:
+            self._grpc.stop(None)
+            self._rpc_threads.shutdown()
+            if self._batcher:
+                self._batcher.close()
+            raise
 
     def _new_manager(self, config: ModelConfig) -> VersionManager:
         return VersionManager(config, functools.partial(self._load, config.name),
                               poll_interval_s=self.options.poll_interval_s,
-                              max_load_retries=self.options.max_load_retries, on_round=self._report_availability)
+                              max_load_retries=self.options.max_load_retries,
+                              load_retry_interval_s=self.options.load_retry_interval_s,
+                              on_round=self._report_availability)
 
     def _load(self, model_name: str, path: str, version: int) -> LoadedModel:
         with self.metrics.load(model_name):
@@ -192,6 +207,21 @@ class ModelServer:
         if self._batcher:
             self._batcher.close()
         self.models.stop()
+
+
+def _listen_grpc(server: grpc.Server, host: str, port: int) -> int:
+    try:
+        return server.add_insecure_port(f"{host}:{port}")
+    except RuntimeError as error:  # what gRPC raises when it cannot bind
+        raise ListenError(f"cannot listen for gRPC on {host}:{port}: the port is in use, or the "
+                          "address is not this machine's") from error
+
+
+def _listen_http(host: str, port: int, routes: list[Route], max_body_bytes: int) -> HttpServer:
+    try:
+        return HttpServer(host, port, routes, max_body_bytes)
+    except OSError as error:
+        raise ListenError(f"cannot listen for REST on {host}:{port}: {error.strerror}") from error
 
 
 def batching(enable: bool, parameters_file: str | None) -> BatchOptions | None:

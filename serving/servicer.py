@@ -32,6 +32,7 @@ from enja.serving.loader import LoadedModel
 from enja.serving.metrics import RequestLabels, ServerMetrics
 from enja.serving.model_config import ModelConfigError, ModelServerConfig
 from enja.serving.served_models import ServedModels
+from enja.serving.versions import State
 
 log = logging.getLogger(__name__)
 SIGNATURE_DEF_FIELD = "signature_def"
@@ -185,7 +186,7 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer, _CountedService
         for version, status in sorted(statuses.items()):
             entry = response.model_version_status.add(version=version, state=status.state)
             entry.status.SetInParent()  # error_code OK, as TF Serving answers for a version that did not fail
-            if status.error:
+            if status.error and status.state == State.END:  # a load being retried has not failed yet
                 entry.status.error_code = grpc.StatusCode.UNKNOWN.value[0]
                 entry.status.error_message = status.error
         return response

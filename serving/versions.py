@@ -6,14 +6,18 @@ model_version_policy says which of them are aspired (the newest N, specific
 ones, or all). A newly aspired version is loaded and replays its warm-up
 requests before any version that is no longer aspired is dropped, and the
 version labels move in the same step as the drop, so a new push, a rollback or
-a broken version never leaves the model (or a label) unavailable. Failed loads
-are retried on later polls, a bounded number of times (a push may still be
-copying). A dropped version's memory goes back to the operating system once the
-last request holding it ends (serving/memory.py).
+a broken version never leaves the model (or a label) unavailable. A failed load
+is retried, as TF Serving does, up to `max_load_retries` times at least
+`load_retry_interval_s` apart (TFX's Pusher copies straight into the numbered
+folder, so a slow push fails to load until its last file lands); the version
+stays LOADING until it loads or its retries are spent. A dropped version's
+memory goes back to the operating system once the last request holding it ends
+(serving/memory.py).
 """
 import dataclasses
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 
 import tensorflow as tf
@@ -32,8 +36,9 @@ log = logging.getLogger(__name__)
 @dataclasses.dataclass
 class VersionStatus:
     state: int = State.START
-    error: str = ""  # why the version ended, if it failed
+    error: str = ""  # why the last load failed, if it did
     failures: int = 0  # failed loads so far
+    retry_at: float = 0.0  # time.monotonic() before which it is not loaded again
 
 
 def versions_on_disk(base_path: str) -> list[int]:
@@ -62,11 +67,13 @@ class VersionManager:
     """Loads, publishes and drops versions of one model as its ModelConfig asks; lookups are lock-protected."""
 
     def __init__(self, config: ModelConfig, load: Callable[[str, int], LoadedModel], poll_interval_s: float = 1.0,
-                 max_load_retries: int = 5, on_round: Callable[[], None] = lambda: None):
+                 max_load_retries: int = 5, load_retry_interval_s: float = 60.0,
+                 on_round: Callable[[], None] = lambda: None):
         """`on_round` is called after each poll or reconfiguration, so health and metrics follow availability."""
         self._config = config  # what is asked for; its labels go live once the round that loads their versions ends
         self._load = load
         self._max_failures = 1 + max_load_retries
+        self._retry_interval_s = load_retry_interval_s
         self._lock = threading.Lock()  # guards what requests read: _available, _statuses, _labels
         self._round_lock = threading.Lock()  # one poll or reconfiguration at a time
         self._available: dict[int, LoadedModel] = {}
@@ -106,7 +113,8 @@ class VersionManager:
         for version in reversed(aspired):  # newest first: it is what unversioned requests get
             with self._lock:
                 status = self._statuses.setdefault(version, VersionStatus())
-            if version not in self._available and status.failures < self._max_failures:
+            if (version not in self._available and status.failures < self._max_failures
+                    and time.monotonic() >= status.retry_at):
                 self._try_load(version, status)
         with self._lock:
             self._labels = dict(config.version_labels)
@@ -127,9 +135,11 @@ class VersionManager:
         except Exception as error:  # any failure, including a corrupt saved_model.pb, just fails this version
             with self._lock:
                 status.failures += 1
-                status.state, status.error = State.END, f"{type(error).__name__}: {error}"
-            log.warning("version %d of %s failed to load (attempt %d): %s",
-                        version, self.model_dir, status.failures, status.error)
+                status.error = f"{type(error).__name__}: {error}"
+                status.retry_at = time.monotonic() + self._retry_interval_s
+                status.state = State.LOADING if status.failures < self._max_failures else State.END
+            log.warning("version %d of %s failed to load (attempt %d of %d): %s", version, self.model_dir,
+                        status.failures, self._max_failures, status.error)
             return
         with self._lock:
             self._available[version] = model

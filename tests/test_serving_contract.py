@@ -6,6 +6,7 @@ that server instead (e.g. the tensorflow/serving container) and the checks
 that need the local server (hot swap, broken versions, its own limits) skip.
 """
 import argparse
+import contextlib
 import io
 import os
 import shutil
@@ -415,42 +416,74 @@ def wait_for_status(model_service, version: int, state, timeout: float = 60.0):
     raise AssertionError(f"version {version} never reached state {state}")
 
 
-@local_only
-def test_hot_swap_and_broken_versions_under_load(model_base, tmp_path):
-    server = start_local_server(model_base, tmp_path, poll_interval_s=0.1, max_load_retries=0)
+@contextlib.contextmanager
+def _hammered_server(model_base: str, tmp_path, threads: int = 8, **options):
+    """A local server on a private base path under Predict calls: (server, ModelService stub,
+    Hammer, the version served at the start)."""
+    server = start_local_server(model_base, tmp_path, **options)
     try:
         with grpc.insecure_channel(server.address) as channel:
-            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
             status = model_service_pb2_grpc.ModelServiceStub(channel)
             old = served_version(status)
-            model_dir = server.versions.model_dir
-            with Hammer(stub) as hammer:
+            with Hammer(prediction_service_pb2_grpc.PredictionServiceStub(channel), threads) as hammer:
                 hammer.wait_for_version(old)
-                copy_version(model_dir, old, old + 1)
-                hammer.wait_for_version(old + 1)
-                assert wait_for_status(status, old, END).status.error_code == 0
-
-                broken = os.path.join(model_dir, str(old + 2))
-                os.makedirs(broken)
-                with open(os.path.join(broken, "saved_model.pb"), "wb") as f:
-                    f.write(b"not a SavedModel")
-                assert wait_for_status(status, old + 2, END).status.error_message
-
-                bad_warmup = copy_version(model_dir, old, old + 3)
-                request = text_request(SENTENCES)
-                _renamed_input(request)
-                log = prediction_log_pb2.PredictionLog()
-                log.predict_log.request.CopyFrom(request)
-                with tf.io.TFRecordWriter(os.path.join(bad_warmup, warmup.WARMUP_FILE)) as writer:
-                    writer.write(log.SerializeToString())
-                assert "do not match" in wait_for_status(status, old + 3, END).status.error_message
-                served = len(hammer.versions)
-                time.sleep(0.3)
-            assert hammer.failures == []
-            assert len(hammer.versions) > served, "the server stopped answering"
-            assert set(hammer.versions[served:]) == {old + 1}
+                yield server, status, hammer, old
     finally:
         server.stop()
+
+
+@local_only
+def test_hot_swap_and_broken_versions_under_load(model_base, tmp_path):
+    with _hammered_server(model_base, tmp_path, poll_interval_s=0.1, max_load_retries=0) as (
+            server, status, hammer, old):
+        model_dir = server.versions.model_dir
+        copy_version(model_dir, old, old + 1)
+        hammer.wait_for_version(old + 1)
+        assert wait_for_status(status, old, END).status.error_code == 0
+
+        broken = os.path.join(model_dir, str(old + 2))
+        os.makedirs(broken)
+        with open(os.path.join(broken, "saved_model.pb"), "wb") as f:
+            f.write(b"not a SavedModel")
+        assert wait_for_status(status, old + 2, END).status.error_message
+
+        bad_warmup = copy_version(model_dir, old, old + 3)
+        request = text_request(SENTENCES)
+        _renamed_input(request)
+        log = prediction_log_pb2.PredictionLog()
+        log.predict_log.request.CopyFrom(request)
+        with tf.io.TFRecordWriter(os.path.join(bad_warmup, warmup.WARMUP_FILE)) as writer:
+            writer.write(log.SerializeToString())
+        assert "do not match" in wait_for_status(status, old + 3, END).status.error_message
+        served = len(hammer.versions)
+        time.sleep(0.3)
+    assert hammer.failures == []
+    assert len(hammer.versions) > served, "the server stopped answering"
+    assert set(hammer.versions[served:]) == {old + 1}
+
+
+def _copy_slowly(source: str, destination: str, seconds: float) -> None:
+    """Copies a version file by file over `seconds`, as TFX's Pusher writes straight into the
+    numbered folder: saved_model.pb lands first, the variables last."""
+    files = sorted((os.path.relpath(os.path.join(folder, name), source)
+                    for folder, _, names in os.walk(source) for name in names),
+                   key=lambda path: (path != "saved_model.pb", path.startswith("variables"), path))
+    for path in files:
+        time.sleep(seconds / len(files))
+        os.makedirs(os.path.dirname(os.path.join(destination, path)), exist_ok=True)
+        shutil.copyfile(os.path.join(source, path), os.path.join(destination, path))
+
+
+@local_only
+def test_a_push_copied_over_20_s_is_served_once_complete(model_base, tmp_path):
+    """Loads fail while the copy goes on and are retried TF Serving's way, 5 retries at 5 s."""
+    with _hammered_server(model_base, tmp_path, threads=2, poll_interval_s=0.1, max_load_retries=5,
+                          load_retry_interval_s=5.0) as (server, _, hammer, old):
+        model_dir = server.versions.model_dir
+        _copy_slowly(os.path.join(model_dir, str(old)), os.path.join(model_dir, str(old + 1)), 20)
+        hammer.wait_for_version(old + 1, timeout=30)
+        assert server.versions.statuses()[old + 1].failures >= 1  # it was tried before it was whole
+    assert hammer.failures == []
 
 
 @local_only

@@ -65,8 +65,11 @@ def test_compose_mounts_the_pushed_model_and_the_config_files(compose):
     assert re.fullmatch(r"\$\{ENJA_MODEL_BASE_PATH:-[./]*pipeline_output/serving_model/" + MODEL + r"\}",
                         by_target[MODEL_BASE_PATH])
     args = flags(compose["command"])
-    assert by_target[args["model_config_file"]] == "./models.config"
-    assert by_target[args["batching_parameters_file"]] == "./batching_parameters.txt"
+    # The config's folder, not the file: a rollback's atomic rename must reach the container.
+    config_dir = str(pathlib.PurePosixPath(args["model_config_file"]).parent)
+    assert by_target[config_dir] == "."
+    assert str(pathlib.PurePosixPath(args["batching_parameters_file"]).parent) == config_dir
+    assert int(args["model_config_file_poll_wait_seconds"]) > 0
     assert args["enable_batching"] == "true"
     assert {"127.0.0.1:8500:8500", "127.0.0.1:8501:8501"} <= set(compose["ports"])
     assert (DEPLOY / "../../pipeline/configs.py").resolve().exists(), "relative mount assumes serving/deploy/"
@@ -94,3 +97,7 @@ def test_kubernetes_serves_grpc_and_rest_and_probes_the_model(k8s, model_config)
     assert set(generated["files"]) == {pathlib.Path(args["model_config_file"]).name,
                                        pathlib.Path(args["batching_parameters_file"]).name}
     assert kustomization["resources"] == ["k8s.yaml"]
+    # A changed config reaches the pods' mounted file (no subPath, same ConfigMap name), and is read.
+    assert not any("subPath" in mount for mount in container["volumeMounts"])
+    assert kustomization["generatorOptions"]["disableNameSuffixHash"] is True
+    assert int(args["model_config_file_poll_wait_seconds"]) > 0

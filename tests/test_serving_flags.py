@@ -12,7 +12,7 @@ from enja.serving import client, flags
 from enja.serving import batching_config
 from enja.serving.batching_config import BatchOptions
 from enja.serving.config import RequestLimits
-from enja.serving.server import ServerOptions
+from enja.serving.server import ListenError, ModelServer, ServerOptions
 from test_serving_contract import MODEL, SENTENCES
 from test_serving_deploy import DEPLOY, compose, k8s  # noqa: F401 (fixtures)
 
@@ -27,7 +27,7 @@ def options(*argv: str) -> ServerOptions:
 
 def test_defaults_are_tf_servings():
     assert options() == ServerOptions(port=8500, rest_api_port=None, poll_interval_s=1, max_load_retries=5,
-                                      batching=None, enable_model_warmup=True)
+                                      load_retry_interval_s=60, batching=None, enable_model_warmup=True)
 
 
 def test_tf_serving_spellings_set_what_they_say(tmp_path):
@@ -35,9 +35,11 @@ def test_tf_serving_spellings_set_what_they_say(tmp_path):
     parameters.write_text("max_batch_size { value: 8 }\nbatch_timeout_micros { value: 500 }\n")
     given = options("--port=9000", "--rest_api_port=9001", "--enable_batching=true",
                     f"--batching_parameters_file={parameters}", "--file_system_poll_wait_seconds=30",
-                    "--max_num_load_retries=2", "--enable_model_warmup=false",
+                    "--max_num_load_retries=2", "--load_retry_interval_micros=2500000",
+                    "--enable_model_warmup=false",
                     "--tensorflow_intra_op_parallelism=1", "--tensorflow_inter_op_parallelism=3")
-    assert (given.port, given.rest_api_port, given.poll_interval_s, given.max_load_retries) == (9000, 9001, 30, 2)
+    assert (given.port, given.rest_api_port, given.poll_interval_s, given.max_load_retries,
+            given.load_retry_interval_s) == (9000, 9001, 30, 2, 2.5)
     assert given.batching == BatchOptions(max_batch_size=8, batch_timeout_s=0.0005)
     assert given.enable_model_warmup is False
     assert (given.intra_op_threads, given.inter_op_threads) == (1, 3)
@@ -82,6 +84,7 @@ def test_help_gives_each_flag_and_its_default(capsys):
     for flag, default in [("--port", "8500"), ("--rest_api_port", "0"), ("--model_name", "enja"),
                           ("--enable_batching", "False"), ("--file_system_poll_wait_seconds", "1"),
                           ("--model_config_file_poll_wait_seconds", "0"), ("--max_num_load_retries", "5"),
+                          ("--load_retry_interval_micros", "60000000"),
                           ("--enable_model_warmup", "True"), ("--tensorflow_intra_op_parallelism", "0"),
                           ("--tensorflow_inter_op_parallelism", "0"), ("--max_beam_width", "16")]:
         entry = re.search(r"\(default: ([^)]*)\)", text[text.index(f"{flag} "):])  # the flag's own entry
@@ -152,3 +155,20 @@ def test_the_deploy_recipes_command_lines_start_enja_serve(compose, k8s):
         assert args.model_config_file == f"{DEPLOY}/models.config"
         assert (given.port, given.rest_api_port, given.poll_interval_s) == (8500, 8501, 30)
         assert given.batching == batching_config.batch_options(str(DEPLOY / "batching_parameters.txt"))
+
+
+@pytest.mark.parametrize("protocol", ["gRPC", "REST"])
+def test_a_port_in_use_is_an_error_naming_it(tmp_path, capsys, protocol):
+    """gRPC's default SO_REUSEPORT would let a second server share the port and half the calls."""
+    holder = ModelServer(str(tmp_path), MODEL, ServerOptions(port=0, rest_api_port=0))
+    try:
+        port = holder.port if protocol == "gRPC" else int(holder.rest_api_address.rsplit(":", 1)[1])
+        taken = ["--port", str(port)] if protocol == "gRPC" else ["--port", "0", "--rest_api_port", str(port)]
+        with pytest.raises(ListenError):  # first without the CLI, which would serve until signalled
+            ModelServer(str(tmp_path), MODEL, flags.server_options(parse("--model_base_path", "m", *taken)))
+        assert cli.main(["serve", "--model_base_path", str(tmp_path), *taken]) == 2
+        error = capsys.readouterr().err
+        assert error.startswith(f"enja serve: cannot listen for {protocol} on 127.0.0.1:{port}: ")
+        assert error.count("\n") == 1
+    finally:
+        holder.stop()
