@@ -4,7 +4,9 @@ A decoder step costs nearly the same for one sentence as for thirty-two, so
 merging requests is what lets throughput grow with concurrency. Requests are
 grouped by what they run (model version, signature, outputs, trailing input
 shapes); a group is run when it reaches `max_batch_size` rows or its oldest
-request has waited `batch_timeout_s`.
+request has waited `batch_timeout_s`. A request whose deadline passes while it waits is
+answered DEADLINE_EXCEEDED at once and left out of its batch, and a batch's run is bounded by
+the latest deadline in it.
 """
 import collections
 import threading
@@ -16,18 +18,27 @@ import grpc
 import numpy as np
 
 from enja.serving.batching_config import BatchOptions
-from enja.serving.errors import ServingError
+from enja.serving.errors import ServingError, seconds_left
 
 Arrays = dict[str, np.ndarray]
-RunFn = Callable[[Arrays], Arrays]
+# Runs a batch's inputs within a deadline (a time.monotonic() value; None: none).
+RunFn = Callable[[Arrays, float | None], Arrays]
+
+
+def _expired_in_queue() -> ServingError:
+    return ServingError(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded while waiting for a batch")
 
 
 class _Task:
-    def __init__(self, inputs: Arrays, rows: int):
+    def __init__(self, inputs: Arrays, rows: int, deadline: float | None):
         self.inputs = inputs
         self.rows = rows
+        self.deadline = deadline
         self.enqueued = time.monotonic()
         self.future: futures.Future = futures.Future()
+
+    def expired(self, now: float) -> bool:
+        return self.deadline is not None and self.deadline <= now
 
 
 class Batcher:
@@ -45,14 +56,16 @@ class Batcher:
         for worker in self._workers:
             worker.start()
 
-    def run(self, key: tuple, inputs: Arrays, run_fn: RunFn) -> Arrays:
-        """Run `inputs` (all with the same leading batch size) as part of a batch; block for the result.
+    def run(self, key: tuple, inputs: Arrays, run_fn: RunFn, deadline: float | None = None) -> Arrays:
+        """Run `inputs` (all with the same leading batch size) as part of a batch; block for the
+        result until `deadline` (a time.monotonic() value) at the latest.
 
         `key` must identify what `run_fn` runs; requests are merged only with equal keys and row shapes.
         """
+        seconds_left(deadline)
         rows = len(next(iter(inputs.values())))
         group = key + tuple(sorted((alias, array.shape[1:]) for alias, array in inputs.items()))
-        task = _Task(inputs, rows)
+        task = _Task(inputs, rows, deadline)
         with self._cond:
             if self._closed:
                 raise ServingError(grpc.StatusCode.UNAVAILABLE, "server is shutting down")
@@ -62,7 +75,10 @@ class Batcher:
             self._run_fns[group] = run_fn
             self._queued_rows += rows
             self._cond.notify()
-        return task.future.result()
+        try:
+            return task.future.result(timeout=seconds_left(deadline))
+        except futures.TimeoutError:  # a worker that takes the task later leaves it out
+            raise _expired_in_queue() from None
 
     def close(self) -> None:
         """Run what is queued, then stop the workers."""
@@ -106,9 +122,17 @@ class Batcher:
 
     def _run(self, run_fn: RunFn, tasks: list[_Task]) -> None:
         """Run one batch and hand each task its rows of the outputs; a failure fails the batch's tasks only."""
+        now = time.monotonic()
+        for task in tasks:
+            if task.expired(now):
+                task.future.set_exception(_expired_in_queue())
+        tasks = [task for task in tasks if not task.expired(now)]
+        if not tasks:
+            return
+        deadlines = [task.deadline for task in tasks]
         try:
             inputs = {alias: np.concatenate([t.inputs[alias] for t in tasks]) for alias in tasks[0].inputs}
-            outputs = run_fn(inputs)
+            outputs = run_fn(inputs, None if None in deadlines else max(deadlines))
             total = sum(t.rows for t in tasks)
             bad = [key for key, array in outputs.items() if np.ndim(array) == 0 or len(array) != total]
             if bad:

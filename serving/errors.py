@@ -1,4 +1,6 @@
 """Errors that carry the gRPC status TF Serving would answer with."""
+import time
+
 import grpc
 import tensorflow as tf
 
@@ -36,3 +38,14 @@ def invalid(message: str) -> ServingError:
 
 def not_found(message: str) -> ServingError:
     return ServingError(grpc.StatusCode.NOT_FOUND, message)
+
+
+def seconds_left(deadline: float | None) -> float | None:
+    """Seconds until `deadline` (a time.monotonic() value; None: no deadline). DEADLINE_EXCEEDED
+    once it has passed, so that nothing is decoded for a caller that has given up."""
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise ServingError(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded before the model ran")
+    return left

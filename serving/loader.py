@@ -39,13 +39,16 @@ class LoadedModel:
         return self.signatures[name]
 
     def run(self, signature_name: str, inputs: dict[str, np.ndarray],
-            output_keys: tuple[str, ...]) -> dict[str, np.ndarray]:
-        """Run a signature by tensor names; TF errors keep their status code."""
+            output_keys: tuple[str, ...], timeout_s: float | None = None) -> dict[str, np.ndarray]:
+        """Run a signature by tensor names, cancelled after `timeout_s` as TF Serving bounds a run
+        by the request's deadline; TF errors keep their status code."""
         signature = self.signature(signature_name)
         feeds = {signature.inputs[alias].name: array for alias, array in inputs.items()}
         fetches = {key: signature.outputs[key].name for key in output_keys}
+        options = (None if timeout_s is None
+                   else tf.compat.v1.RunOptions(timeout_in_ms=max(1, int(timeout_s * 1000))))
         try:
-            return self._session.run(fetches, feeds)
+            return self._session.run(fetches, feeds, options=options)
         except tf.errors.OpError as error:
             raise ServingError.from_tf(error) from error
 

@@ -64,6 +64,9 @@ class ServerOptions:
     limits: RequestLimits = RequestLimits()
     max_message_bytes: int = 4 * 1024 * 1024
     max_workers: int = 64  # RPC threads; must exceed client concurrency for batches to fill
+    # Calls in progress at most (running or waiting for a thread); more are refused at once with
+    # RESOURCE_EXHAUSTED, which clients retry, instead of queueing past their deadlines.
+    max_concurrent_rpcs: int = 256
     grace_s: float = 10.0  # how long in-flight requests may take to finish at shutdown
 
 
@@ -110,7 +113,8 @@ class ModelServer:
         limits = [("grpc.max_receive_message_length", options.max_message_bytes),
                   ("grpc.max_send_message_length", options.max_message_bytes), ("grpc.so_reuseport", 0)]
         self._rpc_threads = futures.ThreadPoolExecutor(options.max_workers, thread_name_prefix="rpc")
-        self._grpc = grpc.server(self._rpc_threads, options=limits)
+        self._grpc = grpc.server(self._rpc_threads, options=limits,
+                                 maximum_concurrent_rpcs=options.max_concurrent_rpcs)
         self.metrics = ServerMetrics()
         self._health = HealthReporter(self._grpc, [model.name for model in config.model_config_list.config])
         self._report_lock = threading.Lock()

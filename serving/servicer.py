@@ -8,6 +8,7 @@ count and fail alike.
 """
 import functools
 import logging
+import time
 from collections.abc import Callable
 from typing import ContextManager
 
@@ -27,7 +28,7 @@ from tensorflow_serving.apis import (
 from enja.serving import request as request_lib
 from enja.serving.batcher import Batcher
 from enja.serving.config import RequestLimits
-from enja.serving.errors import ServingError, invalid, not_found, shortened
+from enja.serving.errors import ServingError, invalid, not_found, seconds_left, shortened
 from enja.serving.loader import LoadedModel
 from enja.serving.metrics import RequestLabels, ServerMetrics
 from enja.serving.model_config import ModelConfigError, ModelServerConfig
@@ -99,20 +100,24 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer, 
 
     @_rpc
     def Predict(self, request: predict_pb2.PredictRequest, context) -> predict_pb2.PredictResponse:
+        remaining = context.time_remaining()  # None when the caller set no deadline
+        deadline = None if remaining is None else time.monotonic() + remaining
         with self.count("Predict", request.model_spec.name) as labels:
-            return self.predict(request, labels)
+            return self.predict(request, labels, deadline)
 
     def signature(self, spec: model_pb2.ModelSpec, labels: RequestLabels) -> meta_graph_pb2.SignatureDef:
         """The signature a Predict for `spec` would run now (REST reads JSON by its input types)."""
         return _signature(self._models.resolve(spec), spec, labels)
 
-    def predict(self, request: predict_pb2.PredictRequest, labels: RequestLabels) -> predict_pb2.PredictResponse:
-        """Run a Predict, filling in the version and signature it is counted under."""
+    def predict(self, request: predict_pb2.PredictRequest, labels: RequestLabels,
+                deadline: float | None = None) -> predict_pb2.PredictResponse:
+        """Run a Predict by `deadline` (a time.monotonic() value), filling in the version and
+        signature it is counted under."""
         model = self._models.resolve(request.model_spec)
         signature = _signature(model, request.model_spec, labels)
         signature_name = _signature_name(request.model_spec)
         parsed = request_lib.parse_predict(request, signature, self._limits)
-        outputs = self._run(model, request.model_spec.name, signature_name, parsed)
+        outputs = self._run(model, request.model_spec.name, signature_name, parsed, deadline)
         response = predict_pb2.PredictResponse()
         response.model_spec.name = request.model_spec.name
         response.model_spec.version.value = model.version
@@ -121,18 +126,20 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer, 
             response.outputs[key].CopyFrom(tf.make_tensor_proto(array))
         return response
 
-    def _run(self, model: LoadedModel, model_name: str, signature_name: str, parsed: request_lib.ParsedRequest):
-        def run(inputs):
-            return model.run(signature_name, inputs, parsed.output_keys)
+    def _run(self, model: LoadedModel, model_name: str, signature_name: str, parsed: request_lib.ParsedRequest,
+             deadline: float | None):
+        def run(inputs, deadline):
+            return model.run(signature_name, inputs, parsed.output_keys, timeout_s=seconds_left(deadline))
 
-        def run_batch(inputs):
+        def run_batch(inputs, deadline):
             self._metrics.batch(model_name, model.version, signature_name, len(next(iter(inputs.values()))))
-            return run(inputs)
+            return run(inputs, deadline)
 
         leading = {array.shape[0] if array.ndim else None for array in parsed.inputs.values()}
         if self._batcher is None or len(leading) != 1 or None in leading:
-            return run(parsed.inputs)
-        return self._batcher.run((id(model), signature_name, parsed.output_keys), parsed.inputs, run_batch)
+            return run(parsed.inputs, deadline)
+        return self._batcher.run((id(model), signature_name, parsed.output_keys), parsed.inputs, run_batch,
+                                 deadline)
 
     @_rpc
     def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest,

@@ -86,7 +86,8 @@ def test_help_gives_each_flag_and_its_default(capsys):
                           ("--model_config_file_poll_wait_seconds", "0"), ("--max_num_load_retries", "5"),
                           ("--load_retry_interval_micros", "60000000"),
                           ("--enable_model_warmup", "True"), ("--tensorflow_intra_op_parallelism", "0"),
-                          ("--tensorflow_inter_op_parallelism", "0"), ("--max_beam_width", "16")]:
+                          ("--tensorflow_inter_op_parallelism", "0"), ("--max_beam_width", "16"),
+                          ("--max_concurrent_rpcs", "256")]:
         entry = re.search(r"\(default: ([^)]*)\)", text[text.index(f"{flag} "):])  # the flag's own entry
         assert entry and entry.group(1) == default, flag
     for flag in ("--model_base_path", "--model_config_file", "--batching_parameters_file"):

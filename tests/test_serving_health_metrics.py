@@ -4,6 +4,7 @@ Real servers on the stand-in model (seconds), and for the retries a real gRPC
 server of the test's own that refuses calls the way a busy or starting server does.
 """
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -29,6 +30,7 @@ from tensorflow_serving.apis import (
 
 from enja.models import contract
 from enja.serving import client
+from enja.serving.batching_config import BatchOptions
 from enja.serving.server import METRICS_PATH, ModelServer, ServerOptions
 from test_serving_contract import LIMITS, MODEL, text_request
 from test_serving_model_config import config_text, eventually, message, model_entry
@@ -215,3 +217,39 @@ def test_client_gives_up_at_its_deadline_while_backing_off():
         assert raised.value.code() in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE)
         assert time.monotonic() - start < 1.0, "the retries outlived the caller's deadline"
         assert servicer.calls >= 1
+
+
+# Batches that wait a second to fill, on one worker: long enough for a caller to give up.
+SLOW_BATCHES = BatchOptions(max_batch_size=8, batch_timeout_s=1.0, num_batch_threads=1)
+
+
+def test_a_predict_past_its_deadline_is_counted_and_never_run(standin_model_base, tmp_path):
+    base = shutil.copytree(standin_model_base, tmp_path / "base")
+    with running(ModelServer(str(base), MODEL, dataclasses.replace(OPTIONS, batching=SLOW_BATCHES))) as server:
+        with grpc.insecure_channel(server.address) as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            with pytest.raises(grpc.RpcError) as raised:
+                stub.Predict(text_request(["hello"]), timeout=0.3)
+            assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            time.sleep(1.5)  # past the batch timeout: a batch holding the request would have run
+            after = scrape(server)
+    expired = frozenset({"api": "Predict", "model": MODEL, "version": "1",
+                         "signature": contract.SERVING_SIGNATURE, "status": "DEADLINE_EXCEEDED"}.items())
+    assert after[("enja_serving_requests_total", expired)] == 1
+    assert not [key for key, value in after.items() if key[0] == "enja_serving_batch_size_count" and value]
+
+
+def test_calls_over_the_concurrency_cap_are_refused_at_once(standin_model_base, tmp_path):
+    base = shutil.copytree(standin_model_base, tmp_path / "base")
+    options = dataclasses.replace(OPTIONS, batching=SLOW_BATCHES, max_concurrent_rpcs=1)
+    with running(ModelServer(str(base), MODEL, options)) as server:
+        with grpc.insecure_channel(server.address) as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            first = stub.Predict.future(text_request(["hello"]), timeout=10)
+            time.sleep(0.2)  # the first call now waits for its batch
+            start = time.monotonic()
+            with pytest.raises(grpc.RpcError) as raised:
+                stub.Predict(text_request(["hello"]), timeout=10)
+            assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert time.monotonic() - start < 0.5
+            assert first.result().outputs
