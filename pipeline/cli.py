@@ -184,12 +184,13 @@ def _attention(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from enja.serving import flags
+    from enja.serving.batching_config import BatchingParametersError
     from enja.serving.model_config import ModelConfigError
     from enja.serving.server import ListenError
 
     try:
         flags.serve(args)
-    except (ModelConfigError, ListenError) as error:
+    except (ModelConfigError, ListenError, BatchingParametersError) as error:
         print(f"enja serve: {error}", file=sys.stderr)
         return 2
     return 0

@@ -70,9 +70,24 @@ def read_batching_parameters(path: str):
         return text_format.Parse(f.read(), BatchingParameters())
 
 
+class BatchingParametersError(ValueError):
+    """A batching parameters file the server cannot run with; the message names the file and field."""
+
+
+# The least value each field may take: fewer threads or batches than one would block every request.
+_LEAST = {"max_batch_size": 1, "batch_timeout_micros": 0, "num_batch_threads": 1, "max_enqueued_batches": 1}
+
+
 def batch_options(path: str) -> BatchOptions:
     """BatchOptions from a batching parameters file; unset fields keep the defaults."""
-    params = read_batching_parameters(path)
+    try:
+        params = read_batching_parameters(path)
+    except (OSError, text_format.ParseError) as error:
+        raise BatchingParametersError(f"{path}: {error}") from error
+    for name, least in _LEAST.items():
+        if params.HasField(name) and getattr(params, name).value < least:
+            raise BatchingParametersError(
+                f"{path}: {name} is {getattr(params, name).value}; it must be at least {least}")
     set_fields = {field.name: value.value for field, value in params.ListFields() if hasattr(value, "value")}
     options = {name: set_fields[name] for name in ("max_batch_size", "num_batch_threads", "max_enqueued_batches")
                if name in set_fields}

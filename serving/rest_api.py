@@ -247,6 +247,8 @@ def _tensor(alias: str, value: Any, signature: meta_graph_pb2.SignatureDef) -> t
     try:
         plain = _decode_base64(alias, value)
         tensor = tf.make_tensor_proto(plain, dtype=dtype)
+    except OverflowError as error:  # an integer beyond what numpy holds (JSON has no bound)
+        raise invalid(f"input '{alias}' has values outside {dtype.name}'s range") from error
     except (TypeError, ValueError, RecursionError) as error:
         raise invalid(f"input '{alias}' is not a {dtype.name} tensor: {_shown(str(error))}") from error
     if dtype.is_integer and not np.array_equal(tf.make_ndarray(tensor), np.asarray(plain)):

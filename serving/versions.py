@@ -16,6 +16,7 @@ memory goes back to the operating system once the last request holding it ends
 """
 import dataclasses
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -42,10 +43,12 @@ class VersionStatus:
 
 
 def versions_on_disk(base_path: str) -> list[int]:
-    """The numeric version folders under a model's base path, oldest first."""
+    """The version folders (ASCII digits only, as TF Serving reads them) under a model's base
+    path, oldest first; other names ("²", "v2", a staging folder) are not versions."""
     if not tf.io.gfile.isdir(base_path):
         return []
-    return sorted(int(name.rstrip("/")) for name in tf.io.gfile.listdir(base_path) if name.rstrip("/").isdigit())
+    names = (name.rstrip("/") for name in tf.io.gfile.listdir(base_path))
+    return sorted(int(name) for name in names if re.fullmatch(r"[0-9]+", name))
 
 
 def aspired_versions(policy: VersionPolicy, on_disk: Sequence[int]) -> list[int]:
@@ -153,8 +156,9 @@ class VersionManager:
                 return self._available[max(self._available)]
             if version in self._available:
                 return self._available[version]
-        wanted = "latest version" if version is None else f"version {version}"
-        raise not_found(f"Servable not found: {wanted} of {self.model_dir} is not available")
+        # TF Serving's words; never the server's folders, which are no business of a client.
+        wanted = f"Latest({self.name})" if version is None else f"Specific({self.name}, {version})"
+        raise not_found(f"Servable not found for request: {wanted}")
 
     def _label(self, label: str) -> int:
         """The version a label names (caller holds the lock); NOT_FOUND naming an undefined label."""
@@ -173,8 +177,7 @@ class VersionManager:
             version = self._label(label)
             if version in self._available:
                 return self._available[version]
-        raise not_found(f"Servable not found: version {version} (label '{label}') of {self.model_dir} "
-                        "is not available")
+        raise not_found(f"Servable not found for request: Specific({self.name}, {version}) (label '{label}')")
 
     def available_versions(self) -> list[int]:
         with self._lock:

@@ -225,8 +225,10 @@ def test_request_can_name_a_version(predictions, model_service):
     version = served_version(model_service)
     response = predictions.Predict(text_request(SENTENCES, version=version), timeout=30)
     assert response.model_spec.version.value == version
-    assert status_code(predictions.Predict, text_request(SENTENCES, version=version + 1000)) \
-        == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.RpcError) as raised:
+        predictions.Predict(text_request(SENTENCES, version=version + 1000), timeout=30)
+    assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+    assert MODEL in raised.value.details() and "/" not in raised.value.details()  # no server paths
 
 
 def test_unknown_model_is_not_found(predictions, model_service):

@@ -173,3 +173,20 @@ def test_a_port_in_use_is_an_error_naming_it(tmp_path, capsys, protocol):
         assert error.count("\n") == 1
     finally:
         holder.stop()
+
+
+@pytest.mark.parametrize("parameters, says", [
+    ("num_batch_threads { value: 0 }", "num_batch_threads is 0; it must be at least 1"),
+    ("max_batch_size { value: -1 }", "max_batch_size is -1; it must be at least 1"),
+    ("max_batch_sise { value: 8 }", "max_batch_sise"),
+])
+def test_bad_batching_parameters_stop_the_server_naming_file_and_field(tmp_path, capsys, parameters, says):
+    """A thread count of 0 used to start a server whose batched requests waited for ever."""
+    path = tmp_path / "batching.txt"
+    path.write_text(parameters + "\n")
+    with pytest.raises(batching_config.BatchingParametersError):  # first without the CLI, which would serve
+        batching_config.batch_options(str(path))
+    assert cli.main(["serve", "--model_base_path", str(tmp_path), "--port", "0", "--enable_batching",
+                     f"--batching_parameters_file={path}"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"enja serve: {path}: ") and says in error and error.count("\n") == 1

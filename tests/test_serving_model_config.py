@@ -22,7 +22,7 @@ from tensorflow_serving.apis import (
 )
 
 from enja.pipeline import cli
-from enja.serving import model_config, warmup
+from enja.serving import model_config, versions, warmup
 from enja.serving.model_config import ModelConfigError, ModelServerConfig
 from enja.serving.server import ModelServer, ServerOptions
 from test_serving_contract import (
@@ -351,3 +351,10 @@ def test_initial_config_for_a_local_output_folder(tmp_path, monkeypatch):
     model_config.pin_version(path, MODEL, 1)
     assert not model_config.write_initial_model_config(path, MODEL, "elsewhere"), "an operator's pin must survive"
     assert model_config.read_model_config(path).model_config_list.config[0].model_version_policy.HasField("specific")
+
+
+def test_only_ascii_digit_folders_are_versions(tmp_path):
+    """`"²".isdigit()` is true, yet int("²") fails: such a folder once made every poll raise."""
+    for name in ("1", "10", "²", "٣", "v2", ".tmp-11", "007"):
+        (tmp_path / name).mkdir()
+    assert versions.versions_on_disk(str(tmp_path)) == [1, 7, 10]

@@ -211,6 +211,8 @@ BAD_REQUESTS = {
     "object as a value": ("POST", PREDICT, {"instances": [{"text": {"value": "a"}}]}, 400, "b64"),
     "integer out of range": ("POST", PREDICT, {**OPTIONS, "inputs": {"text": ["a"], "beam_width": 2**40}}, 400,
                              "int32"),
+    "integer beyond 64 bits": ("POST", PREDICT, {**OPTIONS, "inputs": {"text": ["a"], "beam_width": 10**30}}, 400,
+                               "outside int32's range"),
     "beam width over the limit": ("POST", PREDICT, {**OPTIONS, "inputs": {"text": ["a"], "beam_width": 10**6}}, 400,
                                   f"max_beam_width={LIMITS.max_beam_width}"),
     "ragged": ("POST", PREDICT, {"inputs": [["a"], ["b", "c"]]}, 400, "text"),
