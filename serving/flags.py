@@ -83,6 +83,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     own.add_argument("--max_concurrent_rpcs", type=int, default=256, metavar="N",
                      help="gRPC calls in progress at most; more are refused with RESOURCE_EXHAUSTED, "
                           "which clients retry (default: %(default)s)")
+    own.add_argument("--enable_reload_config", type=_bool, nargs="?", const=True, default=True,
+                     metavar="true|false",
+                     help="take HandleReloadConfigRequest calls, which make the server load the SavedModels "
+                          "they name (default: %(default)s)")
+    own.add_argument("--reload_config_roots", type=lambda value: tuple(filter(None, value.split(","))),
+                     default=(), metavar="DIR[,DIR...]",
+                     help="folders (or URI prefixes) whose models such a call may name (default: the folders "
+                          "holding the models the server starts with)")
     own.add_argument("--max_request_sentences", "--max-request-sentences", type=int,
                      default=RequestLimits.max_batch_size, metavar="N",
                      help="refuse requests of more than N sentences (default: %(default)s)")
@@ -113,7 +121,8 @@ def server_options(args: argparse.Namespace) -> server.ServerOptions:
         host=args.host, port=args.port, rest_api_port=args.rest_api_port or None,
         poll_interval_s=args.file_system_poll_wait_seconds, max_load_retries=args.max_num_load_retries,
         load_retry_interval_s=args.load_retry_interval_micros / 1e6,
-        max_concurrent_rpcs=args.max_concurrent_rpcs,
+        max_concurrent_rpcs=args.max_concurrent_rpcs, enable_reload_config=args.enable_reload_config,
+        reload_config_roots=args.reload_config_roots,
         batching=server.batching(args.enable_batching, args.batching_parameters_file),
         enable_model_warmup=args.enable_model_warmup,
         intra_op_threads=args.tensorflow_intra_op_parallelism, inter_op_threads=args.tensorflow_inter_op_parallelism,

@@ -34,6 +34,7 @@ from enja.serving.model_config import (
     resolve_base_paths,
 )
 from enja.serving.config import RequestLimits
+from enja.serving.errors import ServingError
 from enja.serving.rest_api import RestApi
 from enja.serving.served_models import ServedModels
 from enja.serving.servicer import ModelServicer, PredictionServicer
@@ -67,6 +68,11 @@ class ServerOptions:
     # Calls in progress at most (running or waiting for a thread); more are refused at once with
     # RESOURCE_EXHAUSTED, which clients retry, instead of queueing past their deadlines.
     max_concurrent_rpcs: int = 256
+    # HandleReloadConfigRequest loads whatever SavedModel a caller names (its init ops and warm-up
+    # run), so it may be turned off, and may only name base paths under these folders or URI
+    # prefixes; () allows the folders holding the base paths the server started with.
+    enable_reload_config: bool = True
+    reload_config_roots: tuple[str, ...] = ()
     grace_s: float = 10.0  # how long in-flight requests may take to finish at shutdown
 
 
@@ -121,7 +127,9 @@ class ModelServer:
         self.models = ServedModels(config, self._new_manager)
         self._batcher = Batcher(options.batching) if options.batching else None
         predictions = PredictionServicer(self.models, options.limits, self._batcher, self.metrics)
-        model_service = ModelServicer(self.models, self.reload_config, self.metrics)
+        self._reload_roots = tuple(_canonical(root) for root in options.reload_config_roots or
+                                   {_parent(model.base_path) for model in config.model_config_list.config})
+        model_service = ModelServicer(self.models, self.reload_config_from_client, self.metrics)
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(predictions, self._grpc)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(model_service, self._grpc)
         self._http: HttpServer | None = None
@@ -187,6 +195,20 @@ class ModelServer:
         self._report_availability()  # the models added or dropped, which their managers' rounds cannot report
         log.info("applied a new model config: %s", ", ".join(sorted(self.models.managers)))
 
+    def reload_config_from_client(self, config: ModelServerConfig) -> None:
+        """A reload asked over the network: refused (PERMISSION_DENIED) when turned off or when a
+        base path lies outside the allowed roots; otherwise as `reload_config`."""
+        if not self.options.enable_reload_config:
+            raise ServingError(grpc.StatusCode.PERMISSION_DENIED,
+                               "this server takes no model config over the network")
+        for model, resolved in zip(config.model_config_list.config,
+                                   resolve_base_paths(config, self._config_dir).model_config_list.config):
+            if not any(_within(_canonical(resolved.base_path), root) for root in self._reload_roots):
+                raise ServingError(grpc.StatusCode.PERMISSION_DENIED,
+                                   f"model '{model.name}': base path '{model.base_path}' is outside the folders "
+                                   "this server may load from")
+        self.reload_config(config)
+
     def start(self) -> None:
         """Load what the config asks for (like TF Serving, before accepting calls), then serve and poll."""
         self.models.start()
@@ -211,6 +233,19 @@ class ModelServer:
         if self._batcher:
             self._batcher.close()
         self.models.stop()
+
+
+def _canonical(path: str) -> str:
+    """A local path with links and `..` resolved, or a URI without a trailing slash."""
+    return path.rstrip("/") if "://" in path else os.path.realpath(path)
+
+
+def _parent(path: str) -> str:
+    return path.rstrip("/").rsplit("/", 1)[0] if "://" in path else os.path.dirname(os.path.realpath(path))
+
+
+def _within(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
 
 
 def _listen_grpc(server: grpc.Server, host: str, port: int) -> int:

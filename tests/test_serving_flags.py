@@ -190,3 +190,9 @@ def test_bad_batching_parameters_stop_the_server_naming_file_and_field(tmp_path,
                      f"--batching_parameters_file={path}"]) == 2
     error = capsys.readouterr().err
     assert error.startswith(f"enja serve: {path}: ") and says in error and error.count("\n") == 1
+
+
+def test_reload_flags_set_what_they_say():
+    assert (options().enable_reload_config, options().reload_config_roots) == (True, ())
+    given = options("--enable_reload_config=false", "--reload_config_roots=/models,gs://bucket/models")
+    assert (given.enable_reload_config, given.reload_config_roots) == (False, ("/models", "gs://bucket/models"))

@@ -1,6 +1,7 @@
 """`enja serve --model_config_file`: TF Serving's model config, version policies, labels and reloads,
 against a real server on real SavedModels, and the operators' helpers that rewrite the file."""
 import contextlib
+import dataclasses
 import os
 import re
 import shutil
@@ -216,6 +217,32 @@ def test_reload_adds_and_drops_models(versions_dir):
         assert status_code(predictions.Predict, text_request(SENTENCES, name="enja_old")) \
             == grpc.StatusCode.NOT_FOUND
         assert answered_by(predictions) == 3
+
+
+@pytest.mark.parametrize("options, beside_ok, elsewhere_ok", [
+    ({}, True, False),  # by default, only beside the models the server started with
+    ({"enable_reload_config": False}, False, False),
+    ({"reload_config_roots": ("ELSEWHERE",)}, False, True),
+])
+def test_reloads_over_the_network_load_only_from_allowed_folders(versions_dir, tmp_path, options, beside_ok,
+                                                                 elsewhere_ok):
+    """A caller could otherwise make the server load and run any SavedModel it can read."""
+    elsewhere = shutil.copytree(versions_dir, tmp_path / "elsewhere" / MODEL)
+    if "reload_config_roots" in options:
+        options = {"reload_config_roots": (str(elsewhere.parent),)}
+    start = model_config.parse_model_config(config_text(model_entry(versions_dir)))
+    with serving(ModelServer.from_model_config(start, dataclasses.replace(OPTIONS, **options))) as (
+            predictions, models):
+        serving_now = 3
+        for base_path, version, ok in ((versions_dir, 2, beside_ok), (str(elsewhere), 1, elsewhere_ok)):
+            request = model_management_pb2.ReloadConfigRequest(config=message(config_text(
+                model_entry(base_path, f"model_version_policy {{ specific {{ versions: {version} }} }}"))))
+            if ok:
+                models.HandleReloadConfigRequest(request, timeout=60)
+                serving_now = version
+            else:
+                assert status_code(models.HandleReloadConfigRequest, request) == grpc.StatusCode.PERMISSION_DENIED
+            assert answered_by(predictions) == serving_now
 
 
 # --- polling the file ------------------------------------------------------------------------
