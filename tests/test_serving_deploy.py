@@ -2,6 +2,7 @@
 import pathlib
 import re
 
+import kubernetes_validate
 import pytest
 import yaml
 from google.protobuf import text_format
@@ -11,6 +12,8 @@ from enja.serving.config import ServingConfig
 from enja.serving import batching_config
 
 DEPLOY = pathlib.Path(batching_config.__file__).parent / "deploy"
+# The Kubernetes API version whose schemas the manifests must satisfy (strict: no unknown fields).
+KUBERNETES_VERSION = "1.30"
 MODEL = ServingConfig.model_name
 MODEL_BASE_PATH = f"/models/{MODEL}"
 
@@ -101,3 +104,38 @@ def test_kubernetes_serves_grpc_and_rest_and_probes_the_model(k8s, model_config)
     assert not any("subPath" in mount for mount in container["volumeMounts"])
     assert kustomization["generatorOptions"]["disableNameSuffixHash"] is True
     assert int(args["model_config_file_poll_wait_seconds"]) > 0
+
+
+def _generated_config_map() -> dict:
+    """The ConfigMap `kubectl apply -k` builds from the kustomization's generator."""
+    kustomization = yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())
+    (generated,) = kustomization["configMapGenerator"]
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": generated["name"]},
+            "data": {name: (DEPLOY / name).read_text() for name in generated["files"]}}
+
+
+def test_every_kubernetes_manifest_satisfies_the_api_schema():
+    documents = [*yaml.safe_load_all((DEPLOY / "k8s.yaml").read_text()), _generated_config_map()]
+    assert {document["kind"] for document in documents} == {"Deployment", "Service", "NetworkPolicy",
+                                                             "ConfigMap"}
+    for document in documents:
+        kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+
+
+def test_the_server_runs_unprivileged_and_only_clients_reach_it(k8s):
+    pod = k8s["Deployment"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
+    assert pod["automountServiceAccountToken"] is False
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True and security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"]["drop"] == ["ALL"]
+    writable = {mount["mountPath"] for mount in container["volumeMounts"] if not mount.get("readOnly")}
+    assert writable == {"/tmp"}
+    assert {probe in container for probe in ("startupProbe", "readinessProbe", "livenessProbe")} == {True}
+
+    policy = k8s["NetworkPolicy"]["spec"]
+    assert policy["podSelector"]["matchLabels"] == k8s["Deployment"]["spec"]["selector"]["matchLabels"]
+    assert set(policy["policyTypes"]) == {"Ingress", "Egress"} and policy["egress"] == []
+    (rule,) = policy["ingress"]
+    assert {port["port"] for port in rule["ports"]} == {port["containerPort"] for port in container["ports"]}
