@@ -53,6 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rest_api_port", type=int, default=0, metavar="PORT",
                         help="the HTTP port: TF Serving's REST API (/v1/models/...) and Prometheus metrics at "
                              "/monitoring/prometheus/metrics; 0 serves no HTTP (default: %(default)s)")
+    parser.add_argument("--rest_api_timeout_in_ms", type=int, default=30_000, metavar="N",
+                        help="a REST predict's deadline, as a gRPC caller's would be; 0: none "
+                             "(default: %(default)s)")
     parser.add_argument("--enable_batching", "--enable-batching", type=_bool, nargs="?", const=True, default=False,
                         metavar="true|false",
                         help="batch concurrent requests into one session run (default: %(default)s)")
@@ -122,7 +125,7 @@ def server_options(args: argparse.Namespace) -> server.ServerOptions:
         poll_interval_s=args.file_system_poll_wait_seconds, max_load_retries=args.max_num_load_retries,
         load_retry_interval_s=args.load_retry_interval_micros / 1e6,
         max_concurrent_rpcs=args.max_concurrent_rpcs, enable_reload_config=args.enable_reload_config,
-        reload_config_roots=args.reload_config_roots,
+        reload_config_roots=args.reload_config_roots, rest_api_timeout_s=args.rest_api_timeout_in_ms / 1000,
         batching=server.batching(args.enable_batching, args.batching_parameters_file),
         enable_model_warmup=args.enable_model_warmup,
         intra_op_threads=args.tensorflow_intra_op_parallelism, inter_op_threads=args.tensorflow_inter_op_parallelism,

@@ -21,6 +21,7 @@ import binascii
 import functools
 import json
 import re
+import time
 import urllib.parse
 from collections.abc import Callable
 from http import HTTPStatus
@@ -73,9 +74,12 @@ Call = Callable[[model_pb2.ModelSpec, bytes, RequestLabels], Any]  # answers wit
 class RestApi:
     """The REST API's routes, answered through the servicers that answer gRPC."""
 
-    def __init__(self, predictions: PredictionServicer, model_service: ModelServicer):
+    def __init__(self, predictions: PredictionServicer, model_service: ModelServicer, timeout_s: float = 30.0):
+        """`timeout_s` bounds each predict as a gRPC deadline would (TF Serving's
+        --rest_api_timeout_in_ms); 0: no bound."""
         self._predictions = predictions
         self._model_service = model_service
+        self._timeout_s = timeout_s
 
     def routes(self) -> list[Route]:
         return [
@@ -101,6 +105,7 @@ class RestApi:
                 "metadata": {SIGNATURE_DEF_FIELD: _proto_json(signatures)}}
 
     def _predict(self, spec: model_pb2.ModelSpec, body: bytes, labels: RequestLabels) -> dict:
+        deadline = time.monotonic() + self._timeout_s if self._timeout_s > 0 else None
         document = _json_object(body)
         signature_name = document.get("signature_name", "")
         if not isinstance(signature_name, str):
@@ -117,7 +122,7 @@ class RestApi:
         request = predict_pb2.PredictRequest(model_spec=spec)
         for alias, value in values.items():
             request.inputs[alias].CopyFrom(_tensor(alias, value, signature))
-        response = self._predictions.predict(request, labels)
+        response = self._predictions.predict(request, labels, deadline)
         outputs = {key: _json_value(key, tf.make_ndarray(tensor)) for key, tensor in sorted(response.outputs.items())}
         return {"predictions": _rows(outputs)} if rows else {"outputs": _only_or_all(outputs)}
 

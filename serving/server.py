@@ -68,6 +68,7 @@ class ServerOptions:
     # Calls in progress at most (running or waiting for a thread); more are refused at once with
     # RESOURCE_EXHAUSTED, which clients retry, instead of queueing past their deadlines.
     max_concurrent_rpcs: int = 256
+    rest_api_timeout_s: float = 30.0  # TF Serving's --rest_api_timeout_in_ms: a REST predict's deadline
     # HandleReloadConfigRequest loads whatever SavedModel a caller names (its init ops and warm-up
     # run), so it may be turned off, and may only name base paths under these folders or URI
     # prefixes; () allows the folders holding the base paths the server started with.
@@ -137,7 +138,7 @@ class ModelServer:
             self.port = _listen_grpc(self._grpc, options.host, options.port)
             if options.rest_api_port is not None:
                 routes = [Route("GET", re.compile(re.escape(METRICS_PATH)), self._metrics_page),
-                          *RestApi(predictions, model_service).routes()]
+                          *RestApi(predictions, model_service, options.rest_api_timeout_s).routes()]
                 self._http = _listen_http(options.host, options.rest_api_port, routes, options.max_message_bytes)
         except ListenError:
             self._grpc.stop(None)

@@ -87,7 +87,7 @@ def test_help_gives_each_flag_and_its_default(capsys):
                           ("--load_retry_interval_micros", "60000000"),
                           ("--enable_model_warmup", "True"), ("--tensorflow_intra_op_parallelism", "0"),
                           ("--tensorflow_inter_op_parallelism", "0"), ("--max_beam_width", "16"),
-                          ("--max_concurrent_rpcs", "256")]:
+                          ("--max_concurrent_rpcs", "256"), ("--rest_api_timeout_in_ms", "30000")]:
         entry = re.search(r"\(default: ([^)]*)\)", text[text.index(f"{flag} "):])  # the flag's own entry
         assert entry and entry.group(1) == default, flag
     for flag in ("--model_base_path", "--model_config_file", "--batching_parameters_file"):
@@ -194,5 +194,6 @@ def test_bad_batching_parameters_stop_the_server_naming_file_and_field(tmp_path,
 
 def test_reload_flags_set_what_they_say():
     assert (options().enable_reload_config, options().reload_config_roots) == (True, ())
+    assert options("--rest_api_timeout_in_ms=1500").rest_api_timeout_s == 1.5
     given = options("--enable_reload_config=false", "--reload_config_roots=/models,gs://bucket/models")
     assert (given.enable_reload_config, given.reload_config_roots) == (False, ("/models", "gs://bucket/models"))

@@ -233,7 +233,11 @@ def test_a_predict_past_its_deadline_is_counted_and_never_run(standin_model_base
             assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
             time.sleep(1.5)  # past the batch timeout: a batch holding the request would have run
             after = scrape(server)
-    expired = frozenset({"api": "Predict", "model": MODEL, "version": "1",
+    _counted_expired_and_never_run(after, "Predict")
+
+
+def _counted_expired_and_never_run(after: dict, api: str) -> None:
+    expired = frozenset({"api": api, "model": MODEL, "version": "1",
                          "signature": contract.SERVING_SIGNATURE, "status": "DEADLINE_EXCEEDED"}.items())
     assert after[("enja_serving_requests_total", expired)] == 1
     assert not [key for key, value in after.items() if key[0] == "enja_serving_batch_size_count" and value]
@@ -253,3 +257,18 @@ def test_calls_over_the_concurrency_cap_are_refused_at_once(standin_model_base, 
             assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
             assert time.monotonic() - start < 0.5
             assert first.result().outputs
+
+
+def test_a_rest_predict_past_the_servers_timeout_is_answered_504_and_never_run(standin_model_base, tmp_path):
+    base = shutil.copytree(standin_model_base, tmp_path / "base")
+    options = dataclasses.replace(OPTIONS, batching=SLOW_BATCHES, rest_api_timeout_s=0.3)
+    with running(ModelServer(str(base), MODEL, options)) as server:
+        request = urllib.request.Request(f"http://{server.rest_api_address}/v1/models/{MODEL}:predict",
+                                         data=json.dumps({"instances": ["hello"]}).encode())
+        start = time.monotonic()
+        with pytest.raises(urllib.error.HTTPError) as raised:
+            urllib.request.urlopen(request, timeout=10)
+        assert raised.value.code == 504 and time.monotonic() - start < 0.9
+        time.sleep(1.5)  # past the batch timeout: a batch holding the request would have run
+        after = scrape(server)
+    _counted_expired_and_never_run(after, "rest:Predict")
