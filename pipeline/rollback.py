@@ -41,8 +41,9 @@ def _served(versions_dir: str, config_file: str, model_name: str) -> int | None:
 def rollback_to(config_file: str, model_name: str, versions_dir: str, version: int,
                 record: RunsRecord | None = None) -> str:
     """Pins `version` (and records the rollback, given a record); returns what it did."""
-    if record is not None:
-        pushes = dict(lineage.Lineage(record.connection_config).pushes())
+    store = record and lineage.Lineage(record.connection_config)
+    if store is not None:
+        pushes = dict(store.pushes())
         if version not in pushes:
             raise RollbackError(f"version {version} was never pushed; pushed versions: "
                                 f"{', '.join(map(str, sorted(pushes))) or 'none'}")
@@ -50,9 +51,8 @@ def rollback_to(config_file: str, model_name: str, versions_dir: str, version: i
         raise RollbackError(f"version {version} is not in {versions_dir}")
     served = _served(versions_dir, config_file, model_name)
     model_config.pin_version(config_file, model_name, version)
-    if record is not None:
-        lineage.Lineage(record.connection_config).record_rollback(
-            record.pipeline_name, version, served, undo=False)
+    if store is not None:
+        store.record_rollback(record.pipeline_name, version, served, undo=False)
     return (f"Serving version {version} of {model_name} (was {served}); the next run compares "
             f"against version {version} and starts from it. `enja rollback --latest` undoes this.")
 

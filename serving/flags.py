@@ -28,6 +28,12 @@ def _bool(value: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got '{value}'")
 
 
+def _add_switch(group: argparse._ActionsContainer, *names: str, default: bool, help: str) -> None:
+    """A boolean flag as TF Serving spells it: `--name`, `--name=true` or `--name=false`."""
+    group.add_argument(*names, type=_bool, nargs="?", const=True, default=default, metavar="true|false",
+                       help=f"{help} (default: %(default)s)")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """tensorflow_model_server's flags, then this server's own (request limits, the listening address)."""
     source = parser.add_mutually_exclusive_group(required=True)
@@ -56,9 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rest_api_timeout_in_ms", type=int, default=30_000, metavar="N",
                         help="a REST predict's deadline, as a gRPC caller's would be; 0: none "
                              "(default: %(default)s)")
-    parser.add_argument("--enable_batching", "--enable-batching", type=_bool, nargs="?", const=True, default=False,
-                        metavar="true|false",
-                        help="batch concurrent requests into one session run (default: %(default)s)")
+    _add_switch(parser, "--enable_batching", "--enable-batching", default=False,
+                help="batch concurrent requests into one session run")
     parser.add_argument("--no-enable-batching", dest="enable_batching", action="store_false",
                         help=argparse.SUPPRESS)  # the old spelling of --enable_batching=false
     parser.add_argument("--batching_parameters_file", "--batching-parameters-file", metavar="FILE",
@@ -72,10 +77,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--load_retry_interval_micros", type=int, default=60_000_000, metavar="N",
                         help="wait at least N microseconds before retrying a load, e.g. while a push is "
                              "still being copied (default: %(default)s)")
-    parser.add_argument("--enable_model_warmup", type=_bool, nargs="?", const=True, default=True,
-                        metavar="true|false",
-                        help="replay a version's assets.extra/tf_serving_warmup_requests before serving it "
-                             "(default: %(default)s)")
+    _add_switch(parser, "--enable_model_warmup", default=True,
+                help="replay a version's assets.extra/tf_serving_warmup_requests before serving it")
     parser.add_argument("--tensorflow_intra_op_parallelism", type=int, default=0, metavar="N",
                         help="threads one op may use; 0 lets TensorFlow choose (default: %(default)s)")
     parser.add_argument("--tensorflow_inter_op_parallelism", type=int, default=0, metavar="N",
@@ -86,10 +89,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     own.add_argument("--max_concurrent_rpcs", type=int, default=256, metavar="N",
                      help="gRPC calls in progress at most; more are refused with RESOURCE_EXHAUSTED, "
                           "which clients retry (default: %(default)s)")
-    own.add_argument("--enable_reload_config", type=_bool, nargs="?", const=True, default=True,
-                     metavar="true|false",
-                     help="take HandleReloadConfigRequest calls, which make the server load the SavedModels "
-                          "they name (default: %(default)s)")
+    _add_switch(own, "--enable_reload_config", default=True,
+                help="take HandleReloadConfigRequest calls, which make the server load the SavedModels they name")
     own.add_argument("--reload_config_roots", type=lambda value: tuple(filter(None, value.split(","))),
                      default=(), metavar="DIR[,DIR...]",
                      help="folders (or URI prefixes) whose models such a call may name (default: the folders "
