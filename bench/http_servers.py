@@ -1,11 +1,13 @@
 """Which HTTP server library the REST front end should stand on: measured, not guessed (issue #22).
 
-    .venv/bin/python bench/http_servers.py [--servers ours tornado aiohttp] [--requests 2000]
+    .venv/bin/python bench/http_servers.py [--servers shipped tornado aiohttp] [--requests 2000]
         [--slow-clients 300] [--slow-seconds 30]
 
 Each candidate serves one JSON route (POST /v1/echo: the body read whole and answered) in a
 process of its own, with a 10 s budget for a request's headers where the library has one:
-  ours     serving/http_server.py (http.server, a thread per connection, 30 s per read);
+  shipped  serving/http_server.py as the server ships it: aiohttp, our route table, handlers on a
+           thread pool, 10 s for a request's headers (the measurements that chose aiohttp compared
+           the http.server front end it replaced; docs/serving.md keeps them);
   tornado  tornado.httpserver on one event loop (idle_connection_timeout bounds the headers);
   aiohttp  aiohttp.web on one event loop (no header deadline of its own).
 For each it prints: keep-alive latency of one client (p50, p99), requests a second from 32
@@ -32,12 +34,12 @@ BODY = json.dumps({"instances": ["i like cats ."] * 4}).encode()
 HEADER_BUDGET_S = 10
 
 
-def _serve_ours(port: int) -> None:
+def _serve_shipped(port: int) -> None:
     from enja.serving.http_server import HttpServer, Response, Route
     import re
 
     routes = [Route("POST", re.compile("/v1/echo"), lambda request: Response(200, request.body))]
-    server = HttpServer("127.0.0.1", port, routes, max_body_bytes=4 << 20)
+    server = HttpServer("127.0.0.1", port, routes, max_body_bytes=4 << 20, read_timeout_s=HEADER_BUDGET_S)
     server.start()
     threading.Event().wait()
 
@@ -72,7 +74,7 @@ def _serve_aiohttp(port: int) -> None:
     web.run_app(app, host="127.0.0.1", port=port, print=None, keepalive_timeout=HEADER_BUDGET_S)
 
 
-SERVERS = {"ours": _serve_ours, "tornado": _serve_tornado, "aiohttp": _serve_aiohttp}
+SERVERS = {"shipped": _serve_shipped, "tornado": _serve_tornado, "aiohttp": _serve_aiohttp}
 
 
 def _free_port() -> int:

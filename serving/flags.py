@@ -62,6 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rest_api_timeout_in_ms", type=int, default=30_000, metavar="N",
                         help="a REST predict's deadline, as a gRPC caller's would be; 0: none "
                              "(default: %(default)s)")
+    parser.add_argument("--rest_api_num_threads", type=int, default=0, metavar="N",
+                        help="threads answering REST calls (a call waits for one); 0: four a core "
+                             "(default: %(default)s)")
     _add_switch(parser, "--enable_batching", "--enable-batching", default=False,
                 help="batch concurrent requests into one session run")
     parser.add_argument("--no-enable-batching", dest="enable_batching", action="store_false",
@@ -89,6 +92,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     own.add_argument("--max_concurrent_rpcs", type=int, default=256, metavar="N",
                      help="gRPC calls in progress at most; more are refused with RESOURCE_EXHAUSTED, "
                           "which clients retry (default: %(default)s)")
+    own.add_argument("--rest_api_max_connections", type=int, default=4096, metavar="N",
+                     help="HTTP connections open at most; one more is answered 503 and closed (default: %(default)s)")
     _add_switch(own, "--enable_reload_config", default=True,
                 help="take HandleReloadConfigRequest calls, which make the server load the SavedModels they name")
     own.add_argument("--reload_config_roots", type=lambda value: tuple(filter(None, value.split(","))),
@@ -127,6 +132,7 @@ def server_options(args: argparse.Namespace) -> server.ServerOptions:
         load_retry_interval_s=args.load_retry_interval_micros / 1e6,
         max_concurrent_rpcs=args.max_concurrent_rpcs, enable_reload_config=args.enable_reload_config,
         reload_config_roots=args.reload_config_roots, rest_api_timeout_s=args.rest_api_timeout_in_ms / 1000,
+        rest_api_num_threads=args.rest_api_num_threads, rest_api_max_connections=args.rest_api_max_connections,
         batching=server.batching(args.enable_batching, args.batching_parameters_file),
         enable_model_warmup=args.enable_model_warmup,
         intra_op_threads=args.tensorflow_intra_op_parallelism, inter_op_threads=args.tensorflow_inter_op_parallelism,

@@ -1,53 +1,70 @@
-"""The model server's HTTP port (`--rest_api_port`): a route table served by a small threaded server.
+"""The model server's HTTP port (`--rest_api_port`): a route table served by aiohttp's server.
 
-Routes match a method and a path pattern (the first match wins; named groups
-become the request's captures); the methods are TF Serving's (GET, HEAD, POST,
-PUT, DELETE, PATCH, OPTIONS). A path no route matches answers 404. Every
-answer that is not a 200 is TF Serving's JSON `{"error": "..."}`, its message
-shortened, http.server's own refusals too: 501 for another method, 414 for a
-request line over 64 KiB, 431 for a header line over 64 KiB or over 100
-headers, 400 or 505 for a garbled request.
+aiohttp parses HTTP (keep-alive, chunked bodies, pipelining) on one event loop,
+so a client that sends slowly costs a socket, not a thread; the routes' handlers
+are blocking calls into the model and run on a pool of `handler_threads`
+(TF Serving's --rest_api_num_threads). Routes match a method and a path pattern
+(the first match wins; named groups become the request's captures); a path no
+route matches answers 404, a method TF Serving does not take 501.
 
-It speaks HTTP/1.1 with keep-alive, as TF Serving does, so a client sends its
-requests over one connection instead of opening one for each. Every answer
-carries a Content-Length; an answer that leaves request bytes unread closes
-the connection (`Connection: close`), as they cannot be read as the next
-request. The server guards itself the same way for every route: a body over
-`max_body_bytes` is refused from its Content-Length before it is read, a
-client that stops sending (or an idle keep-alive connection) times out, and a
-failing handler answers 500; none of them ends the server or leaves a thread
-behind.
+Every answer that is not a 200 is TF Serving's JSON `{"error": "..."}`, its
+message shortened, the parser's own refusals too (400 for a malformed request,
+505 for an HTTP version other than 1.x). The server guards itself the same way
+for every route:
+- each request has `read_timeout_s` for its headers (counted from the moment
+  its connection is idle) and as long again for its body: a client that
+  trickles or stops sending is answered 408 or dropped, as an idle keep-alive
+  connection is;
+- a body over `max_body_bytes` is refused (413) from its Content-Length before
+  it is read, or as soon as a chunked body passes the limit;
+- at most `max_connections` connections are open; one more is answered 503 and
+  closed before its request is read;
+- a failing handler answers 500.
+An answer that leaves request bytes unread closes the connection (`Connection:
+close`): the rest is read and dropped for a moment first, so the client reads
+the answer rather than a reset.
+
+`stop(grace_s)` stops accepting, closes idle connections, lets requests in
+flight finish for up to the grace period, then closes the rest.
 """
-import contextlib
+import asyncio
 import dataclasses
-import http.server
 import json
 import logging
+import os
 import re
 import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent import futures
 from http import HTTPStatus
+
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 
 from enja.serving.errors import shortened
 
 log = logging.getLogger(__name__)
 ANY_METHOD = "*"
-READ_TIMEOUT_S = 30.0  # for each read of a request, so a stalled client or an idle connection cannot hold a thread
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})  # TF Serving's
+READ_TIMEOUT_S = 30.0  # for a request's headers, and again for its body
 DISCARD_S = 2.0  # how long a refused request's rest is read and dropped, so the client gets to read the answer
-# Connections waiting for the accepting thread. http.server's 5 overflowed with 200 clients connecting at once,
-# and the kernel answered the overflow with resets; 1024 holds a burst of hundreds (the kernel caps it at
-# net.core.somaxconn, 4096 by default).
+MAX_LINE_BYTES = 64 * 1024  # of the request line or a header line (a 10 kB model name fits)
+MAX_HEADERS = 100
+MAX_CONNECTIONS = 4096
+# Connections waiting for the event loop to accept them: a burst of hundreds of clients connecting at
+# once is held (the kernel caps it at net.core.somaxconn, 4096 by default) instead of reset.
 LISTEN_QUEUE = 1024
 
 
 @dataclasses.dataclass(frozen=True)
 class Request:
     method: str
-    path: str  # without the query string
+    path: str  # as sent (percent-encoded), without the query string
     captures: dict[str, str]  # the route pattern's named groups that matched
     body: bytes
+    received_at: float  # time.monotonic() when its headers had arrived, for deadlines that count the wait
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,171 +88,161 @@ def error_response(status: int, message: str) -> Response:
     return Response(status, (json.dumps({"error": shortened(message)}) + "\n").encode("utf-8"))
 
 
-class _BodyRefused(Exception):
-    """A request answered before any route: its body is too large, unreadable or incomplete.
-    Up to `unread` bytes of it are still on the way."""
+def _web_response(response: Response, close: bool = False) -> web.Response:
+    headers = {"Content-Type": response.content_type}
+    if close:
+        headers["Connection"] = "close"  # aiohttp leaves it out where HTTP/1.0 implies it; clients read it
+    answer = web.Response(status=response.status, body=response.body, headers=headers)
+    if close:
+        answer.force_close()
+    return answer
 
-    def __init__(self, status: int, message: str, unread: int = 0):
+
+def _refusal(status: int, message: str) -> web.Response:
+    """An error answered before any route ran: the rest of the request may be unread, so the connection closes."""
+    return _web_response(error_response(status, message), close=True)
+
+
+def _parser_message(message: str | None, status: int) -> str:
+    """The first line of the parser's message (the rest repeats the client's bytes with a caret under the fault)."""
+    first = (message or "").strip().split("\n", 1)[0].rstrip(":")
+    return first or HTTPStatus(status).phrase
+
+
+class _Connection(RequestHandler):
+    def handle_error(self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        """The parser's refusals (and aiohttp's own failures), in JSON like every other error rather than
+        aiohttp's plain text; garbage from the network is no server error, so it is logged for debugging only."""
+        log.debug("HTTP request from %s refused (%d): %s", request.remote, status, message or exc)
+        if request.writer.output_size > 0:
+            raise ConnectionError("an answer has already been sent")  # as aiohttp does: nothing more can be
+        text = _parser_message(message, status) if status != HTTPStatus.INTERNAL_SERVER_ERROR else "Internal error"
+        return _refusal(status, text)
+
+
+class _Server(web.Server):
+    """aiohttp's low-level server, with our connection class and a cap on open connections."""
+
+    def __init__(self, handler, max_connections: int, **kwargs):
+        super().__init__(handler, **kwargs)
+        self._max_connections = max_connections
+        rendered = error_response(HTTPStatus.SERVICE_UNAVAILABLE,
+                                  f"the server has {max_connections} connections open, its limit; retry later")
+        self._over_capacity = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                               b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
+                               % (len(rendered.body), rendered.body))
+
+    def __call__(self) -> RequestHandler:
+        return _Connection(self, loop=self._loop, **self._kwargs)
+
+    def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
+        if len(self._connections) >= self._max_connections:
+            transport.write(self._over_capacity)  # written out before the close takes effect
+            transport.close()
+            return
+        super().connection_made(handler, transport)
+
+
+class _BodyRefused(Exception):
+    def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status = status
         self.message = message
-        self.unread = unread
 
 
-class _RoutingServer(http.server.ThreadingHTTPServer):
-    daemon_threads = True  # a scrape in progress must not hold up shutdown
-    request_queue_size = LISTEN_QUEUE
-
-    def __init__(self, address: tuple[str, int], routes: Sequence[Route], max_body_bytes: int,
-                 read_timeout_s: float):
-        self.routes = tuple(routes)
-        self.max_body_bytes = max_body_bytes
-        self.read_timeout_s = read_timeout_s
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-        super().__init__(address, _RequestHandler)
-
-    def process_request(self, request: socket.socket, client_address) -> None:
-        with self._connections_lock:
-            self._connections.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: socket.socket) -> None:
-        with self._connections_lock:
-            self._connections.discard(request)
-        super().shutdown_request(request)
-
-    def stop_reading(self) -> None:
-        """End every open connection's reading: an idle keep-alive connection's thread sees the end of its
-        requests and closes it at once, instead of taking requests for a stopped server until the read timeout;
-        a busy one answers first."""
-        with self._connections_lock:
-            for connection in self._connections:
-                with contextlib.suppress(OSError):  # the client may have closed it already
-                    connection.shutdown(socket.SHUT_RD)
-
-    def handle_error(self, request, client_address) -> None:
-        """Handlers answer their own failures, so what is left is a client that went away mid-request."""
-        log.debug("connection from %s failed", client_address, exc_info=True)
-
-
-class _RequestHandler(http.server.BaseHTTPRequestHandler):
-    server: _RoutingServer
-    protocol_version = "HTTP/1.1"  # keep-alive, unless the client asks to close or speaks HTTP/1.0
-    default_request_version = "HTTP/1.0"  # not 0.9, which would answer a garbled request line without a status
-    disable_nagle_algorithm = True  # headers and body go out in two writes: Nagle would hold the body back 40 ms
-
-    def setup(self) -> None:
-        self.timeout = self.server.read_timeout_s  # the socket's, set by setup()
-        super().setup()
-
-    def _answer(self) -> None:
-        try:
-            body = self._read_body()
-        except _BodyRefused as refused:
-            self._refuse(refused.status, refused.message, refused.unread)
-            return
-        self._send(self._dispatch(self.path.split("?", 1)[0], body))
-
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """http.server's own refusals, in JSON like every other error rather than its HTML page."""
-        text = ": ".join(part for part in (message or HTTPStatus(code).phrase, explain) if part)
-        self.log_error("code %d, message %s", code, text)
-        self._refuse(code, text, self.server.max_body_bytes)  # what is left of the request is unknown
-
-    def _refuse(self, status: int, message: str, unread: int) -> None:
-        """Answer an error and close the connection: up to `unread` bytes of the request were not read,
-        so the next request's start cannot be found."""
-        self.close_connection = True
-        self._send(error_response(status, message))
-        if unread:
-            self._discard(unread)
-
-    def _read_body(self) -> bytes:
-        if "Transfer-Encoding" in self.headers:
-            raise _BodyRefused(HTTPStatus.LENGTH_REQUIRED,
-                               "chunked request bodies are not supported: send a Content-Length",
-                               unread=self.server.max_body_bytes)
-        declared = self.headers.get("Content-Length", "0")
-        if not declared.isdigit():
-            raise _BodyRefused(HTTPStatus.BAD_REQUEST, f"Content-Length {declared!r} is not a byte count",
-                               unread=self.server.max_body_bytes)
-        length = int(declared)
-        if length > self.server.max_body_bytes:
+async def _read_body(request: web.BaseRequest, max_bytes: int) -> bytes:
+    """The whole body, refused once it is known to be over `max_bytes`; chunked bodies too."""
+    declared = request.content_length
+    if declared is not None and declared > max_bytes:
+        raise _BodyRefused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                           f"request body of {declared} bytes is over the limit of {max_bytes} bytes")
+    body = bytearray()
+    while chunk := await request.content.readany():
+        body += chunk
+        if len(body) > max_bytes:
             raise _BodyRefused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                               f"request body of {length} bytes is over the limit of "
-                               f"{self.server.max_body_bytes} bytes", unread=length)
-        try:
-            body = self.rfile.read(length)
-        except TimeoutError as error:
-            raise _BodyRefused(HTTPStatus.REQUEST_TIMEOUT,
-                               f"request body incomplete after {self.timeout:g} s") from error
-        if len(body) < length:
-            raise _BodyRefused(HTTPStatus.BAD_REQUEST, f"request body ended after {len(body)} of {length} bytes")
-        return body
-
-    def _dispatch(self, path: str, body: bytes) -> Response:
-        for route in self.server.routes:
-            match = route.pattern.fullmatch(path)
-            if match and route.method in (self.command, ANY_METHOD):
-                captures = {name: value for name, value in match.groupdict().items() if value is not None}
-                try:
-                    return route.handler(Request(self.command, path, captures, body))
-                except Exception as error:  # a failing handler answers 500; the server lives on
-                    log.exception("%s %s failed", self.command, path)
-                    return error_response(HTTPStatus.INTERNAL_SERVER_ERROR, f"{type(error).__name__}: {error}")
-        return error_response(HTTPStatus.NOT_FOUND, f"Not found: {self.command} {path}")
-
-    def _send(self, response: Response) -> None:
-        """The answer, its length given (so keep-alive clients know where it ends); an answer to HEAD without
-        its body."""
-        self.send_response(response.status)
-        self.send_header("Content-Type", response.content_type)
-        self.send_header("Content-Length", str(len(response.body)))
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(response.body)
-
-    def _discard(self, length: int) -> None:
-        """Read and drop up to `length` request bytes for a while: closing with them unread would reset the
-        connection, and the client would see the reset instead of the answer."""
-        self.wfile.flush()
-        self.connection.shutdown(socket.SHUT_WR)
-        deadline = time.monotonic() + DISCARD_S
-        while length > 0 and (left := deadline - time.monotonic()) > 0:
-            self.connection.settimeout(left)
-            try:
-                chunk = self.rfile.read1(min(length, 1 << 16))
-            except OSError:  # a timeout or a reset: either way the client is gone
-                return
-            if not chunk:
-                return
-            length -= len(chunk)
-
-    do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _answer  # TF Serving's methods
-
-    def log_message(self, format, *args) -> None:  # pylint: disable=redefined-builtin
-        log.debug(format, *args)  # a line per scrape, every few seconds, would flood stderr otherwise
+                               f"request body is over the limit of {max_bytes} bytes")
+    return bytes(body)
 
 
 class HttpServer:
-    """Serves `routes` on host:port (0 picks a free port) from a daemon thread, a thread per connection."""
+    """Serves `routes` on host:port (0 picks a free port): an event loop on a thread of its own for the
+    connections, and a pool of `handler_threads` for the handlers."""
 
     def __init__(self, host: str, port: int, routes: Sequence[Route], max_body_bytes: int,
-                 read_timeout_s: float = READ_TIMEOUT_S):
-        self._server = _RoutingServer((host, port), routes, max_body_bytes, read_timeout_s)
-        self.port = self._server.server_address[1]
-        # Polling for shutdown 10 times a second (not the default 2) so that stop() returns promptly.
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.1,), name="http", daemon=True)
+                 read_timeout_s: float = READ_TIMEOUT_S, handler_threads: int = 0,
+                 max_connections: int = MAX_CONNECTIONS, grace_s: float = 10.0):
+        """Binds the port at once (OSError if it cannot be had), so that clients connecting before
+        `start()` wait in the listen queue. `handler_threads` 0: four a core, TF Serving's default."""
+        self._routes = tuple(routes)
+        self._max_body_bytes = max_body_bytes
+        self._read_timeout_s = read_timeout_s
+        self._max_connections = max_connections
+        self._grace_s = grace_s
+        self._socket = socket.create_server((host, port), backlog=LISTEN_QUEUE)
+        self.port = self._socket.getsockname()[1]
+        self._handlers = futures.ThreadPoolExecutor(handler_threads or 4 * (os.cpu_count() or 1),
+                                                    thread_name_prefix="http-handler")
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="http", daemon=True)
+        self._runner: web.ServerRunner | None = None
 
     def start(self) -> None:
         self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result()
+
+    async def _start(self) -> None:
+        server = _Server(self._answer, self._max_connections, keepalive_timeout=self._read_timeout_s,
+                         lingering_time=DISCARD_S, max_line_size=MAX_LINE_BYTES, max_field_size=MAX_LINE_BYTES,
+                         max_headers=MAX_HEADERS, access_log=None)
+        self._runner = web.ServerRunner(server, shutdown_timeout=self._grace_s)
+        await self._runner.setup()
+        await web.SockSite(self._runner, self._socket, backlog=LISTEN_QUEUE).start()
 
     def stop(self) -> None:
-        """Stop accepting, close open connections once their request in flight is answered, close the port."""
+        """Stop accepting, close idle connections, let requests in flight finish (up to the grace period),
+        then close everything."""
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result()
         if self._thread.is_alive():
-            self._server.shutdown()
-        self._server.stop_reading()
-        self._server.server_close()
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+        self._loop.close()
+        self._socket.close()
+        self._handlers.shutdown(wait=False, cancel_futures=True)
+
+    @property
+    def open_connections(self) -> int:
+        server = self._runner and self._runner.server
+        return len(server.connections) if server else 0
+
+    async def _answer(self, request: web.BaseRequest) -> web.StreamResponse:
+        received_at = time.monotonic()
+        if request.version.major != 1:
+            return _refusal(HTTPStatus.HTTP_VERSION_NOT_SUPPORTED, f"HTTP version {request.version.major}."
+                                                                   f"{request.version.minor} is not supported")
+        if request.method not in METHODS:
+            return _refusal(HTTPStatus.NOT_IMPLEMENTED, f"method {request.method} is not supported")
+        try:
+            body = await asyncio.wait_for(_read_body(request, self._max_body_bytes), self._read_timeout_s)
+        except _BodyRefused as refused:
+            return _refusal(refused.status, refused.message)
+        except asyncio.TimeoutError:
+            return _refusal(HTTPStatus.REQUEST_TIMEOUT, f"request body incomplete after {self._read_timeout_s:g} s")
+        path = request.rel_url.raw_path
+        response = await asyncio.get_running_loop().run_in_executor(
+            self._handlers, self._dispatch, request.method, path, body, received_at)
+        return _web_response(response)
+
+    def _dispatch(self, method: str, path: str, body: bytes, received_at: float) -> Response:
+        for route in self._routes:
+            match = route.pattern.fullmatch(path)
+            if match and route.method in (method, ANY_METHOD):
+                captures = {name: value for name, value in match.groupdict().items() if value is not None}
+                try:
+                    return route.handler(Request(method, path, captures, body, received_at))
+                except Exception as error:  # a failing handler answers 500; the server lives on
+                    log.exception("%s %s failed", method, path)
+                    return error_response(HTTPStatus.INTERNAL_SERVER_ERROR, f"{type(error).__name__}: {error}")
+        return error_response(HTTPStatus.NOT_FOUND, f"Not found: {method} {path}")

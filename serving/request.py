@@ -8,6 +8,7 @@ declaring [2**28] strings would otherwise build a 2 GB array.
 """
 import dataclasses
 import math
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -118,6 +119,24 @@ def _parse_input(alias: str, proto: tensor_pb2.TensorProto, spec: meta_graph_pb2
     _check_chars(alias, array, limits)
     _check_beam_width(alias, array, limits)
     return array
+
+
+def check_json_input(alias: str, value: Any, limits: RequestLimits) -> None:
+    """A REST input's JSON value held to the same limits before a tensor is made of it: numpy builds
+    the whole array first (a 1 MB string takes seconds and a hundred times its size), where a gRPC
+    tensor's declared shape is checked first."""
+    if isinstance(value, list) and len(value) > limits.max_batch_size:
+        raise invalid(f"input '{alias}' has {len(value)} rows, more than the limit {limits.max_batch_size}")
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, (str, bytes)):
+            chars = len(item if isinstance(item, str) else item.decode("utf-8", "replace"))
+            if chars > limits.max_chars:
+                raise invalid(f"input '{alias}' has a string of {chars} characters, more than the limit "
+                              f"{limits.max_chars}")
 
 
 def parse_predict(request: predict_pb2.PredictRequest, signature: meta_graph_pb2.SignatureDef,

@@ -21,7 +21,6 @@ import binascii
 import functools
 import json
 import re
-import time
 import urllib.parse
 from collections.abc import Callable
 from http import HTTPStatus
@@ -36,6 +35,8 @@ from tensorflow.core.framework import tensor_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, model_pb2, predict_pb2
 
+from enja.serving import request as request_lib
+from enja.serving.config import RequestLimits
 from enja.serving.errors import ServingError, invalid, shortened
 from enja.serving.http_server import ANY_METHOD, Handler, Request, Response, Route, error_response
 from enja.serving.metrics import REST_API_PREFIX, RequestLabels
@@ -68,7 +69,7 @@ MAX_SHOWN_CHARS = 200  # of a client's value quoted in an error message
 INT64_MAX = 2**63 - 1
 
 Count = Callable[[str, str], ContextManager[RequestLabels]]
-Call = Callable[[model_pb2.ModelSpec, bytes, RequestLabels], Any]  # answers with a JSON document
+Call = Callable[[model_pb2.ModelSpec, Request, RequestLabels], Any]  # answers with a JSON document
 
 
 class RestApi:
@@ -91,22 +92,22 @@ class RestApi:
             Route(ANY_METHOD, _path("/v1/.*"), _malformed),
         ]
 
-    def _status(self, spec: model_pb2.ModelSpec, body: bytes, labels: RequestLabels) -> dict:
-        request = get_model_status_pb2.GetModelStatusRequest(model_spec=spec)
-        return _proto_json(self._model_service.model_status(request))
+    def _status(self, spec: model_pb2.ModelSpec, request: Request, labels: RequestLabels) -> dict:
+        return _proto_json(self._model_service.model_status(get_model_status_pb2.GetModelStatusRequest(model_spec=spec)))
 
-    def _metadata(self, spec: model_pb2.ModelSpec, body: bytes, labels: RequestLabels) -> dict:
-        request = get_model_metadata_pb2.GetModelMetadataRequest(model_spec=spec, metadata_field=[SIGNATURE_DEF_FIELD])
-        response = self._predictions.metadata(request, labels)
+    def _metadata(self, spec: model_pb2.ModelSpec, request: Request, labels: RequestLabels) -> dict:
+        response = self._predictions.metadata(
+            get_model_metadata_pb2.GetModelMetadataRequest(model_spec=spec, metadata_field=[SIGNATURE_DEF_FIELD]), labels)
         signatures = get_model_metadata_pb2.SignatureDefMap()
         response.metadata[SIGNATURE_DEF_FIELD].Unpack(signatures)
         # The map unpacked, as TF Serving renders it (protobuf's JSON would add the Any's "@type").
         return {"model_spec": _proto_json(response.model_spec),
                 "metadata": {SIGNATURE_DEF_FIELD: _proto_json(signatures)}}
 
-    def _predict(self, spec: model_pb2.ModelSpec, body: bytes, labels: RequestLabels) -> dict:
-        deadline = time.monotonic() + self._timeout_s if self._timeout_s > 0 else None
-        document = _json_object(body)
+    def _predict(self, spec: model_pb2.ModelSpec, request: Request, labels: RequestLabels) -> dict:
+        # From the headers' arrival, so that time spent waiting for a handler thread counts.
+        deadline = request.received_at + self._timeout_s if self._timeout_s > 0 else None
+        document = _json_object(request.body)
         signature_name = document.get("signature_name", "")
         if not isinstance(signature_name, str):
             raise invalid(f"'signature_name' must be a string, not {_shown(signature_name)}")
@@ -119,10 +120,10 @@ class RestApi:
             values = _row_inputs(document["instances"], signature)
         else:
             values = _columnar_inputs(document["inputs"], signature)
-        request = predict_pb2.PredictRequest(model_spec=spec)
+        predict = predict_pb2.PredictRequest(model_spec=spec)
         for alias, value in values.items():
-            request.inputs[alias].CopyFrom(_tensor(alias, value, signature))
-        response = self._predictions.predict(request, labels, deadline)
+            predict.inputs[alias].CopyFrom(_tensor(alias, value, signature, self._predictions.limits))
+        response = self._predictions.predict(predict, labels, deadline)
         outputs = {key: _json_value(key, tf.make_ndarray(tensor)) for key, tensor in sorted(response.outputs.items())}
         return {"predictions": _rows(outputs)} if rows else {"outputs": _only_or_all(outputs)}
 
@@ -138,7 +139,7 @@ def _handler(count: Count, api: str, call: Call) -> Handler:
         name = urllib.parse.unquote(request.captures["name"])
         try:
             with count(REST_API_PREFIX + api, name) as labels:
-                document = call(_model_spec(name, request.captures), request.body, labels)
+                document = call(_model_spec(name, request.captures), request, labels)
         except ServingError as error:
             return error_response(HTTP_STATUS[error.code], error.message)
         return Response(HTTPStatus.OK, (json.dumps(document, ensure_ascii=False, indent=2) + "\n").encode("utf-8"))
@@ -243,14 +244,16 @@ def _decode_base64(alias: str, value: Any) -> Any:
         raise invalid(f"input '{alias}' has a '{BASE64_KEY}' value that is not base64: {error}") from error
 
 
-def _tensor(alias: str, value: Any, signature: meta_graph_pb2.SignatureDef) -> tensor_pb2.TensorProto:
-    """A JSON value as a tensor of the input's type. An input the signature lacks is passed on empty,
-    for Predict's own check to name it with the signature's inputs."""
+def _tensor(alias: str, value: Any, signature: meta_graph_pb2.SignatureDef,
+            limits: RequestLimits) -> tensor_pb2.TensorProto:
+    """A JSON value as a tensor of the input's type, held to the limits before it is built. An input
+    the signature lacks is passed on empty, for Predict's own check to name it with the signature's inputs."""
     if alias not in signature.inputs:
         return tensor_pb2.TensorProto()
     dtype = tf.dtypes.as_dtype(signature.inputs[alias].dtype)
     try:
         plain = _decode_base64(alias, value)
+        request_lib.check_json_input(alias, plain, limits)
         tensor = tf.make_tensor_proto(plain, dtype=dtype)
     except OverflowError as error:  # an integer beyond what numpy holds (JSON has no bound)
         raise invalid(f"input '{alias}' has values outside {dtype.name}'s range") from error

@@ -22,7 +22,7 @@ from enja.serving.batcher import Batcher
 from enja.serving.batching_config import BatchOptions, batch_options
 from enja.serving.config_poller import ConfigFilePoller
 from enja.serving.health import HealthReporter
-from enja.serving.http_server import HttpServer, Request, Response, Route
+from enja.serving.http_server import MAX_CONNECTIONS, HttpServer, Request, Response, Route
 from enja.serving.loader import LoadedModel
 from enja.serving.metrics import ServerMetrics
 from enja.serving.model_config import (
@@ -69,6 +69,8 @@ class ServerOptions:
     # RESOURCE_EXHAUSTED, which clients retry, instead of queueing past their deadlines.
     max_concurrent_rpcs: int = 256
     rest_api_timeout_s: float = 30.0  # TF Serving's --rest_api_timeout_in_ms: a REST predict's deadline
+    rest_api_num_threads: int = 0  # TF Serving's: threads answering REST calls; 0: four a core, its default
+    rest_api_max_connections: int = MAX_CONNECTIONS  # HTTP connections open at most; one more is answered 503
     # HandleReloadConfigRequest loads whatever SavedModel a caller names (its init ops and warm-up
     # run), so it may be turned off, and may only name base paths under these folders or URI
     # prefixes; () allows the folders holding the base paths the server started with.
@@ -139,7 +141,7 @@ class ModelServer:
             if options.rest_api_port is not None:
                 routes = [Route("GET", re.compile(re.escape(METRICS_PATH)), self._metrics_page),
                           *RestApi(predictions, model_service, options.rest_api_timeout_s).routes()]
-                self._http = _listen_http(options.host, options.rest_api_port, routes, options.max_message_bytes)
+                self._http = _listen_http(options, routes)
         except ListenError:
             self._grpc.stop(None)
             self._rpc_threads.shutdown()
@@ -223,13 +225,15 @@ class ModelServer:
             log.info("REST API and metrics at http://%s", self.rest_api_address)
 
     def stop(self) -> None:
-        """Stop adopting configs, refuse new calls, let in-flight ones finish (batcher still running), then stop."""
+        """Stop adopting configs, refuse new calls on both ports, let calls in flight finish (for up to
+        `grace_s`, the batcher still running), then stop."""
         if self._config_poller:
             self._config_poller.stop()
         self._health.shut_down()
-        self._grpc.stop(self.options.grace_s).wait()
+        grpc_stopped = self._grpc.stop(self.options.grace_s)  # refuses new calls at once, drains meanwhile
         if self._http:
             self._http.stop()
+        grpc_stopped.wait()
         self._rpc_threads.shutdown()  # gRPC leaves its pool's threads behind otherwise
         if self._batcher:
             self._batcher.close()
@@ -257,11 +261,14 @@ def _listen_grpc(server: grpc.Server, host: str, port: int) -> int:
                           "address is not this machine's") from error
 
 
-def _listen_http(host: str, port: int, routes: list[Route], max_body_bytes: int) -> HttpServer:
+def _listen_http(options: ServerOptions, routes: list[Route]) -> HttpServer:
     try:
-        return HttpServer(host, port, routes, max_body_bytes)
+        return HttpServer(options.host, options.rest_api_port, routes, options.max_message_bytes,
+                          handler_threads=options.rest_api_num_threads,
+                          max_connections=options.rest_api_max_connections, grace_s=options.grace_s)
     except OSError as error:
-        raise ListenError(f"cannot listen for REST on {host}:{port}: {error.strerror}") from error
+        raise ListenError(f"cannot listen for REST on {options.host}:{options.rest_api_port}: "
+                          f"{error.strerror}") from error
 
 
 def batching(enable: bool, parameters_file: str | None) -> BatchOptions | None:

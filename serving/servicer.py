@@ -95,7 +95,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer, 
     def __init__(self, models: ServedModels, limits: RequestLimits, batcher: Batcher | None,
                  metrics: ServerMetrics):
         super().__init__(models, metrics)
-        self._limits = limits
+        self.limits = limits
         self._batcher = batcher
 
     @_rpc
@@ -116,7 +116,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer, 
         model = self._models.resolve(request.model_spec)
         signature = _signature(model, request.model_spec, labels)
         signature_name = _signature_name(request.model_spec)
-        parsed = request_lib.parse_predict(request, signature, self._limits)
+        parsed = request_lib.parse_predict(request, signature, self.limits)
         outputs = self._run(model, request.model_spec.name, signature_name, parsed, deadline)
         response = predict_pb2.PredictResponse()
         response.model_spec.name = request.model_spec.name

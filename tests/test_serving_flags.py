@@ -1,12 +1,18 @@
 """`enja serve` takes tensorflow_model_server's command line, with the same meanings and defaults."""
+import concurrent.futures
+import json
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import time
+import urllib.request
 
+import grpc
 import pytest
 
+from enja.models import contract
 from enja.pipeline import cli
 from enja.serving import client, flags
 from enja.serving import batching_config
@@ -36,12 +42,13 @@ def test_tf_serving_spellings_set_what_they_say(tmp_path):
     given = options("--port=9000", "--rest_api_port=9001", "--enable_batching=true",
                     f"--batching_parameters_file={parameters}", "--file_system_poll_wait_seconds=30",
                     "--max_num_load_retries=2", "--load_retry_interval_micros=2500000",
-                    "--enable_model_warmup=false",
+                    "--enable_model_warmup=false", "--rest_api_num_threads=3", "--rest_api_max_connections=9",
                     "--tensorflow_intra_op_parallelism=1", "--tensorflow_inter_op_parallelism=3")
     assert (given.port, given.rest_api_port, given.poll_interval_s, given.max_load_retries,
             given.load_retry_interval_s) == (9000, 9001, 30, 2, 2.5)
     assert given.batching == BatchOptions(max_batch_size=8, batch_timeout_s=0.0005)
     assert given.enable_model_warmup is False
+    assert (given.rest_api_num_threads, given.rest_api_max_connections) == (3, 9)
     assert (given.intra_op_threads, given.inter_op_threads) == (1, 3)
     args = parse("--model_base_path=/models/x", "--model_name=x")
     assert (args.model_base_path, args.model_name) == ("/models/x", "x")
@@ -121,6 +128,30 @@ def test_enja_serve_answers_on_tf_servings_command_line_and_stops_on_sigterm(sta
         finally:
             if process.poll() is None:
                 process.kill()
+
+
+def test_stopping_lets_calls_in_flight_on_both_ports_finish_and_refuses_new_ones(standin_model_base):
+    """What SIGTERM starts: each call waits a second in the batcher, so it is in flight when the stop begins."""
+    options = ServerOptions(port=0, rest_api_port=0, batching=BatchOptions(batch_timeout_s=1.0), grace_s=10)
+    server = ModelServer(standin_model_base, MODEL, options)
+    server.start()
+    rest_url = f"http://{server.rest_api_address}/v1/models/{MODEL}:predict"
+    body = json.dumps({"instances": SENTENCES[:1]}).encode()
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        calls = [pool.submit(client.translate, SENTENCES[:1], server=server.address) for _ in range(3)]
+        calls += [pool.submit(lambda: [row[contract.TRANSLATIONS_OUTPUT] for row in
+                                               json.load(urllib.request.urlopen(rest_url, body, 30))["predictions"]])
+                  for _ in range(3)]
+        time.sleep(0.3)
+        stopping = pool.submit(server.stop)
+        time.sleep(0.2)
+        with pytest.raises(OSError):
+            urllib.request.urlopen(rest_url, body, 5)
+        with pytest.raises(grpc.RpcError) as refused:
+            client.translate(SENTENCES[:1], server=server.address)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert [call.result() for call in calls] == [["こんにちは"]] * 6
+        stopping.result()
 
 
 # The kernel may hand a process-directed SIGTERM to any thread that does not block it (TF's and

@@ -31,7 +31,7 @@ from enja.models import contract
 from enja.preprocessing import features
 from enja.serving import warmup
 from enja.serving import errors
-from enja.serving.http_server import READ_TIMEOUT_S, HttpServer, Response, Route
+from enja.serving.http_server import READ_TIMEOUT_S, HttpServer, Request, Response, Route
 from enja.serving.server import METRICS_PATH, ModelServer, ServerOptions
 from test_serving_contract import LIMITS, MODEL, SENTENCES, newest_version, options_request, text_request
 from test_serving_model_config import config_text, eventually, message, model_entry
@@ -218,6 +218,13 @@ BAD_REQUESTS = {
     "ragged": ("POST", PREDICT, {"inputs": [["a"], ["b", "c"]]}, 400, "text"),
     "too many sentences": ("POST", PREDICT, {"instances": ["a"] * (LIMITS.max_batch_size + 1)}, 400, "limit"),
     "too long a sentence": ("POST", PREDICT, {"instances": ["x" * (LIMITS.max_chars + 1)]}, 400, "limit"),
+    # The limits are held before a tensor is built (which would refuse the mixed types instead).
+    "too long a sentence among values of no one type": ("POST", PREDICT,
+                                                        {"instances": ["x" * (LIMITS.max_chars + 1), 5]}, 400,
+                                                        f"more than the limit {LIMITS.max_chars}"),
+    "too many sentences among values of no one type": ("POST", PREDICT,
+                                                       {"instances": [5] + ["a"] * LIMITS.max_batch_size}, 400,
+                                                       f"more than the limit {LIMITS.max_batch_size}"),
     "oversized body": ("POST", PREDICT, b" " * (MAX_MESSAGE_BYTES + 1), 413, str(MAX_MESSAGE_BYTES)),
     "status of an unknown model": ("GET", "/v1/models/nope", None, 404, "nope"),
     "status of an unknown version": ("GET", f"/v1/models/{MODEL}/versions/999", None, 404, "999"),
@@ -251,7 +258,6 @@ def raw_http(server: ModelServer, data: bytes) -> bytes:
     host, port = server.rest_api_address.split(":")
     with socket.create_connection((host, int(port)), timeout=60) as connection:
         connection.sendall(data)
-        connection.shutdown(socket.SHUT_WR)
         return received(connection)
 
 
@@ -264,40 +270,46 @@ def parsed(answer: bytes) -> tuple[int, dict[str, str], dict]:
     return int(status_line.split()[1]), headers, json.loads(body)
 
 
-def request_threads() -> list[threading.Thread]:
-    return [thread for thread in threading.enumerate() if "process_request_thread" in thread.name]
-
-
+PREDICT_HEAD = b"POST /v1/models/enja:predict HTTP/1.1\r\nHost: x\r\n"
 REFUSED_BEFORE_ANY_ROUTE = {
     # name: (what is sent, HTTP status, what the message must say)
-    "unknown method": (b"FOO /v1/models/enja HTTP/1.1\r\nHost: x\r\n\r\n", 501, "FOO"),
+    "unknown method": (b"FOO /v1/models/enja HTTP/1.1\r\nHost: x\r\n\r\n", 400, "Invalid method"),
     "TRACE, which TF Serving does not take": (b"TRACE / HTTP/1.1\r\nHost: x\r\n\r\n", 501, "TRACE"),
-    "request line over 64 KiB": (b"GET /" + b"x" * 70_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "Too Long"),
-    "header line over 64 KiB": (b"GET /v1/models/enja HTTP/1.1\r\nX: " + b"x" * 70_000 + b"\r\n\r\n", 431,
-                                "Line too long"),
-    "too many headers": (b"GET /v1/models/enja HTTP/1.1\r\n" + b"X: y\r\n" * 101 + b"\r\n", 431, "headers"),
-    "garbled request line": (b"NOT HTTP AT ALL\r\n\r\n", 400, "Bad request"),
-    "binary garbage": (b"\x00\xff" * 100, 400, "Bad request"),
+    "request line over 64 KiB": (b"GET /" + b"x" * 70_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 400,
+                                 "Got more than 65536 bytes"),
+    "header line over 64 KiB": (b"GET /v1/models/enja HTTP/1.1\r\nX: " + b"x" * 70_000 + b"\r\n\r\n", 400,
+                                "Got more than 65536 bytes"),
+    "too many headers": (b"GET /v1/models/enja HTTP/1.1\r\n" + b"X: y\r\n" * 101 + b"\r\n", 400,
+                         "Too many headers"),
+    "no Host in HTTP/1.1": (b"GET /v1/models/enja HTTP/1.1\r\n\r\n", 400, "Host"),
+    "garbled request line": (b"NOT HTTP AT ALL\r\n\r\n", 400, "Invalid method"),
+    "binary garbage": (b"\x00\xff" * 100, 400, "Invalid method"),
     "HTTP/2 on the HTTP/1 port": (b"GET /v1/models/enja HTTP/2.0\r\n\r\n", 505, "version"),
-    "chunked body": (b"POST /v1/models/enja:predict HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
-                     b"2\r\n{}\r\n0\r\n\r\n", 411, "Content-Length"),
-    "Content-Length not a number": (b"POST /v1/models/enja:predict HTTP/1.1\r\nContent-Length: 1e3\r\n\r\n{}", 400,
-                                    "Content-Length"),
+    "Content-Length not a number": (PREDICT_HEAD + b"Content-Length: 1e3\r\n\r\n{}", 400, "Content-Length"),
+    "Content-Length a superscript digit": (PREDICT_HEAD + "Content-Length: \u00b2\r\n\r\n{}".encode(), 400,
+                                           "Content-Length"),
+    "Content-Length of 4,301 digits": (PREDICT_HEAD + b"Content-Length: " + b"9" * 4301 + b"\r\n\r\n{}", 400,
+                                       "Content-Length"),
+    "Content-Length negative": (PREDICT_HEAD + b"Content-Length: -1\r\n\r\n", 400, "Content-Length"),
+    "two Content-Lengths": (PREDICT_HEAD + b"Content-Length: 2\r\nContent-Length: 5\r\n\r\n{}abc", 400,
+                            "Duplicate Content-Length"),
+    "chunked body over the limit": (PREDICT_HEAD + b"Transfer-Encoding: chunked\r\n\r\n"
+                                    + b"8000\r\n" + b" " * 0x8000 + b"\r\n" + b"8001\r\n" + b" " * 0x8001
+                                    + b"\r\n0\r\n\r\n", 413, "over the limit"),
 }
 
 
 @pytest.mark.parametrize("data, status, says", REFUSED_BEFORE_ANY_ROUTE.values(), ids=REFUSED_BEFORE_ANY_ROUTE.keys())
 def test_requests_refused_before_any_route_answer_json_and_close(server, data, status, says):
-    """http.server's own refusals too are TF Serving's JSON errors, not HTML; what follows them cannot be read as
-    a request, so the connection closes."""
+    """The HTTP parser's own refusals too are TF Serving's JSON errors, not plain text; what follows them cannot be
+    read as a request, so the connection closes."""
     answer_status, headers, answer = parsed(raw_http(server, data))
     assert (answer_status, says in answer["error"], headers["Connection"]) == (status, True, "close"), answer
 
 
 def test_server_answers_after_a_burst_of_malformed_requests(server):
-    garbage = [b"NOT HTTP AT ALL\r\n\r\n", b"\x00\xff" * 100,  # answered by http.server itself
+    garbage = [b"NOT HTTP AT ALL\r\n\r\n", b"\x00\xff" * 100,  # answered by the HTTP parser itself
                b"GET /v1/models/enja HTTP/1.0\r\nX: " + b"x" * 70_000 + b"\r\n\r\n",
-               b"POST /v1/models/enja:predict HTTP/1.0\r\nContent-Length: 50\r\n\r\n{\"instances\"",
                b"POST /v1/models/enja:predict HTTP/1.0\r\nContent-Length: -1\r\n\r\n"]
     bad = [body for _, path, body, *_ in BAD_REQUESTS.values() if path == PREDICT]
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
@@ -306,13 +318,19 @@ def test_server_answers_after_a_burst_of_malformed_requests(server):
     assert all(400 <= parsed(answer)[0] < 500 for answer in answers), answers
     assert all(400 <= status < 500 for status in statuses)
     assert len(predict(server, {"instances": SENTENCES})["predictions"]) == len(SENTENCES)
-    eventually(lambda: not request_threads(), timeout=10, what="every request thread finished")
 
 
-def echo_server(read_timeout_s: float = READ_TIMEOUT_S) -> HttpServer:
-    """A bare HTTP server (not started) answering POST /echo with the request's body."""
-    routes = [Route("POST", re.compile("/echo"), lambda request: Response(200, request.body))]
-    return HttpServer("127.0.0.1", 0, routes, max_body_bytes=1024, read_timeout_s=read_timeout_s)
+def slow_echo(request: Request) -> Response:
+    time.sleep(float(request.body))
+    return Response(200, request.body)
+
+
+def echo_server(read_timeout_s: float = READ_TIMEOUT_S, **options) -> HttpServer:
+    """A bare HTTP server (not started) answering POST /echo with the request's body, and POST /sleep after
+    sleeping as many seconds as the body says."""
+    routes = [Route("POST", re.compile("/echo"), lambda request: Response(200, request.body)),
+              Route("POST", re.compile("/sleep"), slow_echo)]
+    return HttpServer("127.0.0.1", 0, routes, max_body_bytes=1024, read_timeout_s=read_timeout_s, **options)
 
 
 @contextlib.contextmanager
@@ -337,7 +355,7 @@ def test_a_client_that_stops_sending_times_out_without_holding_up_others():
                                         timeout=10) as answer:
                 assert answer.read() == b"meanwhile"
             answer = received(stalled)
-        assert answer.startswith(b"HTTP/1.1 408") and b"incomplete" in answer
+        assert answer.startswith(b"HTTP/1.0 408") and b"incomplete" in answer
 
 
 def test_one_connection_carries_a_clients_requests(server):
@@ -374,7 +392,7 @@ def test_a_burst_of_connections_waits_for_the_server_and_is_answered():
         for i in range(200):
             connection = socket.create_connection(("127.0.0.1", server.port), timeout=5)
             connections.append(connection)
-            connection.sendall(b"POST /echo HTTP/1.1\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%d"
+            connection.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%d"
                                % (len(str(i)), i))
         server.start()
         for i, connection in enumerate(connections):
@@ -411,6 +429,86 @@ def test_stop_returns_promptly_and_closes_keep_alive_connections():
     for connection in connections:
         assert connection.sock.recv(1) == b""  # closed by the server
         connection.close()
+
+
+def test_headers_that_trickle_in_are_cut_off_at_the_read_timeout():
+    """The timeout bounds the whole header, not each read: a byte every 0.2 s would hold a server that times
+    each read for ever."""
+    with started(echo_server(read_timeout_s=1)) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as trickle:
+            start = time.monotonic()
+            trickle.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\n")
+            with contextlib.suppress(OSError):  # the server closing it is what is awaited
+                while time.monotonic() - start < 5:
+                    trickle.sendall(b"X")
+                    time.sleep(0.2)
+            assert received(trickle) == b"" and time.monotonic() - start < 3
+
+
+def test_slow_clients_take_no_threads():
+    with started(echo_server()) as server:
+        before = threading.active_count()
+        trickles = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(200)]
+        try:
+            for trickle in trickles:
+                trickle.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n12")
+            eventually(lambda: server.open_connections == 200, timeout=10, what="every connection accepted")
+            assert threading.active_count() <= before + 1  # a handler thread at most, for the body never comes
+            with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/echo", data=b"meanwhile",
+                                        timeout=10) as answer:
+                assert answer.read() == b"meanwhile"
+        finally:
+            for trickle in trickles:
+                trickle.close()
+
+
+def test_connections_over_the_cap_are_answered_503_and_closed():
+    with started(echo_server(max_connections=2)) as server:
+        held = [http.client.HTTPConnection("127.0.0.1", server.port, timeout=10) for _ in range(2)]
+        for connection in held:
+            echo(connection, b"held")
+        status, headers, answer = parsed(received(socket.create_connection(("127.0.0.1", server.port), timeout=10)))
+        assert (status, headers["Connection"], "limit" in answer["error"]) == (503, "close", True), answer
+        held.pop().close()
+        eventually(lambda: server.open_connections < 2, timeout=5, what="the closed connection let go")
+        echo(http.client.HTTPConnection("127.0.0.1", server.port, timeout=10), b"room again")
+        held[0].close()
+
+
+def test_a_chunked_body_is_read_whole(server):
+    body = json.dumps({"instances": SENTENCES[:1]}).encode()
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:5], body[5:]))
+    status, _, answer = parsed(raw_http(server, PREDICT_HEAD + b"Transfer-Encoding: chunked\r\nConnection: close"
+                                                b"\r\n\r\n" + chunks + b"0\r\n\r\n"))
+    assert status == 200 and len(answer["predictions"]) == 1, answer
+
+
+def test_stop_lets_requests_in_flight_finish_and_refuses_new_ones():
+    server = echo_server(grace_s=5)
+    server.start()
+    with concurrent.futures.ThreadPoolExecutor(5) as pool:
+        in_flight = [pool.submit(urllib.request.urlopen, f"http://127.0.0.1:{server.port}/sleep", b"1", 10)
+                     for _ in range(4)]
+        time.sleep(0.3)  # every request under way
+        stopping = pool.submit(server.stop)
+        time.sleep(0.2)
+        with pytest.raises(OSError):  # the port is closed, so the client knows at once to go elsewhere
+            socket.create_connection(("127.0.0.1", server.port), timeout=1)
+        assert [answer.result().read() for answer in in_flight] == [b"1"] * 4
+        stopping.result()
+
+
+def test_stop_cuts_requests_that_outlast_the_grace_period():
+    server = echo_server(grace_s=0.5)
+    server.start()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(urllib.request.urlopen, f"http://127.0.0.1:{server.port}/sleep", b"5", 10)
+        time.sleep(0.3)
+        start = time.monotonic()
+        server.stop()
+        assert time.monotonic() - start < 2
+        with pytest.raises(OSError):  # http.client's RemoteDisconnected is one
+            slow.result()
 
 
 # --- metrics ---------------------------------------------------------------------------------------
