@@ -115,7 +115,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _rollback(args: argparse.Namespace) -> int:
-    from enja.pipeline import configs, local_runner, rollback
+    from enja.pipeline import configs, local_runner, rollback, rollback_kubernetes
     from enja.serving.model_config import ModelConfigError
 
     config = configs.PRESETS[configs.DEFAULT_PRESET]
@@ -128,13 +128,21 @@ def _rollback(args: argparse.Namespace) -> int:
         print(f"enja rollback: no pipeline has run in {args.output_dir} (for runs elsewhere, "
               "e.g. on Kubeflow, give --serving-dir and --model-config-file)", file=sys.stderr)
         return 2
+    if args.kubeconfig is not None and args.kubernetes_configmap is None:
+        print("enja rollback: --kubeconfig is for --kubernetes-configmap", file=sys.stderr)
+        return 2
     versions_dir = args.serving_dir or layout.serving_model_dir
     try:
+        configmap = args.kubernetes_configmap
+        kubernetes = rollback_kubernetes.Targets(
+            args.configmap_manifest,
+            None if configmap is None else rollback_kubernetes.ConfigMapRef.parse(configmap), args.kubeconfig)
         if args.latest:
-            message = rollback.rollback_latest(config_file, args.model_name, versions_dir, record)
+            message = rollback.rollback_latest(config_file, args.model_name, versions_dir, record, kubernetes)
         else:
-            message = rollback.rollback_to(config_file, args.model_name, versions_dir, args.to, record)
-    except (rollback.RollbackError, ModelConfigError) as error:
+            message = rollback.rollback_to(config_file, args.model_name, versions_dir, args.to, record,
+                                           kubernetes)
+    except (rollback.RollbackError, ModelConfigError, rollback_kubernetes.KubernetesError) as error:
         print(f"enja rollback: {error}", file=sys.stderr)
         return 2
     print(message)
@@ -286,6 +294,15 @@ def build_parser() -> argparse.ArgumentParser:
                           help="the folder of numbered versions the servers load "
                                "(default: the one under <output-dir>)")
     rollback.add_argument("--model-name", default=ServingConfig.model_name)
+    rollback.add_argument("--configmap-manifest", metavar="PATH",
+                          help="also write the ConfigMap that `kubectl apply -k` builds from the model "
+                               "config file's folder (serving/deploy/), for `kubectl apply -f PATH`")
+    rollback.add_argument("--kubernetes-configmap", metavar="[NAMESPACE/]NAME",
+                          help="also patch this ConfigMap's models.config through the Kubernetes API, "
+                               "e.g. enja-serving-config (namespace: the kubeconfig context's, or the pod's)")
+    rollback.add_argument("--kubeconfig", metavar="FILE",
+                          help="for --kubernetes-configmap (default: the pod's service account in a "
+                               "cluster, else $KUBECONFIG or ~/.kube/config)")
     rollback.set_defaults(handler=_rollback)
 
     evaluate = commands.add_parser("evaluate", help="translate a file and score it with BLEU")

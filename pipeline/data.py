@@ -1,6 +1,7 @@
 """Where the parallel corpus lives, and how users with a network fetch it."""
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import urllib.request
@@ -34,11 +35,18 @@ def resolve_data_root(data_root: str | None) -> str:
 
 
 def write_atomically(path: str, data: bytes) -> None:
-    """Writes through a temporary file so an interrupted run leaves no partial corpus file."""
-    handle, tmp_path = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".partial-")
-    with os.fdopen(handle, "wb") as tmp:
-        tmp.write(data)
-    os.replace(tmp_path, path)
+    """Writes through a temporary file so an interrupted write leaves the old file or none, never part
+    of one (nor the temporary file); the file is readable by all, as one written directly would be."""
+    handle, tmp_path = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".partial-")
+    try:
+        with os.fdopen(handle, "wb") as tmp:
+            tmp.write(data)
+        os.chmod(tmp_path, 0o644)
+        os.replace(tmp_path, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_path)
+        raise
 
 
 def download(dest: str = DEFAULT_DOWNLOAD_DIR) -> str:

@@ -110,6 +110,17 @@ def _parser_message(message: str | None, status: int) -> str:
 
 
 class _Connection(RequestHandler):
+    """aiohttp's connection, capped in number and answering its parser's refusals in JSON."""
+
+    _manager: "_Server"
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if len(self._manager.connections) >= self._manager.max_connections:
+            transport.write(self._manager.over_capacity)  # written out before the close takes effect
+            transport.close()
+            return  # never registered nor started: its loss is all that follows
+        super().connection_made(transport)
+
     def handle_error(self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:
         """The parser's refusals (and aiohttp's own failures), in JSON like every other error rather than
@@ -122,26 +133,19 @@ class _Connection(RequestHandler):
 
 
 class _Server(web.Server):
-    """aiohttp's low-level server, with our connection class and a cap on open connections."""
+    """aiohttp's low-level server, making our connections."""
 
     def __init__(self, handler, max_connections: int, **kwargs):
         super().__init__(handler, **kwargs)
-        self._max_connections = max_connections
+        self.max_connections = max_connections
         rendered = error_response(HTTPStatus.SERVICE_UNAVAILABLE,
                                   f"the server has {max_connections} connections open, its limit; retry later")
-        self._over_capacity = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                               b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
-                               % (len(rendered.body), rendered.body))
+        self.over_capacity = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                              b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
+                              % (len(rendered.body), rendered.body))
 
     def __call__(self) -> RequestHandler:
         return _Connection(self, loop=self._loop, **self._kwargs)
-
-    def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
-        if len(self._connections) >= self._max_connections:
-            transport.write(self._over_capacity)  # written out before the close takes effect
-            transport.close()
-            return
-        super().connection_made(handler, transport)
 
 
 class _BodyRefused(Exception):
@@ -187,6 +191,7 @@ class HttpServer:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="http", daemon=True)
         self._runner: web.ServerRunner | None = None
+        self._reading: set[asyncio.Task] = set()  # handlers still reading their request's body
 
     def start(self) -> None:
         self._thread.start()
@@ -204,13 +209,23 @@ class HttpServer:
         """Stop accepting, close idle connections, let requests in flight finish (up to the grace period),
         then close everything."""
         if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result()
+            asyncio.run_coroutine_threadsafe(self._stop(self._runner), self._loop).result()
         if self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join()
         self._loop.close()
         self._socket.close()
         self._handlers.shutdown(wait=False, cancel_futures=True)
+
+    async def _stop(self, runner: web.ServerRunner) -> None:
+        for task in self._reading:  # a request whose body has not come is not worth the grace period
+            task.cancel()
+        await runner.cleanup()
+        # What cleanup leaves: connections closed meanwhile whose tasks have not yet seen it.
+        leftovers = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in leftovers:
+            task.cancel()
+        await asyncio.gather(*leftovers, return_exceptions=True)
 
     @property
     def open_connections(self) -> int:
@@ -224,12 +239,15 @@ class HttpServer:
                                                                    f"{request.version.minor} is not supported")
         if request.method not in METHODS:
             return _refusal(HTTPStatus.NOT_IMPLEMENTED, f"method {request.method} is not supported")
+        self._reading.add(asyncio.current_task())
         try:
             body = await asyncio.wait_for(_read_body(request, self._max_body_bytes), self._read_timeout_s)
         except _BodyRefused as refused:
             return _refusal(refused.status, refused.message)
         except asyncio.TimeoutError:
             return _refusal(HTTPStatus.REQUEST_TIMEOUT, f"request body incomplete after {self._read_timeout_s:g} s")
+        finally:
+            self._reading.discard(asyncio.current_task())
         path = request.rel_url.raw_path
         response = await asyncio.get_running_loop().run_in_executor(
             self._handlers, self._dispatch, request.method, path, body, received_at)

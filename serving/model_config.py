@@ -124,28 +124,23 @@ def write_model_config(path: str, config: ModelServerConfig) -> None:
         raise
 
 
-def _set_policy(path: str, model_name: str, policy: VersionPolicy) -> ModelServerConfig:
-    config = read_model_config(path)
+LATEST = VersionPolicy(latest=VersionPolicy.Latest(num_versions=1))
+
+
+def pinned(version: int) -> VersionPolicy:
+    return VersionPolicy(specific=VersionPolicy.Specific(versions=[version]))
+
+
+def with_policy(config: ModelServerConfig, model_name: str, policy: VersionPolicy, where: str) -> ModelServerConfig:
+    """`config` with the model's version policy replaced, checked as the server would check it (a label
+    on a version no longer served is refused); `where` names the config in errors."""
     models = {model.name: model for model in config.model_config_list.config}
     if model_name not in models:
-        raise ModelConfigError(f"{path}: no model '{model_name}' (models: {', '.join(sorted(models))})")
+        raise ModelConfigError(f"{where}: no model '{model_name}' (models: {', '.join(sorted(models))})")
     models[model_name].model_version_policy.CopyFrom(policy)
-    write_model_config(path, config)
+    with naming_file(where):
+        check_model_config(config)
     return config
-
-
-def pin_version(path: str, model_name: str, version: int) -> ModelServerConfig:
-    """Serve only `version` of the model (a rollback): `specific { versions: version }`.
-
-    Refused, leaving the file as it was, if a label of the model points at another version:
-    the server would reject that config and keep serving what it serves now.
-    """
-    return _set_policy(path, model_name, VersionPolicy(specific=VersionPolicy.Specific(versions=[version])))
-
-
-def follow_latest(path: str, model_name: str) -> ModelServerConfig:
-    """Serve the model's newest version again (undo a pin): `latest { num_versions: 1 }`."""
-    return _set_policy(path, model_name, VersionPolicy(latest=VersionPolicy.Latest(num_versions=1)))
 
 
 def write_initial_model_config(path: str, model_name: str, versions_dir: str) -> bool:

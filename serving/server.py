@@ -21,6 +21,7 @@ from enja.serving import memory
 from enja.serving.batcher import Batcher
 from enja.serving.batching_config import BatchOptions, batch_options
 from enja.serving.config_poller import ConfigFilePoller
+from enja.serving.draining import Draining
 from enja.serving.health import HealthReporter
 from enja.serving.http_server import MAX_CONNECTIONS, HttpServer, Request, Response, Route
 from enja.serving.loader import LoadedModel
@@ -122,7 +123,8 @@ class ModelServer:
         limits = [("grpc.max_receive_message_length", options.max_message_bytes),
                   ("grpc.max_send_message_length", options.max_message_bytes), ("grpc.so_reuseport", 0)]
         self._rpc_threads = futures.ThreadPoolExecutor(options.max_workers, thread_name_prefix="rpc")
-        self._grpc = grpc.server(self._rpc_threads, options=limits,
+        self._draining = Draining()
+        self._grpc = grpc.server(self._rpc_threads, options=limits, interceptors=[self._draining],
                                  maximum_concurrent_rpcs=options.max_concurrent_rpcs)
         self.metrics = ServerMetrics()
         self._health = HealthReporter(self._grpc, [model.name for model in config.model_config_list.config])
@@ -225,15 +227,20 @@ class ModelServer:
             log.info("REST API and metrics at http://%s", self.rest_api_address)
 
     def stop(self) -> None:
-        """Stop adopting configs, refuse new calls on both ports, let calls in flight finish (for up to
-        `grace_s`, the batcher still running), then stop."""
+        """Stop adopting configs, refuse new calls on both ports (gRPC's once it has handed over those sent
+        before: serving/draining.py), let calls in flight finish (for up to `grace_s`, the batcher still
+        running), then stop."""
         if self._config_poller:
             self._config_poller.stop()
+        started = time.monotonic()
         self._health.shut_down()
-        grpc_stopped = self._grpc.stop(self.options.grace_s)  # refuses new calls at once, drains meanwhile
         if self._http:
             self._http.stop()
-        grpc_stopped.wait()
+        self._draining.hand_over(since=started)  # gRPC calls sent before now are served
+        refusing = time.monotonic()
+        self._draining.refuse_new()
+        self._draining.hand_over(since=refusing)  # and those sent meanwhile refused, not cancelled
+        self._grpc.stop(max(0.0, self.options.grace_s - (time.monotonic() - started))).wait()
         self._rpc_threads.shutdown()  # gRPC leaves its pool's threads behind otherwise
         if self._batcher:
             self._batcher.close()

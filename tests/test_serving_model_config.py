@@ -44,6 +44,13 @@ POLL_S = 0.1  # --model_config_file_poll_wait_seconds in these tests
 SPECIFIC_1_2 = "model_version_policy { specific { versions: 1 versions: 2 } }"
 
 
+def set_policy(path: str, model_name: str, policy: model_config.VersionPolicy) -> ModelServerConfig:
+    """Change the model's version policy in the file, as `enja rollback` does."""
+    config = model_config.with_policy(model_config.read_model_config(path), model_name, policy, path)
+    model_config.write_model_config(path, config)
+    return config
+
+
 def model_entry(base_path: str, policy: str = "", labels: dict[str, int] | None = None, name: str = MODEL,
                 platform: str = "tensorflow") -> str:
     """One `config { ... }` of a model_config_list, in protobuf text format."""
@@ -138,8 +145,8 @@ def test_rolling_back_and_forward_in_the_file_never_fails_a_request(versions_dir
     server = ModelServer.from_model_config_file(path, OPTIONS, poll_wait_s=POLL_S)
     with serving(server) as (predictions, models), Hammer(predictions, threads=4) as hammer:
         hammer.wait_for_version(3)
-        for pin, unloaded, serving_now in ((lambda: model_config.pin_version(path, MODEL, 1), 3, 1),
-                                           (lambda: model_config.follow_latest(path, MODEL), 1, 3)):
+        for pin, unloaded, serving_now in ((lambda: set_policy(path, MODEL, model_config.pinned(1)), 3, 1),
+                                           (lambda: set_policy(path, MODEL, model_config.LATEST), 1, 3)):
             pin()
             hammer.wait_for_version(serving_now)
             wait_for_status(models, unloaded, END)
@@ -299,7 +306,7 @@ def test_enja_serve_follows_a_config_file(versions_dir, tmp_path):
             with grpc.insecure_channel(address) as channel:
                 predictions = prediction_service_pb2_grpc.PredictionServiceStub(channel)
                 assert answered_by(predictions) == 3
-                model_config.pin_version(path, MODEL, 2)
+                set_policy(path, MODEL, model_config.pinned(2))
                 eventually(lambda: answered_by(predictions) == 2, what="the pinned version served")
             process.send_signal(signal.SIGTERM)
             assert process.wait(timeout=60) == 0
@@ -321,13 +328,13 @@ def test_pin_and_follow_latest_change_only_that_policy(tmp_path):
     os.chmod(path, 0o640)
     before = model_config.read_model_config(path)
 
-    pinned = model_config.pin_version(path, MODEL, 2)
+    pinned = set_policy(path, MODEL, model_config.pinned(2))
     expected = ModelServerConfig()
     expected.CopyFrom(before)
     expected.model_config_list.config[0].model_version_policy.specific.versions.append(2)
     assert pinned == expected == model_config.read_model_config(path)
 
-    model_config.follow_latest(path, MODEL)
+    set_policy(path, MODEL, model_config.LATEST)
     expected.model_config_list.config[0].model_version_policy.latest.num_versions = 1
     assert model_config.read_model_config(path) == expected
     assert os.listdir(tmp_path) == ["models.config"], "no temporary file may be left behind"
@@ -338,9 +345,9 @@ def test_pin_is_refused_when_it_would_strand_a_label_or_names_no_model(tmp_path)
     path = two_models(tmp_path)
     text = open(path, encoding="utf-8").read()
     with pytest.raises(ModelConfigError, match=r"label 'stable' points at version 2"):
-        model_config.pin_version(path, MODEL, 3)
+        set_policy(path, MODEL, model_config.pinned(3))
     with pytest.raises(ModelConfigError, match=r"no model 'nope'"):
-        model_config.pin_version(path, "nope", 1)
+        set_policy(path, "nope", model_config.pinned(1))
     assert open(path, encoding="utf-8").read() == text
 
 
@@ -359,8 +366,8 @@ def test_a_polling_reader_never_sees_half_a_rewrite(tmp_path):
     reader.start()
     try:
         for _ in range(50):
-            model_config.pin_version(path, MODEL, 2)
-            model_config.follow_latest(path, MODEL)
+            set_policy(path, MODEL, model_config.pinned(2))
+            set_policy(path, MODEL, model_config.LATEST)
     finally:
         done.set()
         reader.join()
@@ -375,7 +382,7 @@ def test_initial_config_for_a_local_output_folder(tmp_path, monkeypatch):
     assert (model.name, model.base_path, model.model_platform) == (MODEL, str(tmp_path / "serving_model/enja"),
                                                                   "tensorflow")
     assert model.model_version_policy.latest.num_versions == 1
-    model_config.pin_version(path, MODEL, 1)
+    set_policy(path, MODEL, model_config.pinned(1))
     assert not model_config.write_initial_model_config(path, MODEL, "elsewhere"), "an operator's pin must survive"
     assert model_config.read_model_config(path).model_config_list.config[0].model_version_policy.HasField("specific")
 
