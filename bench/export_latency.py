@@ -35,7 +35,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_transform as tft  # noqa: E402
 
-from enja.models import contract, reexport, warm_start_state  # noqa: E402
+from enja.models import reexport, warm_start_state
+from enja.serving import contract  # noqa: E402
 from enja.models.config import DecodingConfig  # noqa: E402
 from enja.pipeline import data  # noqa: E402
 from enja.serving.config import ServingConfig  # noqa: E402

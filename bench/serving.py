@@ -86,7 +86,7 @@ def serving_signature(version_dir: str):
     """The serving signature loaded into this process, for the floor every server adds to."""
     import tensorflow as tf
 
-    from enja.models import contract
+    from enja.serving import contract
 
     return tf.saved_model.load(version_dir).signatures[contract.SERVING_SIGNATURE]
 
@@ -95,7 +95,7 @@ def in_process_latencies(signature, requests: int, batch_size: int = 1) -> list[
     """Seconds per call of `signature` on `batch_size` sentences."""
     import tensorflow as tf
 
-    from enja.models import contract
+    from enja.serving import contract
 
     latencies = []
     for i in range(requests + 1):

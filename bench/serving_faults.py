@@ -70,7 +70,7 @@ import tensorflow as tf  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc  # noqa: E402
 
-from enja.models import contract  # noqa: E402
+from enja.serving import contract  # noqa: E402
 from enja.serving.warmup import predict_request  # noqa: E402
 from serving import SENTENCES, percentile  # noqa: E402
 from serving_load import (  # noqa: E402

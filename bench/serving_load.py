@@ -68,7 +68,7 @@ from tensorflow_serving.apis import (  # noqa: E402
     prediction_service_pb2_grpc,
 )
 
-from enja.models import contract  # noqa: E402
+from enja.serving import contract  # noqa: E402
 from enja.serving.metrics import REST_API_PREFIX  # noqa: E402
 from enja.serving.server import METRICS_PATH, ServerOptions  # noqa: E402
 from enja.serving.warmup import predict_request  # noqa: E402

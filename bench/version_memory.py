@@ -20,7 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from enja.models import contract  # noqa: E402
+from enja.serving import contract  # noqa: E402
 from enja.serving import memory  # noqa: E402
 from enja.serving.loader import LoadedModel  # noqa: E402
 from enja.serving.config import RequestLimits  # noqa: E402

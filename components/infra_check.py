@@ -45,7 +45,7 @@ from tfx.types import artifact_utils, standard_artifacts, standard_component_spe
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 from tfx.utils import io_utils, path_utils
 
-from enja.models import contract
+from enja.serving import contract
 from enja.serving import ops
 from enja.serving.loader import LoadedModel
 from enja.serving.server import ModelServer, ServerOptions

@@ -3,9 +3,9 @@
 The model in production is whatever the serving side says it is: the versions' folder
 that Pusher writes into and, when there is one, the TF Serving model config file that
 `enja serve` and TF Serving poll and that `enja rollback` edits (a pinned version, or the
-newest). The executor reads that state at run time and copies the served SavedModel into
-its output `model` (`Format-Serving/`, the layout Evaluator and Trainer read), with the
-version it was. A pushed SavedModel carries the Keras state the Trainer warm-starts from
+newest). The executor reads that state at run time (serving/served.py) and copies the
+served SavedModel into its output `model` (`Format-Serving/`, the layout Evaluator and
+Trainer read), with the version it was. A pushed SavedModel carries the Keras state the Trainer warm-starts from
 (`assets.extra/warm_start/`, written by ServingExport), so the copy does too.
 
 Reading the state in the executor, rather than resolving artifacts in ML Metadata, is
@@ -20,7 +20,6 @@ Trainer starts cold and the Evaluator compares with no baseline.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 from typing import Any
 
@@ -33,7 +32,7 @@ from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionP
 from tfx.utils import path_utils
 
 from enja.components import external_state
-from enja.serving import model_config, versions
+from enja.serving.served import find_served
 
 MODEL_KEY = "model"
 SERVING_MODEL_DIR_KEY = "serving_model_dir"
@@ -43,33 +42,6 @@ MODEL_NAME_KEY = "model_name"
 IN_PRODUCTION_PROPERTY = "in_production"
 SERVED_VERSION_PROPERTY = "served_version"
 STAGING_SUFFIX = ".partial"
-
-
-@dataclasses.dataclass(frozen=True)
-class Served:
-    version: int
-    path: str
-
-
-def _policy(config_file: str, model_name: str) -> model_config.VersionPolicy | None:
-    """The model's version policy in the config file; None without a file (TF Serving's default)."""
-    if not config_file or not tf.io.gfile.exists(config_file):
-        return None
-    with tf.io.gfile.GFile(config_file) as text:
-        config = model_config.parse_model_config(text.read())
-    named = [model for model in config.model_config_list.config if model.name == model_name]
-    if not named:
-        raise model_config.ModelConfigError(f"{config_file}: no model {model_name!r}")
-    return named[0].model_version_policy
-
-
-def find_served(serving_model_dir: str, config_file: str, model_name: str) -> Served | None:
-    """The version servers serve now: the newest of those the config's policy asks for."""
-    policy = _policy(config_file, model_name) or model_config.VersionPolicy()
-    aspired = versions.aspired_versions(policy, versions.versions_on_disk(serving_model_dir))
-    if not aspired:
-        return None
-    return Served(aspired[-1], os.path.join(serving_model_dir, str(aspired[-1])))
 
 
 def _fingerprint(exec_properties: dict[str, Any]) -> str:

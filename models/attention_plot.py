@@ -17,7 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ft2font import FT2Font
 
-from enja.models import contract
+from enja.serving import contract
 from enja.preprocessing import features
 
 

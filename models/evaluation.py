@@ -7,16 +7,37 @@ from __future__ import annotations
 
 import functools
 import time
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import tensorflow as tf
 
-from enja.models import bleu, contract
+from enja.models import bleu
+from enja.serving import contract
+
+
+class EvaluationError(ValueError):
+    """The files or the model given cannot be evaluated; the message names which and why."""
 
 
 def _read_lines(path: str) -> list[str]:
-    with open(path, encoding="utf-8") as lines:
-        return [line.rstrip("\n") for line in lines]
+    try:
+        with open(path, encoding="utf-8") as lines:
+            return [line.rstrip("\n") for line in lines]
+    except OSError as error:
+        raise EvaluationError(f"cannot read {path}: {error.strerror}") from error
+    except UnicodeDecodeError as error:
+        raise EvaluationError(f"{path} is not UTF-8 text ({error.reason} at byte {error.start})") from error
+
+
+def _load(model_dir: str, signature_name: str) -> Any:
+    """The SavedModel, checked to have the signature."""
+    try:
+        model = tf.saved_model.load(model_dir)
+    except OSError as error:  # no saved_model.pb: TensorFlow's message names the folder
+        raise EvaluationError(str(error)) from error
+    if signature_name not in model.signatures:
+        raise EvaluationError(f"{model_dir} has no {signature_name} signature (exported before it existed?)")
+    return model
 
 
 def translate(signature: Callable[..., dict[str, tf.Tensor]], sentences: Sequence[str], batch_size: int) -> list[str]:
@@ -41,19 +62,17 @@ def evaluate_saved_model(model_dir: str, src_file: str, ref_file: str, batch_siz
     sources = _read_lines(src_file)
     references = _read_lines(ref_file)
     if len(sources) != len(references):
-        raise ValueError(
+        raise EvaluationError(
             f"Source and reference files differ in length: {src_file} has {len(sources)} lines, "
             f"{ref_file} has {len(references)}."
         )
     if not sources:
-        raise ValueError(f"{src_file} has no sentences to translate.")
-    model = tf.saved_model.load(model_dir)  # Keep a reference: the signature uses the model's resources.
-    if beam_width is None:
-        signature = model.signatures[contract.SERVING_SIGNATURE]
-    else:
-        signature = functools.partial(
-            model.signatures[contract.OPTIONS_SIGNATURE],
-            **{contract.BEAM_WIDTH_INPUT: tf.constant(beam_width, tf.int32)})
+        raise EvaluationError(f"{src_file} has no sentences to translate.")
+    name = contract.SERVING_SIGNATURE if beam_width is None else contract.OPTIONS_SIGNATURE
+    model = _load(model_dir, name)  # Keep a reference: the signature uses the model's resources.
+    signature = model.signatures[name]
+    if beam_width is not None:
+        signature = functools.partial(signature, **{contract.BEAM_WIDTH_INPUT: tf.constant(beam_width, tf.int32)})
     start = time.perf_counter()
     hypotheses = translate(signature, sources, batch_size)
     seconds = time.perf_counter() - start

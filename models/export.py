@@ -11,7 +11,8 @@ from __future__ import annotations
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from enja.models import contract, decoding
+from enja.models import decoding
+from enja.serving import contract
 from enja.models.seq2seq import EncoderDecoder
 from enja.models.config import DecodingConfig
 from enja.preprocessing import features, transform

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import warnings
@@ -19,6 +20,20 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from enja.pipeline.data import MissingCorpusError
 
     return (CorpusError, SpanError, MissingCorpusError)
+
+
+def _missing_folder(path: str) -> str | None:
+    """The folder a file is to be written in, if it does not exist: said before any slow work."""
+    folder = os.path.dirname(os.path.abspath(path))
+    return None if os.path.isdir(folder) else folder
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not at least 1")
+    return value
 
 
 def add_settings_argument(parser: argparse.ArgumentParser) -> None:
@@ -42,6 +57,7 @@ def _config(args: argparse.Namespace, command: str) -> configs.PipelineConfig | 
 
 def _run(args: argparse.Namespace) -> int:
     from enja.pipeline import history, local_runner
+    from enja.pipeline.layout import OutputLayout
 
     config = _config(args, "run")
     if config is None:
@@ -52,7 +68,7 @@ def _run(args: argparse.Namespace) -> int:
     except _user_errors() as error:
         print(f"enja run: {error}", file=sys.stderr)
         return 2
-    print(history.outcome(record, local_runner.OutputLayout(args.output_dir, config).serving_model_dir))
+    print(history.outcome(record, OutputLayout(args.output_dir, config).serving_model_dir))
     return 0 if record.pushed_version is not None else 1
 
 
@@ -85,9 +101,10 @@ def _kubeflow(args: argparse.Namespace) -> int:
 
 
 def _history(args: argparse.Namespace) -> int:
-    from enja.pipeline import configs, history, local_runner
+    from enja.pipeline import configs, history
+    from enja.pipeline.layout import OutputLayout
 
-    layout = local_runner.OutputLayout(args.output_dir, configs.PRESETS[configs.DEFAULT_PRESET])
+    layout = OutputLayout(args.output_dir, configs.PRESETS[configs.DEFAULT_PRESET])
     if not os.path.exists(layout.metadata_path):
         print(f"enja history: no pipeline has run in {args.output_dir}", file=sys.stderr)
         return 2
@@ -97,12 +114,18 @@ def _history(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from enja.pipeline import configs, history, local_runner, report
+    from enja.pipeline import configs
+    from enja.pipeline.layout import OutputLayout
 
-    layout = local_runner.OutputLayout(args.output_dir, configs.PRESETS[configs.DEFAULT_PRESET])
+    layout = OutputLayout(args.output_dir, configs.PRESETS[configs.DEFAULT_PRESET])
     if not os.path.exists(layout.metadata_path):
         print(f"enja report: no pipeline has run in {args.output_dir}", file=sys.stderr)
         return 2
+    if folder := _missing_folder(args.out):
+        print(f"enja report: no folder {folder} to write {args.out} in", file=sys.stderr)
+        return 2
+    from enja.pipeline import history, report  # TensorFlow: only once the arguments are known good
+
     try:
         sentences = report.sample_sentences(args.data_root)
     except _user_errors() as error:
@@ -115,11 +138,12 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _rollback(args: argparse.Namespace) -> int:
-    from enja.pipeline import configs, local_runner, rollback, rollback_kubernetes
+    from enja.pipeline import configs, rollback, rollback_kubernetes
+    from enja.pipeline.layout import OutputLayout
     from enja.serving.model_config import ModelConfigError
 
     config = configs.PRESETS[configs.DEFAULT_PRESET]
-    layout = local_runner.OutputLayout(args.output_dir, config)
+    layout = OutputLayout(args.output_dir, config)
     config_file = args.model_config_file or layout.model_config_file
     record = None
     if os.path.exists(layout.metadata_path):
@@ -150,12 +174,13 @@ def _rollback(args: argparse.Namespace) -> int:
 
 
 def _continuous(args: argparse.Namespace) -> int:
-    from enja.pipeline import continuous, data, history, local_runner
+    from enja.pipeline import continuous, data, history
+    from enja.pipeline.layout import OutputLayout
 
     config = _config(args, "continuous")
     if config is None:
         return 2
-    layout = local_runner.OutputLayout(args.output_dir, config)
+    layout = OutputLayout(args.output_dir, config)
     if os.path.exists(layout.metadata_path):
         print(f"enja continuous: {args.output_dir} already holds a pipeline's history; "
               "give a new --output-dir", file=sys.stderr)
@@ -174,16 +199,26 @@ def _continuous(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from enja.models import evaluation
 
-    report = evaluation.evaluate_saved_model(args.model, args.src, args.ref,
-                                             beam_width=args.beam)
+    try:
+        report = evaluation.evaluate_saved_model(args.model, args.src, args.ref, beam_width=args.beam)
+    except evaluation.EvaluationError as error:
+        print(f"enja evaluate: {error}", file=sys.stderr)
+        return 2
     print(json.dumps(report, ensure_ascii=False))
     return 0
 
 
 def _attention(args: argparse.Namespace) -> int:
-    from enja.models import attention_plot
+    if folder := _missing_folder(args.out):
+        print(f"enja attention: no folder {folder} to write {args.out} in", file=sys.stderr)
+        return 2
+    from enja.models import attention_plot  # TensorFlow: only once the arguments are known good
 
-    note = attention_plot.plot_attention(args.model, args.sentence, args.out)
+    try:
+        note = attention_plot.plot_attention(args.model, args.sentence, args.out)
+    except OSError as error:  # no SavedModel in --model: TensorFlow's message names the folder
+        print(f"enja attention: {error}", file=sys.stderr)
+        return 2
     if note:
         print(note, file=sys.stderr)
     print(args.out)
@@ -207,7 +242,11 @@ def _serve(args: argparse.Namespace) -> int:
 def _download_data(args: argparse.Namespace) -> int:
     from enja.pipeline import data
 
-    print(data.download(args.dest))
+    try:
+        print(data.download(args.dest))
+    except OSError as error:  # a --dest that cannot be written, or no network
+        print(f"enja download-data: {error}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -223,6 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
     from enja.serving.config import ServingConfig
 
     parser = argparse.ArgumentParser(prog="enja", description=__doc__)
+    parser.add_argument("--verbose", action="store_true",
+                        help="also show what TensorFlow, gRPC and absl log from C++ (start-up notes, "
+                             "CUDA probes, their errors) and TensorFlow's deprecation notices")
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run the local TFX pipeline and push a model")
@@ -309,7 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--model", required=True, help="SavedModel directory")
     evaluate.add_argument("--src", required=True, help="English file, one sentence a line")
     evaluate.add_argument("--ref", required=True, help="Japanese reference file")
-    evaluate.add_argument("--beam", type=int, metavar="N",
+    evaluate.add_argument("--beam", type=_positive_int, metavar="N",
                           help="beam width (default: the model's serving_default decoding)")
     evaluate.set_defaults(handler=_evaluate)
 
@@ -343,15 +385,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Read once, when TensorFlow and gRPC load. Level 3 hides TensorFlow's C++ log lines up to ERROR:
+# on a machine without a GPU, XLA's "Unable to register cuDNN/cuFFT/cuBLAS factory" at import, the
+# CUDA and TensorRT probes, oneDNN's notes (errors that stop a command reach Python as exceptions).
+# gRPC's core logs through absl: ERROR spares its INFO lines (on a fork, say) and with them the
+# "All log messages before absl::InitializeLog()" banner absl prints before the first one.
+QUIET_ENVIRONMENT = {"TF_CPP_MIN_LOG_LEVEL": "3", "GRPC_VERBOSITY": "ERROR"}
+
+
+class _NoDeprecationNotices(logging.Filter):
+    """Drops TensorFlow's notices that a library calls a deprecated TensorFlow function (TFMA
+    does, reading evaluations): about the library's code, nothing the user can act on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "is deprecated" not in str(record.msg)
+
+
+_NO_DEPRECATION_NOTICES = _NoDeprecationNotices()
+
+
 def _quiet_library_noise() -> None:
-    """Hides start-up chatter that says nothing about this run (set before TF loads)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # CUDA/TensorRT probes on a CPU box
-    warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.")
+    """Hides the libraries' chatter, which says nothing about this run. Our own logs stay, and
+    Python's warnings and TensorFlow's Python-side ones but the few named here."""
+    for name, value in QUIET_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)  # an operator's own setting wins
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.")  # "Python 3.10 is old"
+    logging.getLogger("tensorflow").addFilter(_NO_DEPRECATION_NOTICES)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    _quiet_library_noise()
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)  # imports no TensorFlow, so the quieting is in time
+    if not args.verbose:
+        _quiet_library_noise()
     handler: Callable[[argparse.Namespace], int] = args.handler
     return handler(args)
 

@@ -23,7 +23,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from enja.components import parallel_corpus, spans
-from enja.models import contract
+from enja.serving import contract
 from enja.pipeline import configs, history, local_runner
 from enja.serving import model_config
 from enja.serving.warmup import predict_request

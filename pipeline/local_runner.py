@@ -3,33 +3,12 @@ from __future__ import annotations
 
 import os
 
-from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
 from enja.pipeline import beam, configs, data, history
+from enja.pipeline.layout import OutputLayout
 from enja.pipeline.pipeline import create_pipeline
 from enja.serving import model_config
-
-
-class OutputLayout:
-    """Where one output root keeps the pipeline's artifacts, metadata and pushed models."""
-
-    def __init__(self, output_dir: str, config: configs.PipelineConfig):
-        self.output_dir = os.path.abspath(output_dir)
-        self.pipeline_root = os.path.join(self.output_dir, "tfx", config.pipeline_name)
-        self.metadata_path = os.path.join(self.output_dir, "metadata", "metadata.db")
-        self.serving_model_dir = os.path.join(
-            self.output_dir, "serving_model", config.serving.model_name)
-        # The TF Serving model config file that `enja serve` polls and `enja rollback` edits.
-        self.model_config_file = os.path.join(self.output_dir, "models.config")
-        # State the pipeline keeps between runs outside ML Metadata (the data gate's reference).
-        self.state_dir = os.path.join(self.output_dir, "state")
-
-    def metadata_connection(self) -> metadata_store_pb2.ConnectionConfig:
-        return tfx.orchestration.metadata.sqlite_metadata_connection_config(self.metadata_path)
-
-    def pushed_dir(self, version: int) -> str:
-        return os.path.join(self.serving_model_dir, str(version))
 
 
 def run(preset: str = configs.DEFAULT_PRESET, data_root: str | None = None,

@@ -18,7 +18,7 @@ from enja.components.infra_check import InfraCheck
 from enja.components.production_model import ProductionModel
 from enja.components.serving_export import ServingExport
 from enja.components.spans import SpanWindow
-from enja.models import contract
+from enja.serving import contract
 from enja.pipeline.configs import EvaluationConfig, PipelineConfig
 from enja.preprocessing import features
 

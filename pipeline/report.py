@@ -21,7 +21,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from enja.models import attention_plot, contract, evaluation
+from enja.models import attention_plot, evaluation
+from enja.serving import contract
 from enja.pipeline import data
 from enja.pipeline.history import Rollback, RunRecord, short_outcome
 from enja.serving.config import ServingConfig

@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 
-import tensorflow as tf
 from google.protobuf import text_format
 from ml_metadata.proto import metadata_store_pb2
 
-from enja.components import production_model
 from enja.pipeline import lineage, rollback_kubernetes
-from enja.serving import model_config
+from enja.serving import model_config, served
 
 class RollbackError(ValueError):
     """A rollback that cannot be made; nothing was changed."""
@@ -35,8 +33,8 @@ class RunsRecord:
 
 
 def _served(versions_dir: str, config_file: str, model_name: str) -> int | None:
-    served = production_model.find_served(versions_dir, config_file, model_name)
-    return served and served.version
+    found = served.find_served(versions_dir, config_file, model_name)
+    return found and found.version
 
 
 def _apply(config_file: str, model_name: str, policy: model_config.VersionPolicy,
@@ -75,13 +73,13 @@ def rollback_to(config_file: str, model_name: str, versions_dir: str, version: i
         if version not in pushes:
             raise RollbackError(f"version {version} was never pushed; pushed versions: "
                                 f"{', '.join(map(str, sorted(pushes))) or 'none'}")
-    if not tf.io.gfile.isdir(f"{versions_dir.rstrip('/')}/{version}"):
+    if not served.isdir(f"{versions_dir.rstrip('/')}/{version}"):
         raise RollbackError(f"version {version} is not in {versions_dir}")
-    served = _served(versions_dir, config_file, model_name)
+    before = _served(versions_dir, config_file, model_name)
     done = _apply(config_file, model_name, model_config.pinned(version), kubernetes)
     if store is not None:
-        store.record_rollback(record.pipeline_name, version, served, undo=False)
-    return "\n".join([f"Serving version {version} of {model_name} (was {served}); the next run compares "
+        store.record_rollback(record.pipeline_name, version, before, undo=False)
+    return "\n".join([f"Serving version {version} of {model_name} (was {before}); the next run compares "
                       f"against version {version} and starts from it. `enja rollback --latest` undoes this.",
                       *done])
 
@@ -90,9 +88,9 @@ def rollback_latest(config_file: str, model_name: str, versions_dir: str,
                     record: RunsRecord | None = None,
                     kubernetes: rollback_kubernetes.Targets = rollback_kubernetes.Targets()) -> str:
     """Returns to the newest version (and records it, given a record); returns what it did."""
-    served = _served(versions_dir, config_file, model_name)
+    before = _served(versions_dir, config_file, model_name)
     done = _apply(config_file, model_name, model_config.LATEST, kubernetes)
     if record is not None:
         lineage.Lineage(record.connection_config).record_rollback(
-            record.pipeline_name, None, served, undo=True)
-    return "\n".join([f"{model_name} follows the newest version again (was serving {served}).", *done])
+            record.pipeline_name, None, before, undo=True)
+    return "\n".join([f"{model_name} follows the newest version again (was serving {before}).", *done])

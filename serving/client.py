@@ -15,7 +15,7 @@ import grpc
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from enja.models import contract
+from enja.serving import contract
 from enja.serving.warmup import predict_request
 
 BATCH_SIZE = 32  # sentences per request when reading stdin

@@ -112,7 +112,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def versions_folder(path: str, model_name: str) -> str:
     """`path` as TF Serving takes it, unless it is what the old `--model-base-path` meant: the folder above."""
-    from enja.serving.versions import versions_on_disk  # imports TensorFlow: not for `enja --help`
+    from enja.serving.served import versions_on_disk
 
     below = os.path.join(path, model_name)
     if not versions_on_disk(path) and versions_on_disk(below):

@@ -201,7 +201,7 @@ class HttpServer:
         server = _Server(self._answer, self._max_connections, keepalive_timeout=self._read_timeout_s,
                          lingering_time=DISCARD_S, max_line_size=MAX_LINE_BYTES, max_field_size=MAX_LINE_BYTES,
                          max_headers=MAX_HEADERS, access_log=None)
-        self._runner = web.ServerRunner(server, shutdown_timeout=self._grace_s)
+        self._runner = web.ServerRunner(server, shutdown_timeout=max(self._grace_s, 0.001))  # aiohttp takes 0 as no limit
         await self._runner.setup()
         await web.SockSite(self._runner, self._socket, backlog=LISTEN_QUEUE).start()
 

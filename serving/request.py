@@ -16,7 +16,7 @@ from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import predict_pb2
 
-from enja.models import contract
+from enja.serving import contract
 from enja.serving.config import RequestLimits
 from enja.serving.errors import invalid
 

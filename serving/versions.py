@@ -16,10 +16,9 @@ memory goes back to the operating system once the last request holding it ends
 """
 import dataclasses
 import logging
-import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import tensorflow as tf
 from tensorflow_serving.apis import get_model_status_pb2
@@ -27,8 +26,9 @@ from tensorflow_serving.apis import get_model_status_pb2
 from enja.serving.errors import not_found
 from enja.serving.loader import LoadedModel
 from enja.serving.memory import DroppedVersions
-from enja.serving.model_config import ModelConfig, VersionPolicy, check_labels
+from enja.serving.model_config import ModelConfig, check_labels
 from enja.serving.periodic import Periodic
+from enja.serving.served import aspired_versions, versions_on_disk
 
 State = get_model_status_pb2.ModelVersionStatus.State
 log = logging.getLogger(__name__)
@@ -40,25 +40,6 @@ class VersionStatus:
     error: str = ""  # why the last load failed, if it did
     failures: int = 0  # failed loads so far
     retry_at: float = 0.0  # time.monotonic() before which it is not loaded again
-
-
-def versions_on_disk(base_path: str) -> list[int]:
-    """The version folders (ASCII digits only, as TF Serving reads them) under a model's base
-    path, oldest first; other names ("²", "v2", a staging folder) are not versions."""
-    if not tf.io.gfile.isdir(base_path):
-        return []
-    names = (name.rstrip("/") for name in tf.io.gfile.listdir(base_path))
-    return sorted(int(name) for name in names if re.fullmatch(r"[0-9]+", name))
-
-
-def aspired_versions(policy: VersionPolicy, on_disk: Sequence[int]) -> list[int]:
-    """The versions on disk that a policy asks for, oldest first (no policy, or latest 0, means latest 1)."""
-    choice = policy.WhichOneof("policy_choice")
-    if choice == "all":
-        return sorted(on_disk)
-    if choice == "specific":
-        return sorted(set(on_disk) & set(policy.specific.versions))
-    return sorted(on_disk)[-max(policy.latest.num_versions, 1):]
 
 
 def check_served_labels(model: ModelConfig) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
-from enja.models import contract
+from enja.serving import contract
 
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 

@@ -181,7 +181,7 @@ def standin_model_base(tmp_path_factory) -> str:
     initialised from an asset file, so the server's loading and protocol run in seconds."""
     import tensorflow as tf
 
-    from enja.models import contract
+    from enja.serving import contract
     from enja.serving.config import ServingConfig
 
     class StandIn(tf.Module):

@@ -1,6 +1,7 @@
 """BLEU scores and the CorpusBleu TFMA metric, run through a real TFMA evaluation."""
 from __future__ import annotations
 
+import math
 import pathlib
 
 import apache_beam as beam
@@ -9,10 +10,10 @@ import pytest
 import sacrebleu
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
-from nltk.translate.bleu_score import sentence_bleu
 from tensorflow_model_analysis.metrics import metric_types
 
-from enja.models import bleu, bleu_metric, contract
+from enja.models import bleu, bleu_metric
+from enja.serving import contract
 from enja.preprocessing import features
 
 # English sources, Japanese references, and what the stand-in models answer.
@@ -72,9 +73,14 @@ def test_seed_bleu_is_a_hand_checked_mean() -> None:
     assert bleu.seed_bleu(["abcdx", "abc"], ["abcde", "abc"]) == pytest.approx(0.2**0.25 / 2)
 
 
-def test_seed_bleu_is_the_mean_of_nltk_sentence_bleu_on_strings() -> None:
-    expected = np.mean([sentence_bleu([ref], hyp) for hyp, ref in zip(GOOD, REFERENCES)])
-    assert bleu.seed_bleu(GOOD, REFERENCES) == pytest.approx(expected)
+def test_seed_bleu_penalises_brevity_and_clips_counts() -> None:
+    # NLTK counts the characters of the token strings, spaces included. "猫 が 好き" (6 characters)
+    # has every n-gram in "私 は 猫 が 好き で す" (14), so BLEU is the brevity penalty exp(1 - 14/6).
+    assert bleu.seed_bleu(["猫 が 好き"], ["私 は 猫 が 好き で す"]) == pytest.approx(math.exp(1 - 14 / 6))
+    # "猫 猫 が 好き" (8) against "猫 が 好き で す" (10): the reference's one 猫 matches once, so 7/8
+    # unigrams, 5/7 bigrams, 4/6 trigrams and 3/5 4-grams match; their product is 1/4.
+    assert bleu.seed_bleu(["猫 猫 が 好き"], ["猫 が 好き で す"]) == pytest.approx(
+        math.exp(1 - 10 / 8) * (1 / 4) ** (1 / 4))
 
 
 # --- The TFMA metric ---------------------------------------------------------------

@@ -8,7 +8,8 @@ import pytest
 import sacrebleu
 import tensorflow as tf
 
-from enja.models import bleu, contract, evaluation
+from enja.models import bleu, evaluation
+from enja.serving import contract
 
 SOURCES = ["i have a pen .", "he lived a hard life .", "show your own business .", "where is the station ?", "hello ."]
 REFERENCES = [

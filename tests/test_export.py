@@ -14,7 +14,8 @@ import tensorflow_transform as tft
 from tensorflow.core.protobuf import saved_model_pb2
 
 from conftest import TINY_PAIRS
-from enja.models import contract, export
+from enja.models import export
+from enja.serving import contract
 from enja.models.config import DecodingConfig
 from enja.preprocessing import features
 from enja.serving import ops

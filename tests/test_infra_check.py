@@ -23,7 +23,7 @@ from tfx.utils import path_utils, proto_utils
 from conftest import TINY_PAIRS
 from enja.components import infra_check
 from enja.components.infra_check import InfraCheck
-from enja.models import contract
+from enja.serving import contract
 from enja.serving import warmup
 from enja.serving.config import ServingConfig
 

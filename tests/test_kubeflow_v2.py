@@ -27,7 +27,8 @@ from tfx.types import Artifact, standard_artifacts
 
 from enja.components import data_gate, example_gen, production_model
 from enja.components.data_gate import AcceptedStatistics
-from enja.models import contract, training_summary
+from enja.models import training_summary
+from enja.serving import contract
 from enja.pipeline import beam, cli, configs, data, kubeflow_entrypoint, kubeflow_v2_runner, lineage, pipeline
 
 from enja.serving import versions, warmup

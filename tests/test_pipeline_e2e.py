@@ -12,7 +12,8 @@ from tfx.orchestration import metadata
 from tfx.orchestration.metadata import sqlite_metadata_connection_config
 
 from enja.components.example_gen import DROPPED_EMPTY_PAIRS_PROPERTY
-from enja.models import contract, training_summary
+from enja.models import training_summary
+from enja.serving import contract
 from enja.pipeline import cli, configs, history, lineage, local_runner
 
 Execution = metadata_store_pb2.Execution

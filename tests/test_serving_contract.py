@@ -30,7 +30,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from enja.models import contract
+from enja.serving import contract
 from enja.pipeline import cli
 from enja.serving.config import ServingConfig
 from enja.serving import client, errors, ops, warmup
@@ -185,12 +185,20 @@ def test_predict_translates_a_batch(predictions):
 
 
 def test_predict_is_per_sentence(predictions):
-    """A sentence translates the same alone as inside a batch (batching must not mix rows)."""
-    batch = tf.make_ndarray(predictions.Predict(text_request(SENTENCES), timeout=30)
-                            .outputs[contract.TRANSLATIONS_OUTPUT])
-    alone = [tf.make_ndarray(predictions.Predict(text_request([s]), timeout=30)
-                             .outputs[contract.TRANSLATIONS_OUTPUT])[0] for s in SENTENCES]
-    assert list(batch) == alone
+    """Each row is its own sentence's answer, whether the sentence comes alone, in a batch or at once
+    with other callers' (which the server may batch together). The sentences are 1, 4 and 11 tokens
+    long, so even the smoke model, whose answers follow the length, answers each differently: rows
+    mixed up would show."""
+    sentences = ["hello", "i like cats .", "he lived a hard life in the city for many years ."]
+
+    def translations(response) -> list[bytes]:
+        return list(tf.make_ndarray(response.outputs[contract.TRANSLATIONS_OUTPUT]))
+
+    alone = [translations(predictions.Predict(text_request([s]), timeout=30))[0] for s in sentences]
+    assert len(set(alone)) == len(sentences), alone
+    at_once = [predictions.Predict.future(text_request(batch), timeout=30)
+               for batch in (sentences, *([s] for s in reversed(sentences)))]
+    assert [translations(future.result()) for future in at_once] == [alone, *([a] for a in reversed(alone))]
 
 
 def test_output_filter(predictions):
@@ -370,18 +378,20 @@ def test_server_answers_what_the_saved_model_answers(predictions, local_server):
 
 
 class Hammer:
-    """Client threads sending Predict calls until stopped, recording versions and failures."""
+    """Client threads sending Predict calls until stopped, recording answers and failures."""
 
     def __init__(self, stub, threads: int = 8):
-        self.stub, self.versions, self.failures = stub, [], []
+        self.stub, self.failures = stub, []
+        self.answers: list[tuple[float, int]] = []  # (time.monotonic() a call was sent, version that answered)
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._loop) for _ in range(threads)]
 
     def _loop(self):
         while not self._stop.is_set():
+            sent = time.monotonic()
             try:
                 response = self.stub.Predict(text_request(SENTENCES), timeout=30)
-                self.versions.append(response.model_spec.version.value)
+                self.answers.append((sent, response.model_spec.version.value))
             except grpc.RpcError as error:
                 self.failures.append(f"{error.code()}: {error.details()}")
 
@@ -395,11 +405,26 @@ class Hammer:
         for thread in self._threads:
             thread.join()
 
+    @property
+    def versions(self) -> list[int]:
+        """The versions that answered, in the order the answers came."""
+        return [version for _, version in self.answers]
+
     def wait_for_version(self, version: int, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while version not in self.versions[-8:]:
             assert time.monotonic() < deadline, f"version {version} never served"
             time.sleep(0.05)
+
+    def versions_for_calls_sent_after(self, moment: float, calls: int = 20, timeout: float = 60.0) -> set[int]:
+        """The versions that answered calls sent after `moment` (a time.monotonic() value), once `calls` of
+        them have: what serves new calls. The last answers to come back may, on a loaded machine, be to
+        calls sent long before."""
+        deadline = time.monotonic() + timeout
+        while len(versions := [version for sent, version in self.answers if sent > moment]) < calls:
+            assert time.monotonic() < deadline, f"fewer than {calls} calls sent after the moment were answered"
+            time.sleep(0.05)
+        return set(versions)
 
 
 def wait_for_status(model_service, version: int, state, timeout: float = 60.0):

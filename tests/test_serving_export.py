@@ -15,7 +15,8 @@ from tfx.utils import path_utils
 from conftest import TINY_PAIRS
 from enja.components import serving_export
 from enja.components.serving_export import ServingExport
-from enja.models import contract, warm_start_state
+from enja.models import warm_start_state
+from enja.serving import contract
 from enja.models.config import DecodingConfig, ModelConfig
 from enja.models.warm_start_state import Vocabularies
 from enja.serving import warmup

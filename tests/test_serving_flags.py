@@ -1,5 +1,6 @@
 """`enja serve` takes tensorflow_model_server's command line, with the same meanings and defaults."""
 import concurrent.futures
+import dataclasses
 import json
 import re
 import shutil
@@ -13,9 +14,9 @@ import grpc
 import pytest
 from tensorflow_serving.apis.prediction_service_pb2_grpc import PredictionServiceStub
 
-from enja.models import contract
+from enja.serving import contract
 from enja.pipeline import cli
-from enja.serving import client, flags
+from enja.serving import client, flags, warmup
 from enja.serving import batching_config
 from enja.serving.batching_config import BatchOptions
 from enja.serving.config import RequestLimits
@@ -33,8 +34,25 @@ def options(*argv: str) -> ServerOptions:
 
 
 def test_defaults_are_tf_servings():
-    assert options() == ServerOptions(port=8500, rest_api_port=None, poll_interval_s=1, max_load_retries=5,
-                                      load_retry_interval_s=60, batching=None, enable_model_warmup=True)
+    """Every default stated, so a wrong one cannot hide behind ServerOptions' own: TF Serving's value for
+    each flag it has (tensorflow_model_server's main.cc), then what the server runs with."""
+    args = parse("--model_base_path", "m")
+    tf_serving = {"port": 8500, "rest_api_port": 0, "rest_api_timeout_in_ms": 30_000,
+                  "rest_api_num_threads": 0,  # TF Serving's default is four threads a core, which 0 means here
+                  "enable_batching": False, "batching_parameters_file": None, "file_system_poll_wait_seconds": 1,
+                  "max_num_load_retries": 5, "load_retry_interval_micros": 60_000_000, "enable_model_warmup": True,
+                  "tensorflow_intra_op_parallelism": 0, "tensorflow_inter_op_parallelism": 0,
+                  "model_config_file_poll_wait_seconds": 0}
+    assert {flag: getattr(args, flag) for flag in tf_serving} == tf_serving
+    assert args.model_name == "enja"  # TF Serving's is "default"
+    assert dataclasses.asdict(flags.server_options(args)) == {
+        "host": "127.0.0.1", "port": 8500, "rest_api_port": None, "poll_interval_s": 1, "num_versions": 1,
+        "max_load_retries": 5, "load_retry_interval_s": 60, "enable_model_warmup": True,
+        "intra_op_threads": 0, "inter_op_threads": 0, "batching": None,
+        "limits": {"max_batch_size": 256, "max_chars": 1000, "max_beam_width": 16},
+        "max_message_bytes": 4 * 1024 * 1024, "max_workers": 64, "max_concurrent_rpcs": 256,
+        "rest_api_timeout_s": 30, "rest_api_num_threads": 0, "rest_api_max_connections": 4096,
+        "enable_reload_config": True, "reload_config_roots": (), "grace_s": 10}
 
 
 def test_tf_serving_spellings_set_what_they_say(tmp_path):
@@ -139,7 +157,7 @@ def grpc_outcomes_until_closed(address: str) -> list[str]:
         stub = PredictionServiceStub(channel)
         while not outcomes or outcomes[-1] != "closed":
             try:
-                stub.Predict(client.predict_request(SENTENCES[:1], MODEL), timeout=10)
+                stub.Predict(warmup.predict_request(SENTENCES[:1], MODEL), timeout=10)
                 outcomes.append("OK")
             except grpc.RpcError as error:
                 refused = error.code() == grpc.StatusCode.UNAVAILABLE and "shutting down" in error.details()

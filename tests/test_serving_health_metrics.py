@@ -28,7 +28,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from enja.models import contract
+from enja.serving import contract
 from enja.serving import client
 from enja.serving.batching_config import BatchOptions
 from enja.serving.server import METRICS_PATH, ModelServer, ServerOptions

@@ -140,6 +140,8 @@ def test_version_policy_decides_the_served_versions(versions_dir, tmp_path, poli
 
 
 def test_rolling_back_and_forward_in_the_file_never_fails_a_request(versions_dir, tmp_path):
+    """No call fails, and once the version rolled away from is unloaded, every call sent answers from
+    the one rolled to (judged by when calls were sent, not answered, to hold on a loaded machine)."""
     path = str(tmp_path / "models.config")
     assert model_config.write_initial_model_config(path, MODEL, versions_dir)
     server = ModelServer.from_model_config_file(path, OPTIONS, poll_wait_s=POLL_S)
@@ -150,11 +152,9 @@ def test_rolling_back_and_forward_in_the_file_never_fails_a_request(versions_dir
             pin()
             hammer.wait_for_version(serving_now)
             wait_for_status(models, unloaded, END)
-            time.sleep(0.3)
-            assert set(hammer.versions[-20:]) == {serving_now}
+            assert hammer.versions_for_calls_sent_after(time.monotonic()) == {serving_now}
             assert available(models) == [serving_now]
     assert hammer.failures == []
-    assert len(hammer.versions) > 40
 
 
 # --- labels ----------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from google.protobuf import json_format
 from prometheus_client.parser import text_string_to_metric_families
 from tensorflow_serving.apis import get_model_metadata_pb2, prediction_service_pb2_grpc
 
-from enja.models import contract
+from enja.serving import contract
 from enja.preprocessing import features
 from enja.serving import warmup
 from enja.serving import errors
@@ -320,9 +320,19 @@ def test_server_answers_after_a_burst_of_malformed_requests(server):
     assert len(predict(server, {"instances": SENTENCES})["predictions"]) == len(SENTENCES)
 
 
+# Released by each POST /sleep once its handler runs: a test then knows its requests are in flight.
+SLEEPERS = threading.Semaphore(0)
+
+
 def slow_echo(request: Request) -> Response:
+    SLEEPERS.release()
     time.sleep(float(request.body))
     return Response(200, request.body)
+
+
+def wait_for_sleepers(count: int) -> None:
+    for _ in range(count):
+        assert SLEEPERS.acquire(timeout=10), "a /sleep request never reached its handler"
 
 
 def echo_server(read_timeout_s: float = READ_TIMEOUT_S, **options) -> HttpServer:
@@ -495,7 +505,7 @@ def test_stop_lets_requests_in_flight_finish_and_refuses_new_ones():
     with concurrent.futures.ThreadPoolExecutor(5) as pool:
         in_flight = [pool.submit(urllib.request.urlopen, f"http://127.0.0.1:{server.port}/sleep", b"1", 10)
                      for _ in range(4)]
-        time.sleep(0.3)  # every request under way
+        wait_for_sleepers(4)
         stopping = pool.submit(server.stop)
         time.sleep(0.2)
         with pytest.raises(OSError):  # the port is closed, so the client knows at once to go elsewhere
@@ -509,7 +519,7 @@ def test_stop_cuts_requests_that_outlast_the_grace_period():
     server.start()
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         slow = pool.submit(urllib.request.urlopen, f"http://127.0.0.1:{server.port}/sleep", b"5", 10)
-        time.sleep(0.3)
+        wait_for_sleepers(1)
         start = time.monotonic()
         server.stop()
         assert time.monotonic() - start < 2

@@ -16,8 +16,8 @@ from tfx import v1 as tfx
 
 from conftest import TINY_PAIRS, write_transformed
 from enja.components import serving_export
-from enja.models import (architectures, contract, seq2seq, trainer, training_summary, warm_start,
-                         warm_start_state)
+from enja.models import architectures, seq2seq, trainer, training_summary, warm_start, warm_start_state
+from enja.serving import contract
 from enja.models.config import DecodingConfig, ModelConfig, TrainingConfig
 from enja.models.warm_start_state import Vocabularies
 from enja.preprocessing import features
