@@ -28,6 +28,14 @@ def _bool(value: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got '{value}'")
 
 
+def _port(value: str) -> int:
+    """A TCP port number, 0 for one the system picks: gRPC would take a larger one as 0 without a word."""
+    port = int(value)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port (0 to 65535)")
+    return port
+
+
 def _add_switch(group: argparse._ActionsContainer, *names: str, default: bool, help: str) -> None:
     """A boolean flag as TF Serving spells it: `--name`, `--name=true` or `--name=false`."""
     group.add_argument(*names, type=_bool, nargs="?", const=True, default=default, metavar="true|false",
@@ -51,12 +59,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model_name", "--model-name", default=ServingConfig.model_name, metavar="NAME",
                         help="the model's name with --model_base_path; TF Serving's default is 'default' "
                              "(default: %(default)s)")
-    parser.add_argument("--port", type=int, default=8500,
+    parser.add_argument("--port", type=_port, default=8500,
                         help="the gRPC port: TF Serving's PredictionService and ModelService, and the standard "
                              "health service grpc.health.v1.Health, SERVING for a model name while a version of "
                              "it is available and for \"\" while every model's is; 0 picks a free port "
                              "(default: %(default)s)")
-    parser.add_argument("--rest_api_port", type=int, default=0, metavar="PORT",
+    parser.add_argument("--rest_api_port", type=_port, default=0, metavar="PORT",
                         help="the HTTP port: TF Serving's REST API (/v1/models/...) and Prometheus metrics at "
                              "/monitoring/prometheus/metrics; 0 serves no HTTP (default: %(default)s)")
     parser.add_argument("--rest_api_timeout_in_ms", type=int, default=30_000, metavar="N",

@@ -103,6 +103,15 @@ def test_a_bad_boolean_names_the_flag(capsys):
     assert "--enable_batching" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("flag", ["--port", "--rest_api_port"])
+def test_a_port_out_of_range_names_the_flag(capsys, flag):
+    """gRPC would take 99999999 as 0 and listen on a port of its choosing without a word."""
+    with pytest.raises(SystemExit) as raised:
+        parse("--model_base_path", "m", f"{flag}=99999999")
+    assert raised.value.code == 2
+    assert f"{flag}: 99999999 is not a port" in capsys.readouterr().err
+
+
 def test_help_gives_each_flag_and_its_default(capsys):
     with pytest.raises(SystemExit):
         parse("--help")
