@@ -1,7 +1,7 @@
 """Where one output root keeps the pipeline's artifacts, metadata and pushed models.
 
 Apart from the local runner, which imports TFX, so that `enja history` and `enja rollback`
-find a run's files without waiting for TFX to load (tens of seconds on a busy machine).
+find a run's files without waiting for TFX to load.
 """
 from __future__ import annotations
 

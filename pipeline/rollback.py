@@ -19,6 +19,7 @@ from ml_metadata.proto import metadata_store_pb2
 from enja.pipeline import lineage, rollback_kubernetes
 from enja.serving import model_config, served
 
+
 class RollbackError(ValueError):
     """A rollback that cannot be made; nothing was changed."""
 

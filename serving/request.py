@@ -49,13 +49,22 @@ def _check_shape(alias: str, dims: list[int], shape: tensor_shape_pb2.TensorShap
         raise invalid(f"input '{alias}' has shape {dims}, signature expects {shown}")
 
 
+def _check_rows(alias: str, rows: int, limits: RequestLimits) -> None:
+    if rows > limits.max_batch_size:
+        raise invalid(f"input '{alias}' has {rows} rows, more than the limit {limits.max_batch_size}")
+
+
+def _check_string_chars(alias: str, chars: int, limits: RequestLimits) -> None:
+    if chars > limits.max_chars:
+        raise invalid(f"input '{alias}' has a string of {chars} characters, more than the limit {limits.max_chars}")
+
+
 def _check_batch(alias: str, dims: list[int], limits: RequestLimits) -> None:
     if not dims:
         return
     if dims[0] == 0:
         raise invalid(f"input '{alias}' is an empty batch")
-    if dims[0] > limits.max_batch_size:
-        raise invalid(f"input '{alias}' has {dims[0]} rows, more than the limit {limits.max_batch_size}")
+    _check_rows(alias, dims[0], limits)
 
 
 def _value_count(proto: tensor_pb2.TensorProto) -> int:
@@ -92,9 +101,7 @@ def _to_array(alias: str, proto: tensor_pb2.TensorProto) -> np.ndarray:
 def _check_chars(alias: str, array: np.ndarray, limits: RequestLimits) -> None:
     if array.dtype != object or not array.size:
         return
-    longest = max(len(value.decode("utf-8", "replace")) for value in array.flat)
-    if longest > limits.max_chars:
-        raise invalid(f"input '{alias}' has a string of {longest} characters, more than the limit {limits.max_chars}")
+    _check_string_chars(alias, max(len(value.decode("utf-8", "replace")) for value in array.flat), limits)
 
 
 def _check_beam_width(alias: str, array: np.ndarray, limits: RequestLimits) -> None:
@@ -123,20 +130,17 @@ def _parse_input(alias: str, proto: tensor_pb2.TensorProto, spec: meta_graph_pb2
 
 def check_json_input(alias: str, value: Any, limits: RequestLimits) -> None:
     """A REST input's JSON value held to the same limits before a tensor is made of it: numpy builds
-    the whole array first (a 1 MB string takes seconds and a hundred times its size), where a gRPC
-    tensor's declared shape is checked first."""
-    if isinstance(value, list) and len(value) > limits.max_batch_size:
-        raise invalid(f"input '{alias}' has {len(value)} rows, more than the limit {limits.max_batch_size}")
+    the whole array first, at many times the request's size, where a gRPC tensor's declared shape
+    is checked first."""
+    if isinstance(value, list):
+        _check_rows(alias, len(value), limits)
     pending = [value]
     while pending:
         item = pending.pop()
         if isinstance(item, list):
             pending.extend(item)
         elif isinstance(item, (str, bytes)):
-            chars = len(item if isinstance(item, str) else item.decode("utf-8", "replace"))
-            if chars > limits.max_chars:
-                raise invalid(f"input '{alias}' has a string of {chars} characters, more than the limit "
-                              f"{limits.max_chars}")
+            _check_string_chars(alias, len(item if isinstance(item, str) else item.decode("utf-8", "replace")), limits)
 
 
 def parse_predict(request: predict_pb2.PredictRequest, signature: meta_graph_pb2.SignatureDef,

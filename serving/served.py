@@ -2,8 +2,8 @@
 
 The versions' folder and the TF Serving model config file decide it, for `enja serve`
 and TF Serving alike. Reading them needs TensorFlow only for paths that only its file
-systems reach (gs://…): `enja rollback`, run in an incident, should not wait tens of
-seconds for TensorFlow to load to edit a local file.
+systems reach (gs://…): `enja rollback`, run in an incident, should not wait for
+TensorFlow to load to edit a local file.
 """
 from __future__ import annotations
 
