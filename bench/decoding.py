@@ -20,8 +20,9 @@ import tempfile
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from enja.components import serving_export  # noqa: E402
-from enja.models import evaluation  # noqa: E402
-from enja.pipeline import cli, configs, data  # noqa: E402
+from enja.models.evaluation import saved_model_bleu  # noqa: E402
+from enja.pipeline import configs, data  # noqa: E402
+from enja.pipeline.cli import arguments
 from enja.serving.config import ServingConfig  # noqa: E402
 from pipeline_runs import latest_output  # noqa: E402
 
@@ -34,7 +35,7 @@ def main() -> None:
     parser.add_argument("--length-penalty", type=float, nargs="+", required=True)
     parser.add_argument("--beam-width", type=int, nargs="+", required=True)
     parser.add_argument("--data-root", default=None)
-    cli.add_settings_argument(parser)
+    arguments.add_settings_argument(parser)
     args = parser.parse_args()
     data_root = data.resolve_data_root(args.data_root)
     decoding = configs.with_overrides(configs.PipelineConfig(), args.settings).decoding
@@ -49,7 +50,7 @@ def main() -> None:
                 trained_model, transform_graph, export_dir,
                 dataclasses.replace(decoding, length_penalty=length_penalty), ServingConfig())
             for beam_width in args.beam_width:
-                scores = evaluation.evaluate_saved_model(
+                scores = saved_model_bleu.evaluate_saved_model(
                     os.path.join(export_dir, "Format-Serving"), dev_en, dev_ja,
                     beam_width=beam_width)
                 print(f"| {length_penalty} | {beam_width} | {scores['bleu']:.2f} | "

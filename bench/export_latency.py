@@ -6,7 +6,7 @@ and Python load them.
         --reexport MODEL_URI TRANSFORM_GRAPH_URI [--reexport-dir DIR]
 
 `--reexport` first exports a Model artifact (a Trainer's or a ServingExport's) again with
-the current models/export.py, as ServingExport does (models/reexport.py): its weights
+the current models/export/translator.py, as ServingExport does (models/export/reexport.py): its weights
 from its warm-start state, its vocabularies from the Transform graph it was trained on,
 the default DecodingConfig. An export change is then measured on the same trained
 weights as the model it replaces (e.g. OLD_DIR the version the Pusher pushed from that
@@ -35,7 +35,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_transform as tft  # noqa: E402
 
-from enja.models import reexport, warm_start_state
+from enja.models.export import reexport
+from enja.models.training import warm_start_state
 from enja.serving import contract  # noqa: E402
 from enja.models.config import DecodingConfig  # noqa: E402
 from enja.pipeline import data  # noqa: E402

@@ -38,8 +38,9 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc  # noqa: E402
 
 import kfp_launcher  # noqa: E402  (tests/)
 from corpus_spans import BAD_SPANS, real_pairs, write_dev, write_span  # noqa: E402  (tests/)
-from enja.models import training_summary  # noqa: E402
-from enja.pipeline import cli, configs, history, pipeline  # noqa: E402
+from enja.components import names  # noqa: E402
+from enja.models.training import training_summary  # noqa: E402
+from enja.pipeline import cli, configs, pipeline
 from enja.serving import model_config, warmup  # noqa: E402
 from enja.serving.server import ModelServer, ServerOptions  # noqa: E402
 
@@ -122,8 +123,11 @@ def _pushed_version(run: Run) -> int | None:
 
 def _evaluation(run: Run) -> tuple[dict[str, Any], dict[str, float]]:
     """The blessing's metadata and the overall dev BLEU of the candidate and the baseline."""
-    overall, _ = history.evaluation_bleu(run.launcher.recorded[("Evaluator", "evaluation")].uri)
-    return _metadata(run, "Evaluator", "blessing"), overall
+    evaluation = _metadata(run, names.EVALUATOR, names.EVALUATION)
+    overall = {model: evaluation[key] for model, key in (("candidate", names.CANDIDATE_BLEU),
+                                                         ("baseline", names.BASELINE_BLEU))
+               if key in evaluation}
+    return _metadata(run, names.EVALUATOR, names.BLESSING), overall
 
 
 def main() -> int:

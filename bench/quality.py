@@ -16,8 +16,11 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from enja.models import evaluation, training_summary  # noqa: E402
-from enja.pipeline import cli, configs, data, history, local_runner  # noqa: E402
+from enja.models.evaluation import saved_model_bleu
+from enja.models.training import training_summary  # noqa: E402
+from enja.pipeline import configs, data, local_runner
+from enja.pipeline.cli import arguments
+from enja.pipeline.operations import history  # noqa: E402
 from pipeline_runs import latest_output, pipeline_seconds  # noqa: E402
 
 COLUMNS = ("preset", "pipeline min", "training min", "epochs (kept)", "tokens/s",
@@ -31,8 +34,8 @@ def measure(label: str, config: configs.PipelineConfig, run_dir: str,
     summary = training_summary.read(latest_output(run_dir, "Trainer", "model_run", config))
     model_dir = os.path.join(latest_output(run_dir, "ServingExport", "model", config), "Format-Serving")
     dev_en, dev_ja = (os.path.join(data_root, name) for name in ("dev.en", "dev.ja"))
-    greedy = evaluation.evaluate_saved_model(model_dir, dev_en, dev_ja, beam_width=1)
-    beam = evaluation.evaluate_saved_model(model_dir, dev_en, dev_ja,
+    greedy = saved_model_bleu.evaluate_saved_model(model_dir, dev_en, dev_ja, beam_width=1)
+    beam = saved_model_bleu.evaluate_saved_model(model_dir, dev_en, dev_ja,
                                            beam_width=config.decoding.beam_width)
     return [
         label,
@@ -52,7 +55,7 @@ def main() -> None:
                         default=[name for name in configs.PRESETS if name != "smoke"])
     parser.add_argument("--output-dir", default="bench_output")
     parser.add_argument("--data-root", default=None)
-    cli.add_settings_argument(parser)
+    arguments.add_settings_argument(parser)
     parser.add_argument("--existing", action="store_true",
                         help="score runs already in <output-dir>/<preset> instead of training")
     args = parser.parse_args()

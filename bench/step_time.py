@@ -27,8 +27,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from enja.models import architectures, seq2seq  # noqa: E402
-from enja.pipeline import cli, configs  # noqa: E402
+from enja.models.architectures import registry, seq2seq  # noqa: E402
+from enja.pipeline import configs  # noqa: E402
+from enja.pipeline.cli import arguments
 from enja.preprocessing import features  # noqa: E402
 from flops import peak_matmul_flops, training_flops  # noqa: E402
 
@@ -51,13 +52,13 @@ def main() -> None:
     parser.add_argument("--target-vocab", type=int, default=4906)
     parser.add_argument("--keras-dense", action="store_true",
                         help="Keras Dense on [batch, time, units] instead of SequenceDense")
-    cli.add_settings_argument(parser)
+    arguments.add_settings_argument(parser)
     args = parser.parse_args()
     config = configs.with_overrides(configs.PRESETS[args.preset], args.settings)
     keras.mixed_precision.set_global_policy(config.training.precision)
     if args.keras_dense:
         seq2seq.SequenceDense = keras.layers.Dense
-    model = architectures.build(config.model, args.source_vocab, args.target_vocab)
+    model = registry.build(config.model, args.source_vocab, args.target_vocab)
     seq2seq.compile_model(model.trainer, config.training)
     batch_size = config.training.batch_size
     rng = np.random.default_rng(0)

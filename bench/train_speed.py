@@ -6,7 +6,7 @@
 Reads a finished run's transformed examples and the Trainer's training_summary.json and
 prints three rates in tokens/second (non-padding source tokens plus target labels): the
 Trainer's own, a plain `model.fit` of the preset's model for one epoch over the Trainer's
-input pipeline (`enja.models.trainer.teacher_forcing_batches`, its cache filled first, read
+input pipeline (`enja.models.training.trainer.teacher_forcing_batches`, its cache filled first, read
 with tfx_bsl as TFX reads it), and the same `fit` for --steps steps over a plain cached
 tf.data pipeline (TFRecords → parse → batch, no TFX). The first two differ by what TFX
 adds; the last two by what the input pipeline costs beyond replaying fixed batches.
@@ -24,8 +24,10 @@ import tensorflow_transform as tft  # noqa: E402
 from tfx import v1 as tfx  # noqa: E402
 from tfx_bsl.public import tfxio  # noqa: E402
 
-from enja.models import architectures, length_buckets, seq2seq, trainer, training_summary  # noqa: E402
-from enja.pipeline import cli, configs  # noqa: E402
+from enja.models.architectures import registry, seq2seq
+from enja.models.training import length_buckets, trainer, training_clock, training_summary  # noqa: E402
+from enja.pipeline import configs  # noqa: E402
+from enja.pipeline.cli import arguments
 from enja.preprocessing import transform  # noqa: E402
 from pipeline_runs import latest_output  # noqa: E402
 
@@ -49,7 +51,7 @@ def timed_fit(config: configs.PipelineConfig, transform_output: tft.TFTransformO
               warmup: tf.data.Dataset, timed: tf.data.Dataset) -> float:
     """Seconds of one `fit` pass over `timed`, after a fresh model has fitted `warmup`."""
     keras.utils.set_random_seed(config.training.seed)
-    model = architectures.build(config.model, *transform.vocabulary_sizes(transform_output))
+    model = registry.build(config.model, *transform.vocabulary_sizes(transform_output))
     seq2seq.compile_model(model.trainer, config.training)
     model.trainer.fit(warmup, verbose=0)
     start = time.perf_counter()
@@ -62,7 +64,7 @@ def trainer_input_tokens_per_second(output_dir: str, config: configs.PipelineCon
     data = trainer.teacher_forcing_batches(train_files(output_dir), example_data_accessor(),
                                            transform_output, config.training, shuffle=True,
                                            bucket=config.training.bucket_by_length)
-    tokens = training_summary.count_tokens(data)  # one pass, as the first epoch: fills the cache
+    tokens = training_clock.count_tokens(data)  # one pass, as the first epoch: fills the cache
     return tokens / timed_fit(config, transform_output, data.take(WARMUP_STEPS), data)
 
 
@@ -86,7 +88,7 @@ def plain_keras_tokens_per_second(output_dir: str, config: configs.PipelineConfi
     data = plain_dataset(output_dir, transform_output, config.training.batch_size,
                          config.training.bucket_by_length).repeat()
     timed = data.skip(WARMUP_STEPS).take(steps).cache()
-    tokens = training_summary.count_tokens(timed)  # also fills the cache: reading is not timed
+    tokens = training_clock.count_tokens(timed)  # also fills the cache: reading is not timed
     return tokens / timed_fit(config, transform_output, data.take(WARMUP_STEPS), timed)
 
 
@@ -95,7 +97,7 @@ def main() -> None:
     parser.add_argument("--output-dir", default="pipeline_output")
     parser.add_argument("--preset", default=configs.DEFAULT_PRESET, choices=sorted(configs.PRESETS))
     parser.add_argument("--steps", type=int, default=100)
-    cli.add_settings_argument(parser)
+    arguments.add_settings_argument(parser)
     args = parser.parse_args()
     config = configs.with_overrides(configs.PRESETS[args.preset], args.settings)
     summary = training_summary.read(latest_output(args.output_dir, "Trainer", "model_run"))

@@ -8,7 +8,7 @@ window of spans, each for the same number of epochs, in fresh output folders:
   warm  from the model that run N started from (the metadata is copied and rolled back
         to that model's version, so the ProductionModel hands it to the Trainer as it did), and
   cold  from scratch.
-The Trainer logs greedy dev BLEU after every epoch (models/epoch_bleu.py) and the
+The Trainer logs greedy dev BLEU after every epoch (models/training/epoch_bleu.py) and the
 training seconds so far, so the two curves can be compared at equal quality. Prints
 both curves, the Evaluator's dev BLEU of each final model, and the saving at each
 level the warm run reached: its training minutes to reach it against the cold run's
@@ -22,8 +22,9 @@ import shutil
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from enja.models import training_summary  # noqa: E402
-from enja.pipeline import configs, history, local_runner, rollback  # noqa: E402
+from enja.models.training import training_summary  # noqa: E402
+from enja.pipeline import configs, local_runner
+from enja.pipeline.operations import history, rollback  # noqa: E402
 from enja.serving import model_config  # noqa: E402
 from pipeline_runs import latest_output  # noqa: E402
 

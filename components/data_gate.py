@@ -29,26 +29,19 @@ import os
 from typing import Any
 
 from absl import logging
-import grpc
-from ml_metadata.proto import metadata_store_pb2
 import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tfx import types
 from tfx.components.statistics_gen import stats_artifact_utils
 from tfx.dsl.components.base import base_component, base_executor, executor_spec
 from tfx.dsl.io import fileio
-from tfx.orchestration.portable.mlmd import execution_lib
 from tfx.proto.orchestration import execution_result_pb2
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx.types.experimental import simple_artifacts
 from tfx.utils import io_utils
 
-from enja.components import example_gen, external_state
-
-# JSON custom property of the `anomalies` output of a passing gate: the spans drift was
-# measured against ([] on a first run).
-REFERENCE_SPANS_PROPERTY = "reference_spans"
+from enja.components import example_gen, external_state, names
 
 ANOMALIES_FILE = "SchemaDiff.pb"  # per split, as TFX's ExampleValidator names it
 REFERENCE_FILE_KEY = "reference_file"
@@ -97,10 +90,10 @@ class DataGateSpec(types.ComponentSpec):
     INPUTS = {
         "statistics": ChannelParameter(type=standard_artifacts.ExampleStatistics),
         "schema": ChannelParameter(type=standard_artifacts.Schema),
-        "examples": ChannelParameter(type=standard_artifacts.Examples),
+        names.EXAMPLES: ChannelParameter(type=standard_artifacts.Examples),
     }
     OUTPUTS = {
-        "anomalies": ChannelParameter(type=standard_artifacts.ExampleAnomalies),
+        names.ANOMALIES: ChannelParameter(type=standard_artifacts.ExampleAnomalies),
         "accepted_statistics": ChannelParameter(type=AcceptedStatistics),
     }
 
@@ -138,7 +131,7 @@ def empty_side_problems(file_pairs: list[example_gen.FilePair], max_fraction: fl
 def _accept(statistics: types.Artifact, accepted: types.Artifact, spans: list[int]) -> None:
     """Copies the statistics into the accepted-statistics artifact."""
     accepted.set_string_custom_property("split_names", statistics.split_names)
-    accepted.set_json_value_custom_property(example_gen.SPANS_PROPERTY, spans)
+    accepted.set_json_value_custom_property(names.SPANS, spans)
     destination = _as_statistics(accepted.uri, statistics.split_names)
     for split in artifact_utils.decode_split_names(statistics.split_names):
         source_dir = artifact_utils.get_split_uri([statistics], split)
@@ -148,22 +141,10 @@ def _accept(statistics: types.Artifact, accepted: types.Artifact, spans: list[in
             fileio.copy(os.path.join(source_dir, name), os.path.join(destination_dir, name), True)
 
 
-# The result code of a gate that found anomalies (other failures are errors).
-STOPPED_CODE = grpc.StatusCode.FAILED_PRECONDITION.value[0]
-
-
 def stopped(problems: list[str]) -> execution_result_pb2.ExecutorOutput:
     """The failed execution that stops the run, its message one line per anomaly."""
     return execution_result_pb2.ExecutorOutput(execution_result=execution_result_pb2.ExecutionResult(
-        code=STOPPED_CODE, result_message="\n".join(problems)))
-
-
-def problems_of(execution: metadata_store_pb2.Execution) -> list[str]:
-    """The anomalies a gate's execution stopped the run for ([] if it did not)."""
-    result = execution_lib.get_execution_result(execution, ignore_parse_errors=True)
-    if result is None or result.code != STOPPED_CODE:
-        return []
-    return result.result_message.splitlines()
+        code=names.DATA_GATE_STOPPED_CODE, result_message="\n".join(problems)))
 
 
 class Executor(base_executor.BaseExecutor):
@@ -173,14 +154,14 @@ class Executor(base_executor.BaseExecutor):
            output_dict: dict[str, list[types.Artifact]],
            exec_properties: dict[str, Any]) -> execution_result_pb2.ExecutorOutput | None:
         statistics = artifact_utils.get_single_instance(input_dict["statistics"])
-        examples = artifact_utils.get_single_instance(input_dict["examples"])
+        examples = artifact_utils.get_single_instance(input_dict[names.EXAMPLES])
         accepted_before = read_reference(exec_properties[REFERENCE_FILE_KEY])
         reference = (None if accepted_before is None
                      else _as_statistics(accepted_before["uri"], accepted_before["split_names"]))
         schema = io_utils.SchemaReader().read(
             io_utils.get_only_uri_in_dir(artifact_utils.get_single_uri(input_dict["schema"])))
         file_pairs = example_gen.file_pairs_read(examples)
-        anomalies_artifact = artifact_utils.get_single_instance(output_dict["anomalies"])
+        anomalies_artifact = artifact_utils.get_single_instance(output_dict[names.ANOMALIES])
         anomalies_artifact.split_names = statistics.split_names
         anomalies_artifact.span = statistics.span
 
@@ -204,7 +185,7 @@ class Executor(base_executor.BaseExecutor):
             return stopped(problems)
 
         reference_spans = [] if accepted_before is None else accepted_before["spans"]
-        anomalies_artifact.set_json_value_custom_property(REFERENCE_SPANS_PROPERTY, reference_spans)
+        anomalies_artifact.set_json_value_custom_property(names.REFERENCE_SPANS, reference_spans)
         accepted = artifact_utils.get_single_instance(output_dict["accepted_statistics"])
         _accept(statistics, accepted, example_gen.spans_read(examples))
         _point_reference(exec_properties[REFERENCE_FILE_KEY], accepted)

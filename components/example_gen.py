@@ -44,15 +44,9 @@ from tfx.utils import proto_utils
 from google.protobuf import json_format
 from google.protobuf import struct_pb2
 
-from enja.components import pair_features, parallel_corpus, spans
+from enja.components import names, pair_features, parallel_corpus, spans
 from enja.preprocessing import features
 
-# Int custom property of the output Examples: pairs dropped for an empty side, all splits.
-DROPPED_EMPTY_PAIRS_PROPERTY = "dropped_empty_pairs"
-# JSON custom property: the training spans read, oldest first ([] without a span spec).
-SPANS_PROPERTY = "spans"
-# JSON custom property: per file pair read, its split, span, paths and pair counts.
-FILE_PAIRS_PROPERTY = "file_pairs"
 # Exec property the executor fills before Beam runs: {TFX split pattern: chunks to read}.
 _CHUNKS_KEY = "_chunks"
 # Line pairs a Beam element reads: under 200 KB of this corpus, so the read and the element
@@ -138,12 +132,12 @@ class CorpusOptions:
 
 def spans_read(examples: types.Artifact) -> list[int]:
     """The training spans an Examples artifact holds (its numbers come back as doubles)."""
-    return [int(span) for span in examples.get_json_value_custom_property(SPANS_PROPERTY) or []]
+    return [int(span) for span in examples.get_json_value_custom_property(names.SPANS) or []]
 
 
 def file_pairs_read(examples: types.Artifact) -> list[FilePair]:
     return [FilePair.from_json(pair)
-            for pair in examples.get_json_value_custom_property(FILE_PAIRS_PROPERTY) or []]
+            for pair in examples.get_json_value_custom_property(names.FILE_PAIRS) or []]
 
 
 def _open_binary(path: str) -> BinaryIO:
@@ -255,11 +249,11 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         train_spans = [pair.span for pair in read if pair.split == "train" and pair.span is not None]
         examples.span = max(train_spans, default=0)
         examples.set_int_custom_property("span", examples.span)
-        examples.set_json_value_custom_property(SPANS_PROPERTY, train_spans)
+        examples.set_json_value_custom_property(names.SPANS, train_spans)
         examples.set_json_value_custom_property(
-            FILE_PAIRS_PROPERTY, [dataclasses.asdict(pair) for pair in read])
+            names.FILE_PAIRS, [dataclasses.asdict(pair) for pair in read])
         examples.set_int_custom_property(
-            DROPPED_EMPTY_PAIRS_PROPERTY, sum(pair.dropped_empty for pair in read))
+            names.DROPPED_EMPTY_PAIRS, sum(pair.dropped_empty for pair in read))
 
 
 class ParallelCorpusExampleGen(component.FileBasedExampleGen):

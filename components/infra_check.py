@@ -45,6 +45,7 @@ from tfx.types import artifact_utils, standard_artifacts, standard_component_spe
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 from tfx.utils import io_utils, path_utils
 
+from enja.components import names
 from enja.serving import contract
 from enja.serving import ops
 from enja.serving.loader import LoadedModel
@@ -56,8 +57,6 @@ BLESSING_KEY = standard_component_specs.BLESSING_KEY
 MODEL_NAME_KEY = "model_name"
 SENTENCES_KEY = "sentences"  # a JSON list of strings: the same value on every orchestrator
 
-BLESSED_PROPERTY = "blessed"  # read by tfx.components.util.model_utils.is_infra_validated
-REASON_PROPERTY = "reason"
 BLESSED_FILE = "INFRA_BLESSED"
 NOT_BLESSED_FILE = "INFRA_NOT_BLESSED"
 
@@ -201,8 +200,8 @@ def run_checks(saved_model: str, model_name: str, sentences: Sequence[str]) -> s
 def record_verdict(blessing: types.Artifact, blessed: bool, reason: str) -> None:
     """Writes the verdict where Pusher and lineage look for it."""
     io_utils.write_string_file(os.path.join(blessing.uri, BLESSED_FILE if blessed else NOT_BLESSED_FILE), reason)
-    blessing.set_int_custom_property(BLESSED_PROPERTY, int(blessed))
-    blessing.set_string_custom_property(REASON_PROPERTY, reason)
+    blessing.set_int_custom_property(names.BLESSED, int(blessed))
+    blessing.set_string_custom_property(names.REASON, reason)
 
 
 class InfraCheckSpec(ComponentSpec):

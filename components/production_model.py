@@ -31,6 +31,7 @@ from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 from tfx.utils import path_utils
 
+from enja.components import names
 from enja.components import external_state
 from enja.serving.served import find_served
 
@@ -38,9 +39,6 @@ MODEL_KEY = "model"
 SERVING_MODEL_DIR_KEY = "serving_model_dir"
 MODEL_CONFIG_FILE_KEY = "model_config_file"
 MODEL_NAME_KEY = "model_name"
-# Int custom properties of the output: 1 if it holds a model, and the version it was served as.
-IN_PRODUCTION_PROPERTY = "in_production"
-SERVED_VERSION_PROPERTY = "served_version"
 STAGING_SUFFIX = ".partial"
 
 
@@ -55,7 +53,7 @@ def _fingerprint(exec_properties: dict[str, Any]) -> str:
 
 
 def holds_model(model: types.Artifact) -> bool:
-    return model.get_int_custom_property(IN_PRODUCTION_PROPERTY) == 1
+    return model.get_int_custom_property(names.IN_PRODUCTION) == 1
 
 
 def _copy_tree(source: str, destination: str) -> None:
@@ -86,7 +84,7 @@ class Executor(base_executor.BaseExecutor):
                              exec_properties[MODEL_CONFIG_FILE_KEY], exec_properties[MODEL_NAME_KEY])
         if served is None:
             logging.info("No model in production under %s.", exec_properties[SERVING_MODEL_DIR_KEY])
-            output.set_int_custom_property(IN_PRODUCTION_PROPERTY, 0)
+            output.set_int_custom_property(names.IN_PRODUCTION, 0)
             return
         serving_dir = path_utils.serving_model_dir(output.uri)
         staging_dir = serving_dir + STAGING_SUFFIX
@@ -95,8 +93,8 @@ class Executor(base_executor.BaseExecutor):
                 tf.io.gfile.rmtree(stale)
         _copy_tree(served.path, staging_dir)
         tf.io.gfile.rename(staging_dir, serving_dir)
-        output.set_int_custom_property(IN_PRODUCTION_PROPERTY, 1)
-        output.set_int_custom_property(SERVED_VERSION_PROPERTY, served.version)
+        output.set_int_custom_property(names.IN_PRODUCTION, 1)
+        output.set_int_custom_property(names.SERVED_VERSION, served.version)
         logging.info("In production: version %d (%s).", served.version, served.path)
 
 

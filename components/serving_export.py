@@ -1,10 +1,10 @@
 """ServingExport: the Trainer's model exported for serving, with this run's decoding settings.
 
-The Trainer keeps only what it trained, as its warm-start state (models/warm_start_state.py).
+The Trainer keeps only what it trained, as its warm-start state (models/training/warm_start_state.py).
 The decoding and serving settings are this component's execution parameters rather than
 the Trainer's custom_config, so changing them changes only this component's cache key:
 the run re-exports the cached Trainer's model instead of training it again (and after a
-blessed run, the Trainer keeps its base model's weights: models/warm_start.py).
+blessed run, the Trainer keeps its base model's weights: models/training/warm_start.py).
 
 Output `model` is laid out as a Trainer's Model: `Format-Serving/`, the SavedModel with its
 warm-up requests that Evaluator, InfraCheck and Pusher read, and in its
@@ -35,7 +35,8 @@ from tfx.types import artifact_utils, standard_artifacts, standard_component_spe
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 from tfx.utils import path_utils
 
-from enja.models import reexport, warm_start_state
+from enja.models.export import reexport
+from enja.models.training import warm_start_state
 from enja.models.config import DecodingConfig
 from enja.serving.config import ServingConfig
 

@@ -15,7 +15,7 @@ LEARNING_RATE_SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("float32", "mixed_bfloat16")
 # Per architecture, the model settings that shape none of its weights: dropout acts in
 # training only, and the rest belong to the other architecture. Changing them keeps a
-# warm start (models/warm_start.py).
+# warm start (models/training/warm_start.py).
 WEIGHT_NEUTRAL_SETTINGS = {
     "lstm": frozenset({"dropout", "layers", "heads", "feedforward_dim"}),
     "transformer": frozenset({"dropout", "embedding_dim", "attention", "bidirectional"}),
@@ -29,7 +29,7 @@ def _check_choice(setting: str, value: str, choices: Sequence[str]) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    # "lstm" (models/lstm.py) or "transformer" (models/transformer.py).
+    # "lstm" (models/architectures/lstm.py) or "transformer" (models/architectures/transformer.py).
     architecture: str = "lstm"
     # LSTM only: the Transformer's embeddings have its width, `units`.
     embedding_dim: int = 256
@@ -80,7 +80,7 @@ class TrainingConfig:
     # learning_rate and the other settings mean what they mean on one device, unscaled.
     batch_size: int = 32
     # Train on batches of similar-length sentences trimmed to their longest member
-    # (models/length_buckets.py) rather than on fully padded ones. Off until it is
+    # (models/training/length_buckets.py) rather than on fully padded ones. Off until it is
     # shown to pay: most bucketed batches are still 11-14 source ids wide (of 16), and
     # bench/train_speed.py measured no gain over 100 steps.
     bucket_by_length: bool = False
@@ -115,7 +115,7 @@ class TrainingConfig:
     # bit-identical on this CPU (README, Quality and training speed).
     seed: int = 0
     # Start from the weights of the model in production (token by token for the embeddings
-    # and the output layer, models/warm_start.py) when it was built with the same model
+    # and the output layer, models/training/warm_start.py) when it was built with the same model
     # settings (dropout aside); otherwise, or when off, train from scratch.
     warm_start: bool = True
     # Epochs of a warm-started run, over which its learning rate decays (0: `epochs`).

@@ -24,7 +24,8 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from enja.components import parallel_corpus, spans
 from enja.serving import contract
-from enja.pipeline import configs, history, local_runner
+from enja.pipeline import configs, local_runner
+from enja.pipeline.operations import history
 from enja.serving import model_config
 from enja.serving.warmup import predict_request
 

@@ -1,10 +1,11 @@
 """Where the parallel corpus lives, and how users with a network fetch it."""
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 import urllib.request
+
+from enja.serving import files
+from enja.serving.config import ServingConfig
 
 DATA_ROOT_ENV = "ENJA_DATA_ROOT"
 DEFAULT_DOWNLOAD_DIR = os.path.join("data", "small_parallel_enja")
@@ -34,32 +35,27 @@ def resolve_data_root(data_root: str | None) -> str:
     return os.path.abspath(root)
 
 
-def write_atomically(path: str, data: bytes) -> None:
-    """Writes through a temporary file so an interrupted write leaves the old file or none, never part
-    of one (nor the temporary file); the file is readable by all, as one written directly would be."""
-    handle, tmp_path = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".partial-")
-    try:
-        with os.fdopen(handle, "wb") as tmp:
-            tmp.write(data)
-        os.chmod(tmp_path, 0o644)
-        os.replace(tmp_path, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_path)
-        raise
-
-
 def download(dest: str = DEFAULT_DOWNLOAD_DIR) -> str:
     """Fetches the corpus into `dest` and cuts train.{en,ja} into the five 10k-pair spans."""
     os.makedirs(dest, exist_ok=True)
     for name in CORPUS_FILES:
         with urllib.request.urlopen(CORPUS_URL.format(name=name), timeout=60) as response:
             data = response.read()
-        write_atomically(os.path.join(dest, name), data)
+        files.write_atomically(os.path.join(dest, name), data)
         if name.startswith("train."):
             lines = data.splitlines(keepends=True)
             span_size = -(-len(lines) // SPANS)
             for span in range(SPANS):
-                write_atomically(os.path.join(dest, f"{name}.{span:03d}"),
+                files.write_atomically(os.path.join(dest, f"{name}.{span:03d}"),
                                   b"".join(lines[span * span_size:(span + 1) * span_size]))
     return dest
+
+
+def sample_sentences(data_root: str | None, count: int = 5) -> list[str]:
+    """The first dev sentences when a corpus is at hand (like what the model learned from),
+    else the serving warm-up sentences."""
+    root = data_root or os.environ.get(DATA_ROOT_ENV)
+    if not root:
+        return list(ServingConfig.warmup_sentences)
+    with open(os.path.join(resolve_data_root(root), "dev.en"), encoding="utf-8") as lines:
+        return [line.strip() for line, _ in zip(lines, range(count))]

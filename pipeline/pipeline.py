@@ -11,6 +11,7 @@ import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
+from enja.components import names
 from enja.components.data_gate import DataGate
 from enja.components.evaluator import Evaluator
 from enja.components.example_gen import ParallelCorpusExampleGen
@@ -27,7 +28,7 @@ SCHEMA_FILE = os.path.join(os.path.dirname(__file__), "schema.pbtxt")
 # Nodes that read state outside their inputs (the corpus folder, the data gate's reference,
 # the model in production). Locally their drivers key TFX's cache on that state; Kubeflow
 # Pipelines runs no drivers, so there their tasks are never cached.
-ALWAYS_RUN_NODE_IDS = ("ParallelCorpusExampleGen", "DataGate", "ProductionModel")
+ALWAYS_RUN_NODE_IDS = (names.EXAMPLE_GEN, names.DATA_GATE, names.PRODUCTION_MODEL)
 # The data gate's reference, in the pipeline's state folder.
 REFERENCE_FILE = "data_gate_reference.json"
 
@@ -52,7 +53,7 @@ def eval_config(evaluation: EvaluationConfig) -> tfma.EvalConfig:
         slicing_specs=[tfma.SlicingSpec(),
                        tfma.SlicingSpec(feature_keys=[features.SOURCE_LENGTH_BUCKET_KEY])],
         metrics_specs=[tfma.MetricsSpec(metrics=[tfma.MetricConfig(
-            class_name="CorpusBleu", module="enja.models.bleu_metric",
+            class_name="CorpusBleu", module="enja.models.evaluation.bleu_metric",
             # A plain `threshold` would hold every slice to it, each length bucket too.
             per_slice_thresholds=[tfma.PerSliceMetricThreshold(
                 slicing_specs=[tfma.SlicingSpec()], threshold=bleu_threshold)])])])
@@ -76,7 +77,7 @@ def create_pipeline(config: PipelineConfig, data_root: str, pipeline_root: str,
     The Trainer keeps the trained weights and ServingExport turns them into the serving
     SavedModel with the decoding settings, so a run that changes only those re-exports
     the trained model (the Trainer is cached, or keeps its blessed base model's weights:
-    models/warm_start.py). ServingExport's model is the one evaluated, checked and
+    models/training/warm_start.py). ServingExport's model is the one evaluated, checked and
     pushed, so once served it is the baseline and the next Trainer's warm start.
     """
     example_gen = ParallelCorpusExampleGen(
@@ -84,18 +85,20 @@ def create_pipeline(config: PipelineConfig, data_root: str, pipeline_root: str,
         train_pattern=config.data.train_pattern,
         eval_pattern=config.data.eval_pattern,
         window=SpanWindow(config.data.window_spans, config.data.end_span),
-        max_pairs=config.data.max_pairs)
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
-    schema_importer = tfx.components.ImportSchemaGen(schema_file=schema_file)
+        max_pairs=config.data.max_pairs).with_id(names.EXAMPLE_GEN)
+    statistics_gen = tfx.components.StatisticsGen(
+        examples=example_gen.outputs["examples"]).with_id(names.STATISTICS_GEN)
+    schema_importer = tfx.components.ImportSchemaGen(schema_file=schema_file).with_id(
+        names.SCHEMA_IMPORTER)
     data_gate = DataGate(
         statistics=statistics_gen.outputs["statistics"],
         schema=schema_importer.outputs["schema"],
         examples=example_gen.outputs["examples"],
         reference_file=os.path.join(state_dir, REFERENCE_FILE),
-        max_empty_fraction=config.data.max_empty_fraction)
+        max_empty_fraction=config.data.max_empty_fraction).with_id(names.DATA_GATE)
     production_model = ProductionModel(
         serving_model_dir=serving_model_dir, model_name=config.serving.model_name,
-        model_config_file=model_config_file)
+        model_config_file=model_config_file).with_id(names.PRODUCTION_MODEL)
 
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"],
@@ -104,34 +107,35 @@ def create_pipeline(config: PipelineConfig, data_root: str, pipeline_root: str,
         custom_config=config.transform_config(),
         # StatisticsGen has the input's statistics and the DataGate checks them; Transform's
         # own pre- and post-transform statistics had no reader and cost a quarter of its time.
-        disable_statistics=True)
+        disable_statistics=True).with_id(names.TRANSFORM)
     transform.add_upstream_node(data_gate)  # nothing is trained on data the gate stopped
     trainer = tfx.components.Trainer(
-        run_fn="enja.models.trainer.run_fn",
+        run_fn="enja.models.training.trainer.run_fn",
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_importer.outputs["schema"],
         base_model=production_model.outputs["model"],
-        custom_config=config.trainer_config())
+        custom_config=config.trainer_config()).with_id(names.TRAINER)
     serving_export = ServingExport(
         trained_model=trainer.outputs["model"],
         transform_graph=transform.outputs["transform_graph"],
-        **config.export_config())
+        **config.export_config()).with_id(names.SERVING_EXPORT)
     evaluator = Evaluator(
         examples=example_gen.outputs["examples"],
         model=serving_export.outputs["model"],
         baseline_model=production_model.outputs["model"],
-        eval_config=eval_config(config.evaluation))
+        eval_config=eval_config(config.evaluation)).with_id(names.EVALUATOR)
     infra_check = InfraCheck(
         model=serving_export.outputs["model"],
         model_name=config.serving.model_name,
-        sentences=config.serving.warmup_sentences)
+        sentences=config.serving.warmup_sentences).with_id(names.INFRA_CHECK)
     pusher = tfx.components.Pusher(
         model=serving_export.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         infra_blessing=infra_check.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)))
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir))
+    ).with_id(names.PUSHER)
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=pipeline_root,

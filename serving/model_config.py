@@ -10,17 +10,17 @@ are not: protobuf text format does not carry them).
 """
 import contextlib
 import os
-import tempfile
 from collections.abc import Collection, Iterator
 
 from google.protobuf import text_format
 from tensorflow_serving.config import file_system_storage_path_source_pb2, model_server_config_pb2
 
+from enja.serving import files
+
 ModelServerConfig = model_server_config_pb2.ModelServerConfig
 ModelConfig = model_server_config_pb2.ModelConfig
 VersionPolicy = file_system_storage_path_source_pb2.FileSystemStoragePathSourceConfig.ServableVersionPolicy
 PLATFORM = "tensorflow"
-NEW_FILE_MODE = 0o644  # readable by a server running as another user (e.g. in a container)
 
 
 class ModelConfigError(ValueError):
@@ -108,20 +108,7 @@ def write_model_config(path: str, config: ModelServerConfig) -> None:
     """Check the config, then replace the file atomically, keeping its permissions."""
     with naming_file(path):
         check_model_config(config)
-    folder = os.path.dirname(os.path.abspath(path))
-    mode = os.stat(path).st_mode & 0o777 if os.path.exists(path) else NEW_FILE_MODE
-    fd, temporary = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text_format.MessageToString(config))
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(temporary, mode)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
+    files.write_atomically(path, text_format.MessageToString(config).encode("utf-8"))
 
 
 LATEST = VersionPolicy(latest=VersionPolicy.Latest(num_versions=1))

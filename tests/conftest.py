@@ -95,7 +95,7 @@ def _fit_to_tiny_pairs(transform_output_dir: str, model_config, learning_rate: f
     import tensorflow as tf
     import tensorflow_transform as tft
 
-    from enja.models import architectures, seq2seq
+    from enja.models.architectures import registry, seq2seq
     from enja.models.config import TrainingConfig
     from enja.preprocessing import features, transform
 
@@ -105,7 +105,7 @@ def _fit_to_tiny_pairs(transform_output_dir: str, model_config, learning_rate: f
         features.SOURCE_KEY: tf.constant([en for en, _ in TINY_PAIRS])[:, None],
         features.TARGET_KEY: tf.constant([ja for _, ja in TINY_PAIRS])[:, None]})
     target = transformed[features.TARGET_IDS_KEY]
-    model = architectures.build(model_config, *transform.vocabulary_sizes(output))
+    model = registry.build(model_config, *transform.vocabulary_sizes(output))
     seq2seq.compile_model(model.trainer, TrainingConfig(learning_rate=learning_rate))
     model.trainer.fit({seq2seq.SOURCE_INPUT: transformed[features.SOURCE_IDS_KEY],
                        seq2seq.TARGET_INPUT: target[:, :-1]}, target[:, 1:],
@@ -137,15 +137,15 @@ def exported_model_dir(tiny_model, transform_output_dir, tmp_path_factory) -> st
     """The tiny model exported as ServingExport exports it: SavedModel plus warm-up requests."""
     import tensorflow_transform as tft
 
-    from enja.models import export
+    from enja.models.export import translator
     from enja.models.config import DecodingConfig
     from enja.serving import warmup
     from enja.serving.config import ServingConfig
 
     export_dir = str(tmp_path_factory.mktemp("exported_model") / "saved_model")
-    translator = export.Translator(tiny_model, tft.TFTransformOutput(transform_output_dir),
+    module = translator.Translator(tiny_model, tft.TFTransformOutput(transform_output_dir),
                                    DecodingConfig(max_output_length=12))
-    export.save(translator, export_dir)
+    translator.save(module, export_dir)
     serving = ServingConfig()
     warmup.write_warmup_requests(export_dir, serving.warmup_sentences, serving.model_name)
     return export_dir

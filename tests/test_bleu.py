@@ -12,7 +12,7 @@ import tensorflow as tf
 import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis.metrics import metric_types
 
-from enja.models import bleu, bleu_metric
+from enja.models.evaluation import bleu, bleu_metric
 from enja.serving import contract
 from enja.preprocessing import features
 
@@ -179,7 +179,7 @@ def _model_spec(name: str, is_baseline: bool = False) -> tfma.ModelSpec:
 def _corpus_bleu_config(name: str, threshold: tfma.MetricThreshold) -> tfma.MetricConfig:
     """CorpusBleu referenced the way the pipeline's EvalConfig does: by module and class name."""
     return tfma.MetricConfig(
-        class_name="CorpusBleu", module="enja.models.bleu_metric", config=f'"name": "{name}"', threshold=threshold
+        class_name="CorpusBleu", module="enja.models.evaluation.bleu_metric", config=f'"name": "{name}"', threshold=threshold
     )
 
 

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from enja.models import trainer
+from enja.models.training import trainer
 from enja.models.config import TrainingConfig
 from enja.pipeline import configs
 

@@ -14,7 +14,7 @@ from tfx.types import artifact_utils, standard_artifacts
 
 from conftest import BEAM_ARGS, REPO_ROOT
 from corpus_spans import BAD_SPANS, real_pairs, write_dev, write_span
-from enja.components import data_gate, example_gen
+from enja.components import data_gate, example_gen, names
 from enja.components.spans import SpanWindow
 
 SCHEMA_FILE = REPO_ROOT / "pipeline" / "schema.pbtxt"
@@ -92,7 +92,7 @@ def test_real_spans_pass_one_after_another_and_become_the_reference(gate):
         write_span(gate.corpus, span, *real_pairs(span, PAIRS))
         assert gate.check(span) == []
         assert _accepted_spans(gate) == [span]
-    assert gate.anomalies.get_json_value_custom_property(data_gate.REFERENCE_SPANS_PROPERTY) == [1]
+    assert gate.anomalies.get_json_value_custom_property(names.REFERENCE_SPANS) == [1]
     # TFDV's own record of each split, where TFX's tools look for it.
     assert os.path.exists(os.path.join(artifact_utils.get_split_uri([gate.anomalies], "train"),
                                        data_gate.ANOMALIES_FILE))
@@ -123,7 +123,7 @@ def test_bad_spans_stop_the_run_saying_what_and_where(gate):
     good = len(BAD_SPAN_PROBLEMS) + 1
     write_span(gate.corpus, good, *real_pairs(good, PAIRS))
     assert gate.check(good) == []
-    assert gate.anomalies.get_json_value_custom_property(data_gate.REFERENCE_SPANS_PROPERTY) == [0]
+    assert gate.anomalies.get_json_value_custom_property(names.REFERENCE_SPANS) == [0]
 
 
 def test_a_bad_first_span_leaves_no_reference_and_the_next_is_checked_on_the_schema(gate):
@@ -132,4 +132,4 @@ def test_a_bad_first_span_leaves_no_reference_and_the_next_is_checked_on_the_sch
     assert gate.reference is None
     write_span(gate.corpus, 1, *real_pairs(1, PAIRS))
     assert gate.check(1) == []
-    assert gate.anomalies.get_json_value_custom_property(data_gate.REFERENCE_SPANS_PROPERTY) == []
+    assert gate.anomalies.get_json_value_custom_property(names.REFERENCE_SPANS) == []

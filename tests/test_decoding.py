@@ -12,7 +12,9 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from conftest import TINY_PAIRS
-from enja.models import architectures, decoding, evaluation, export, seq2seq
+from enja.models.architectures import registry, decoding, seq2seq
+from enja.models.evaluation import saved_model_bleu
+from enja.models.export import translator
 from enja.serving import contract
 from enja.pipeline import cli
 from enja.models.config import DecodingConfig, ModelConfig
@@ -35,7 +37,7 @@ def untrained(request) -> seq2seq.EncoderDecoder:
     """A random model: its near-uniform outputs make beam and greedy search disagree often.
     Each architecture's, so decoding is checked against both kinds of decoder state."""
     keras.utils.set_random_seed(1)
-    return architectures.build(UNTRAINED_CONFIGS[request.param], SOURCE_VOCAB, TARGET_VOCAB)
+    return registry.build(UNTRAINED_CONFIGS[request.param], SOURCE_VOCAB, TARGET_VOCAB)
 
 
 @pytest.fixture(scope="module")
@@ -126,9 +128,9 @@ def test_attention_weighs_only_real_source_positions(untrained, source_ids):
 def export_dir(tiny_model, transform_output_dir, tmp_path_factory) -> str:
     """The tiny model fitted to TINY_PAIRS, exported with beam width 2."""
     path = str(tmp_path_factory.mktemp("export"))
-    translator = export.Translator(tiny_model, tft.TFTransformOutput(transform_output_dir),
+    module = translator.Translator(tiny_model, tft.TFTransformOutput(transform_output_dir),
                                    DecodingConfig(beam_width=2))
-    export.save(translator, path)
+    translator.save(module, path)
     return path
 
 
@@ -197,10 +199,10 @@ def test_evaluate_picks_a_beam_width(loaded, export_dir, tmp_path):
     src, ref = tmp_path / "src.en", tmp_path / "ref.ja"
     src.write_text("".join(f"{en}\n" for en in UNSEEN), encoding="utf-8")
     ref.write_text("".join(f"{ja}\n" for ja in _translate(loaded, UNSEEN, 3)[0]), encoding="utf-8")
-    report = evaluation.evaluate_saved_model(export_dir, str(src), str(ref), beam_width=3)
+    report = saved_model_bleu.evaluate_saved_model(export_dir, str(src), str(ref), beam_width=3)
     assert report["sentences"] == len(UNSEEN)
     assert report["bleu"] == pytest.approx(100) and report["seed_bleu"] == pytest.approx(1)
-    assert evaluation.evaluate_saved_model(export_dir, str(src), str(ref), beam_width=1)["bleu"] < 99
+    assert saved_model_bleu.evaluate_saved_model(export_dir, str(src), str(ref), beam_width=1)["bleu"] < 99
 
 
 def _most_colormap_colours_in_a_pixel_row(png) -> int:

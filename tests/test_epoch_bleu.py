@@ -6,7 +6,8 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from conftest import TINY_PAIRS
-from enja.models import epoch_bleu, seq2seq
+from enja.models.training import epoch_bleu
+from enja.models.architectures import seq2seq
 from enja.preprocessing import features
 
 

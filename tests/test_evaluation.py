@@ -8,7 +8,7 @@ import pytest
 import sacrebleu
 import tensorflow as tf
 
-from enja.models import bleu, evaluation
+from enja.models.evaluation import bleu, saved_model_bleu
 from enja.serving import contract
 
 SOURCES = ["i have a pen .", "he lived a hard life .", "show your own business .", "where is the station ?", "hello ."]
@@ -67,7 +67,7 @@ def test_evaluate_saved_model_scores_translations(model_dir: str, tmp_path: path
     hypotheses = [TRANSLATIONS.get(source, UNKNOWN) for source in SOURCES]
 
     # A batch size that leaves a partial last batch.
-    report = evaluation.evaluate_saved_model(model_dir, src, ref, batch_size=2)
+    report = saved_model_bleu.evaluate_saved_model(model_dir, src, ref, batch_size=2)
 
     assert set(report) == {"bleu", "seed_bleu", "sentences", "seconds"}
     assert report["bleu"] == sacrebleu.corpus_bleu(hypotheses, [REFERENCES], tokenize="none").score
@@ -83,7 +83,7 @@ def test_perfect_translations_score_full_marks(model_dir: str, tmp_path: pathlib
     src = _write(tmp_path / "dev.en", known)
     ref = _write(tmp_path / "dev.ja", [TRANSLATIONS[source] for source in known])
 
-    report = evaluation.evaluate_saved_model(model_dir, src, ref)
+    report = saved_model_bleu.evaluate_saved_model(model_dir, src, ref)
 
     assert report["bleu"] == pytest.approx(100.0)
     assert report["seed_bleu"] == pytest.approx(1.0)
@@ -95,4 +95,4 @@ def test_mismatched_line_counts_name_both_files(model_dir: str, tmp_path: pathli
     ref = _write(tmp_path / "dev.ja", REFERENCES[:3])
 
     with pytest.raises(ValueError, match=re.escape(f"{src} has 5 lines, {ref} has 3")):
-        evaluation.evaluate_saved_model(model_dir, src, ref)
+        saved_model_bleu.evaluate_saved_model(model_dir, src, ref)

@@ -18,7 +18,7 @@ from tfx.types import artifact_utils
 from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
-from enja.components import example_gen
+from enja.components import example_gen, names
 from enja.components import pair_features
 from enja.components import parallel_corpus
 from enja.components.spans import SpanError, SpanWindow
@@ -194,7 +194,7 @@ def test_writes_en_ja_examples_to_train_and_eval(tmp_path, corpus, monkeypatch, 
     assert artifact_utils.decode_split_names(examples.split_names) == ["train", "eval"]
     assert _read(examples, "train") == [("he runs .", "彼 は 走 る 。"), ("i am a cat .", "吾輩 は 猫 で あ る 。")]
     assert _read(examples, "eval") == sorted(zip(*DEV))
-    assert examples.get_int_custom_property(example_gen.DROPPED_EMPTY_PAIRS_PROPERTY) == 1
+    assert examples.get_int_custom_property(names.DROPPED_EMPTY_PAIRS) == 1
 
 
 def test_max_pairs_keeps_the_first_line_pairs_of_each_split(tmp_path, corpus):
@@ -203,7 +203,7 @@ def test_max_pairs_keeps_the_first_line_pairs_of_each_split(tmp_path, corpus):
     # The second train pair is blank on one side: dropped, not replaced by the third.
     assert _read(examples, "train") == [("i am a cat .", "吾輩 は 猫 で あ る 。")]
     assert _read(examples, "eval") == sorted(zip(*DEV))
-    assert examples.get_int_custom_property(example_gen.DROPPED_EMPTY_PAIRS_PROPERTY) == 1
+    assert examples.get_int_custom_property(names.DROPPED_EMPTY_PAIRS) == 1
 
 
 def test_mismatched_line_counts_fail_before_writing(tmp_path, corpus):
@@ -266,7 +266,7 @@ def test_failure_inside_beam_removes_every_split(tmp_path, corpus):
 
 
 def _train_spans(examples: standard_artifacts.Examples) -> list[int]:
-    return examples.get_json_value_custom_property(example_gen.SPANS_PROPERTY)
+    return examples.get_json_value_custom_property(names.SPANS)
 
 
 @pytest.mark.parametrize("window, expected", [
@@ -281,7 +281,7 @@ def test_a_window_of_spans_is_read_next_to_the_unspanned_eval_split(tmp_path, sp
                                               for span in expected)
     assert _read(examples, "eval") == sorted(zip(*DEV))
     assert _train_spans(examples) == expected and examples.span == expected[-1]
-    file_pairs = examples.get_json_value_custom_property(example_gen.FILE_PAIRS_PROPERTY)
+    file_pairs = examples.get_json_value_custom_property(names.FILE_PAIRS)
     assert [(pair["split"], pair["span"], pair["pairs"]) for pair in file_pairs] == [
         *(("train", span, 1) for span in expected), ("eval", None, 2)]
 
@@ -333,6 +333,6 @@ def test_local_dag_runner_records_the_spans_on_the_output(tmp_path, spanned_corp
     examples = standard_artifacts.Examples()
     examples.set_mlmd_artifact(artifact)
     assert examples.get_int_custom_property("span") == 2 and _train_spans(examples) == [2]
-    assert examples.get_int_custom_property(example_gen.DROPPED_EMPTY_PAIRS_PROPERTY) == 0
+    assert examples.get_int_custom_property(names.DROPPED_EMPTY_PAIRS) == 0
     assert _read(examples, "train") == [("span 2 .", "スパン 2 。")]
     assert _read(examples, "eval") == sorted(zip(*DEV))

@@ -14,7 +14,7 @@ import tensorflow_transform as tft
 from tensorflow.core.protobuf import saved_model_pb2
 
 from conftest import TINY_PAIRS
-from enja.models import export
+from enja.models.export import translator
 from enja.serving import contract
 from enja.models.config import DecodingConfig
 from enja.preprocessing import features
@@ -58,9 +58,9 @@ def signature_ops(export_dir: str, signature: str) -> collections.Counter:
 
 
 @pytest.fixture(scope="module", params=["tiny_model", "tiny_transformer"])
-def trained_translator(request, transform_output_dir) -> export.Translator:
+def trained_translator(request, transform_output_dir) -> translator.Translator:
     """The tiny LSTM and the tiny Transformer, each fitted to TINY_PAIRS."""
-    return export.Translator(request.getfixturevalue(request.param),
+    return translator.Translator(request.getfixturevalue(request.param),
                              tft.TFTransformOutput(transform_output_dir),
                              DecodingConfig(max_output_length=12))
 
@@ -84,7 +84,7 @@ def test_examples_signature_takes_serialized_examples(trained_translator):
 
 def test_export_translates_without_project_code_in_both_loaders(trained_translator, tmp_path):
     export_dir = str(tmp_path / "export")
-    export.save(trained_translator, export_dir)
+    translator.save(trained_translator, export_dir)
     sentences = [TINY_PAIRS[0][0], TINY_PAIRS[4][0], "unknown words only"]
     result = subprocess.run([sys.executable, str(LOADER_SCRIPT), export_dir, *sentences],
                             capture_output=True, text=True, timeout=300)
@@ -97,7 +97,7 @@ def test_export_translates_without_project_code_in_both_loaders(trained_translat
 
 
 def test_zero_output_length_translates_to_nothing(tiny_model, transform_output_dir):
-    silent = export.Translator(tiny_model, tft.TFTransformOutput(transform_output_dir),
+    silent = translator.Translator(tiny_model, tft.TFTransformOutput(transform_output_dir),
                                DecodingConfig(max_output_length=0))
     outputs = silent.translate(tf.constant([TINY_PAIRS[0][0]]))
     assert outputs[contract.TRANSLATIONS_OUTPUT].numpy().tolist() == [b""]

@@ -21,7 +21,7 @@ from tfx.types import standard_artifacts, standard_component_specs
 from tfx.utils import path_utils, proto_utils
 
 from conftest import TINY_PAIRS
-from enja.components import infra_check
+from enja.components import infra_check, names
 from enja.components.infra_check import InfraCheck
 from enja.serving import contract
 from enja.serving import warmup
@@ -94,7 +94,7 @@ def assert_verdict(blessing: standard_artifacts.InfraBlessing, blessed: bool) ->
                      else (infra_check.NOT_BLESSED_FILE, infra_check.BLESSED_FILE))
     assert os.path.exists(os.path.join(blessing.uri, marker))
     assert not os.path.exists(os.path.join(blessing.uri, other))
-    reason = blessing.get_string_custom_property(infra_check.REASON_PROPERTY)
+    reason = blessing.get_string_custom_property(names.REASON)
     assert reason
     return reason
 

@@ -8,7 +8,7 @@ from tfx.dsl.components.base import base_executor
 from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_entrypoint_utils
 from tfx.types import standard_artifacts
 
-from enja.components import data_gate, example_gen
+from enja.components import data_gate, example_gen, names
 from enja.pipeline import kubeflow_entrypoint
 
 import kfp_launcher  # tests/, on pytest's path
@@ -22,8 +22,8 @@ def _examples_as_example_gen_reports_them() -> pb.RuntimeArtifact:
     examples = standard_artifacts.Examples()
     examples.uri = "/root/examples"
     examples.split_names = '["train", "eval"]'
-    examples.set_json_value_custom_property(example_gen.SPANS_PROPERTY, [3])
-    examples.set_json_value_custom_property(example_gen.FILE_PAIRS_PROPERTY, FILE_PAIRS)
+    examples.set_json_value_custom_property(names.SPANS, [3])
+    examples.set_json_value_custom_property(names.FILE_PAIRS, FILE_PAIRS)
     return kubeflow_v2_entrypoint_utils.to_runtime_artifact(examples, {})
 
 

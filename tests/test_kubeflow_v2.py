@@ -25,11 +25,12 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 from tfx import v1 as tfx
 from tfx.types import Artifact, standard_artifacts
 
-from enja.components import data_gate, example_gen, production_model
+from enja.components import data_gate, example_gen, names, production_model
 from enja.components.data_gate import AcceptedStatistics
-from enja.models import training_summary
+from enja.models.training import training_summary
 from enja.serving import contract
-from enja.pipeline import beam, cli, configs, data, kubeflow_entrypoint, kubeflow_v2_runner, lineage, pipeline
+from enja.pipeline import beam, cli, configs, data, kubeflow_entrypoint, kubeflow_v2_runner, pipeline
+from enja.pipeline.operations import lineage
 
 from enja.serving import versions, warmup
 from enja.serving.server import ModelServer, ServerOptions
@@ -192,7 +193,7 @@ def _local_artifacts(smoke_run: dict) -> tuple[Artifact, str]:
     examples = standard_artifacts.Examples()
     examples.set_mlmd_artifact(next(
         artifact for artifact in store.artifacts("Examples")
-        if example_gen.DROPPED_EMPTY_PAIRS_PROPERTY in artifact.custom_properties))
+        if names.DROPPED_EMPTY_PAIRS in artifact.custom_properties))
     return examples, store.artifacts("TransformGraph")[0].uri
 
 

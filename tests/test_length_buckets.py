@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from enja.models import length_buckets
+from enja.models.training import length_buckets
 from enja.preprocessing import features
 
 

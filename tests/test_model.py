@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from enja.models import architectures, lstm, seq2seq
+from enja.models.architectures import registry, lstm, seq2seq
 from enja.models.config import ModelConfig, TrainingConfig
 from enja.preprocessing import features
 
@@ -39,7 +39,7 @@ TRANSFORMER = ModelConfig(architecture="transformer", embedding_dim=8, units=8, 
 ], ids=["none", "luong", "bahdanau", "bidirectional-tied", "transformer", "transformer-tied"])
 def test_stepwise_decoding_gives_the_teacher_forced_logits(config):
     keras.utils.set_random_seed(0)
-    model = architectures.build(config, SOURCE_VOCAB, TARGET_VOCAB)
+    model = registry.build(config, SOURCE_VOCAB, TARGET_VOCAB)
     inputs, _ = _batch(np.random.default_rng(0))
     logits = model.trainer(inputs)
     assert logits.shape == (4, 6, TARGET_VOCAB)
@@ -59,7 +59,7 @@ def test_stepwise_decoding_gives_the_teacher_forced_logits(config):
 
 
 def test_loss_ignores_padding_positions():
-    model = architectures.build(ModelConfig(embedding_dim=8, units=6), SOURCE_VOCAB, TARGET_VOCAB)
+    model = registry.build(ModelConfig(embedding_dim=8, units=6), SOURCE_VOCAB, TARGET_VOCAB)
     seq2seq.compile_model(model.trainer, TrainingConfig())
     inputs, labels = _batch(np.random.default_rng(1))
     loss = model.trainer.evaluate(inputs, labels, verbose=0, return_dict=True)["loss"]
@@ -74,7 +74,7 @@ def test_loss_ignores_padding_positions():
 
 
 def test_tied_logits_project_with_the_target_embedding():
-    model = architectures.build(ModelConfig(embedding_dim=6, units=6, tie_embeddings=True),
+    model = registry.build(ModelConfig(embedding_dim=6, units=6, tie_embeddings=True),
                           SOURCE_VOCAB, TARGET_VOCAB)
     embedding = model.trainer.get_layer("target_embedding").embeddings
     logits = model.trainer.get_layer("logits")
@@ -112,7 +112,7 @@ def test_token_crossentropy_averages_real_tokens(smoothing):
 
 def test_a_few_steps_reduce_the_loss():
     keras.utils.set_random_seed(0)
-    model = architectures.build(ModelConfig(embedding_dim=8, units=16), SOURCE_VOCAB, TARGET_VOCAB)
+    model = registry.build(ModelConfig(embedding_dim=8, units=16), SOURCE_VOCAB, TARGET_VOCAB)
     seq2seq.compile_model(model.trainer, TrainingConfig(learning_rate=1e-2))
     inputs, labels = _batch(np.random.default_rng(2), batch=8)
     history = model.trainer.fit(inputs, labels, epochs=30, verbose=0).history["loss"]
@@ -131,9 +131,9 @@ def test_sequence_dense_matches_keras_dense():
 
 def test_the_transformers_json_rebuilds_it(recwarn):
     """TensorBoard writes the model's JSON; the blocks give their settings as plain values."""
-    from enja.models import transformer
+    from enja.models.architectures import transformer
 
-    model = architectures.build(TRANSFORMER, SOURCE_VOCAB, TARGET_VOCAB).trainer
+    model = registry.build(TRANSFORMER, SOURCE_VOCAB, TARGET_VOCAB).trainer
     rebuilt = keras.models.model_from_json(model.to_json(), custom_objects={
         "SequenceDense": seq2seq.SequenceDense, "AddPositions": transformer.AddPositions,
         "EncoderBlock": transformer.EncoderBlock, "DecoderBlock": transformer.DecoderBlock})

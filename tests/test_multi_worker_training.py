@@ -22,7 +22,8 @@ import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
 
 from conftest import TINY_PAIRS, tfrecord_data_accessor, write_transformed
-from enja.models import reexport, trainer, training_summary, warm_start_state
+from enja.models.export import reexport
+from enja.models.training import trainer, training_summary, warm_start_state
 from enja.models.config import ModelConfig, TrainingConfig
 
 WORKERS = 2

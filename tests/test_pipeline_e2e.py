@@ -11,10 +11,11 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx.orchestration import metadata
 from tfx.orchestration.metadata import sqlite_metadata_connection_config
 
-from enja.components.example_gen import DROPPED_EMPTY_PAIRS_PROPERTY
-from enja.models import training_summary
+from enja.components import names
+from enja.models.training import training_summary
 from enja.serving import contract
-from enja.pipeline import cli, configs, history, lineage, local_runner
+from enja.pipeline import cli, configs, local_runner
+from enja.pipeline.operations import history, lineage
 
 Execution = metadata_store_pb2.Execution
 
@@ -39,8 +40,8 @@ def test_smoke_pipeline_pushes_a_model_that_translates(smoke_run):
 
     # ExampleGen's output is the Examples artifact that carries the dropped-pair count.
     [examples] = [artifact for artifact in _artifacts(layout.metadata_path, "Examples")
-                  if DROPPED_EMPTY_PAIRS_PROPERTY in artifact.custom_properties]
-    assert examples.custom_properties[DROPPED_EMPTY_PAIRS_PROPERTY].int_value == 0
+                  if names.DROPPED_EMPTY_PAIRS in artifact.custom_properties]
+    assert examples.custom_properties[names.DROPPED_EMPTY_PAIRS].int_value == 0
     assert examples.custom_properties["span"].int_value == 4  # the smoke preset reads the latest span
     record = smoke_run["record"]
     assert record.spans == [4] and record.train_pairs == 300 and record.data_passed

@@ -5,7 +5,7 @@ import os
 
 from tfx.types import standard_artifacts
 
-from enja.components import external_state, production_model
+from enja.components import external_state, names, production_model
 from enja.pipeline import cli
 from enja.serving import model_config
 
@@ -52,7 +52,7 @@ def test_the_served_version_is_copied_and_a_rollback_changes_it_and_the_cache_ke
     newest = fingerprint()
     latest = _run(properties, str(tmp_path / "out1"))
     assert production_model.holds_model(latest)
-    assert latest.get_int_custom_property(production_model.SERVED_VERSION_PROPERTY) == 2
+    assert latest.get_int_custom_property(names.SERVED_VERSION) == 2
     served = os.path.join(latest.uri, "Format-Serving")
     assert open(os.path.join(served, "saved_model.pb"), encoding="utf-8").read() == "version 2"
     assert os.path.exists(os.path.join(served, "assets.extra", "warm_start", "state.json"))
@@ -62,7 +62,7 @@ def test_the_served_version_is_copied_and_a_rollback_changes_it_and_the_cache_ke
                 versions_dir, "--model-config-file", config_file]
     assert cli.main([*rollback, "--to", "1"]) == 0
     rolled_back = _run(properties, str(tmp_path / "out2"))
-    assert rolled_back.get_int_custom_property(production_model.SERVED_VERSION_PROPERTY) == 1
+    assert rolled_back.get_int_custom_property(names.SERVED_VERSION) == 1
     assert len({nothing, newest, fingerprint()}) == 3
 
     assert cli.main([*rollback, "--latest"]) == 0

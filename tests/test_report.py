@@ -11,9 +11,11 @@ import pytest
 from matplotlib import image
 
 from conftest import TINY_PAIRS
-from enja.pipeline import cli, report
-from enja.pipeline.history import Rollback, RunRecord
+from enja.pipeline import cli, data
+from enja.pipeline.operations import report
+from enja.pipeline.operations.history import Rollback, RunRecord
 from enja.serving.config import ServingConfig
+from enja.serving.served import Served
 
 CHROMIUM = shutil.which("chromium")
 HEADLESS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -68,7 +70,8 @@ def _chromium(page: str, profile: str, *args: str) -> str:
 def test_page_opens_in_chromium_with_runs_charts_and_translations(exported_model_dir, tmp_path):
     page = tmp_path / "page" / "report.html"
     page.parent.mkdir()
-    report.write_report(_records(exported_model_dir), SENTENCES, str(page), source="/runs")
+    report.write_report(_records(exported_model_dir), SENTENCES, Served(1, exported_model_dir), str(page),
+                        source="/runs")
     assert [path.name for path in page.parent.iterdir()] == ["report.html"]  # no temporary left
 
     dom = _chromium(page.as_uri(), str(tmp_path / "profile"), "--dump-dom")
@@ -76,6 +79,7 @@ def test_page_opens_in_chromium_with_runs_charts_and_translations(exported_model
     assert html.escape(ANOMALY, quote=False) in dom and "<script" not in dom
     assert NOT_BLESSED in dom
     assert "to version 1 (was serving 2)" in dom and "stopped: data" in dom
+    assert "Version 1, pushed by run 1" in dom  # the served version, rolled back to, not the newest
     assert all(ja in dom for _, ja in TINY_PAIRS[:5])
     sources = re.findall(r'<img [^>]*src="([^"]*)"', dom)
     assert len(sources) == 4  # BLEU per run, by length, training curves, attention
@@ -92,10 +96,11 @@ def test_page_opens_in_chromium_with_runs_charts_and_translations(exported_model
 
 
 def test_empty_history_missing_fields_and_a_vanished_model_say_so():
-    assert "No runs recorded yet" in report.render([], SENTENCES)
+    assert "No runs recorded yet" in report.render([], SENTENCES, None)
     gone = RunRecord("run-x", "2025-01-06T09:00:00+00:00", 3.0, pushed_version=4,
                      candidate_model="/nowhere/Format-Serving")
-    page = report.render([RunRecord("run-y", "2025-01-05T09:00:00+00:00", 0.1), gone], SENTENCES)
+    page = report.render([RunRecord("run-y", "2025-01-05T09:00:00+00:00", 0.1), gone], SENTENCES,
+                         Served(4, "/nowhere/4"))
     for message in ("No run has been evaluated yet", "No run has BLEU by source length yet",
                     "No run has trained yet", "no longer on disk"):
         assert message in page
@@ -104,10 +109,10 @@ def test_empty_history_missing_fields_and_a_vanished_model_say_so():
 
 def test_samples_come_from_dev_else_from_the_warmup_sentences(tmp_path, monkeypatch):
     monkeypatch.delenv("ENJA_DATA_ROOT", raising=False)
-    assert report.sample_sentences(None) == list(ServingConfig.warmup_sentences)
+    assert data.sample_sentences(None) == list(ServingConfig.warmup_sentences)
     (tmp_path / "dev.en").write_text("".join(f"{en}\n" for en, _ in TINY_PAIRS), encoding="utf-8")
     (tmp_path / "dev.ja").write_text("".join(f"{ja}\n" for _, ja in TINY_PAIRS), encoding="utf-8")
-    assert report.sample_sentences(str(tmp_path)) == [en for en, _ in TINY_PAIRS[:5]]
+    assert data.sample_sentences(str(tmp_path)) == [en for en, _ in TINY_PAIRS[:5]]
 
 
 def test_report_command_without_pipeline_metadata_fails_in_one_line(tmp_path, capsys):

@@ -10,7 +10,8 @@ import time
 from ml_metadata import errors
 from ml_metadata.proto import metadata_store_pb2
 
-from enja.pipeline import configs, lineage, local_runner
+from enja.pipeline import configs, local_runner
+from enja.pipeline.operations import lineage
 
 SMOKE = configs.PRESETS["smoke"]
 Execution = metadata_store_pb2.Execution

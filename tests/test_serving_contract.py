@@ -31,7 +31,7 @@ from tensorflow_serving.apis import (
 )
 
 from enja.serving import contract
-from enja.pipeline import cli
+from enja.pipeline.cli import arguments
 from enja.serving.config import ServingConfig
 from enja.serving import client, errors, ops, warmup
 from enja.serving.batching_config import BatchOptions
@@ -540,7 +540,7 @@ def unused_port() -> int:
 
 
 def cli_args(server: str, *text: str, wait: float = 0.0) -> argparse.Namespace:
-    return cli.build_parser().parse_args(
+    return arguments.build_parser().parse_args(
         ["translate", "--server", server, "--model-name", MODEL, "--wait", str(wait), *text])
 
 

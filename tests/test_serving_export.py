@@ -15,10 +15,10 @@ from tfx.utils import path_utils
 from conftest import TINY_PAIRS
 from enja.components import serving_export
 from enja.components.serving_export import ServingExport
-from enja.models import warm_start_state
+from enja.models.training import warm_start_state
 from enja.serving import contract
 from enja.models.config import DecodingConfig, ModelConfig
-from enja.models.warm_start_state import Vocabularies
+from enja.models.training.warm_start_state import Vocabularies
 from enja.serving import warmup
 from enja.serving.config import ServingConfig
 

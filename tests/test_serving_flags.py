@@ -16,6 +16,7 @@ from tensorflow_serving.apis.prediction_service_pb2_grpc import PredictionServic
 
 from enja.serving import contract
 from enja.pipeline import cli
+from enja.pipeline.cli import arguments
 from enja.serving import client, flags, warmup
 from enja.serving import batching_config
 from enja.serving.batching_config import BatchOptions
@@ -26,7 +27,7 @@ from test_serving_deploy import DEPLOY, compose, k8s  # noqa: F401 (fixtures)
 
 
 def parse(*argv: str):
-    return cli.build_parser().parse_args(["serve", *argv])
+    return arguments.build_parser().parse_args(["serve", *argv])
 
 
 def options(*argv: str) -> ServerOptions:

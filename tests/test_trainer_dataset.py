@@ -10,7 +10,8 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from conftest import tfrecord_data_accessor
-from enja.models import seq2seq, trainer
+from enja.models.architectures import seq2seq
+from enja.models.training import trainer
 from enja.models.config import TrainingConfig
 from enja.preprocessing import features
 

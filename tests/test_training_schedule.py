@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from enja.models import architectures, epoch_bleu, seq2seq, trainer, training_summary
+from enja.models.architectures import registry, seq2seq
+from enja.models.training import epoch_bleu, trainer, training_clock
 from enja.models.config import ModelConfig, TrainingConfig
 from enja.preprocessing import features
 
@@ -34,10 +35,10 @@ class _Rates(keras.callbacks.Callback):
 
 def _fit(training: TrainingConfig, epochs: int, data: tf.data.Dataset, *extra_callbacks):
     keras.utils.set_random_seed(0)
-    model = architectures.build(ModelConfig(embedding_dim=8, units=8), SOURCE_VOCAB, TARGET_VOCAB)
+    model = registry.build(ModelConfig(embedding_dim=8, units=8), SOURCE_VOCAB, TARGET_VOCAB)
     seq2seq.compile_model(model.trainer, training)
     callbacks = trainer._callbacks(
-        training, "", training_summary.TrainingClock(),
+        training, "", training_clock.TrainingClock(),
         epoch_bleu.EpochBleu(model, data, [str(i).encode() for i in range(TARGET_VOCAB - 4)], 6))
     callbacks = [c for c in callbacks if not isinstance(c, keras.callbacks.TensorBoard)]
     history = model.trainer.fit(data, validation_data=data, epochs=epochs, verbose=0,

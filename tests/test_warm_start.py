@@ -16,10 +16,11 @@ from tfx import v1 as tfx
 
 from conftest import TINY_PAIRS, write_transformed
 from enja.components import serving_export
-from enja.models import architectures, seq2seq, trainer, training_summary, warm_start, warm_start_state
+from enja.models.architectures import registry, seq2seq
+from enja.models.training import trainer, training_summary, warm_start, warm_start_state
 from enja.serving import contract
 from enja.models.config import DecodingConfig, ModelConfig, TrainingConfig
-from enja.models.warm_start_state import Vocabularies
+from enja.models.training.warm_start_state import Vocabularies
 from enja.preprocessing import features
 from enja.serving.config import ServingConfig
 
@@ -40,7 +41,7 @@ TINY_MODEL_CONFIG = ModelConfig(embedding_dim=16, units=32)
 def _build(config: ModelConfig, vocabularies: Vocabularies, seed: int) -> seq2seq.EncoderDecoder:
     """A model whose every weight (biases too) is random, so carried values are telling."""
     keras.utils.set_random_seed(seed)
-    model = architectures.build(config, len(vocabularies.source) + R, len(vocabularies.target) + R)
+    model = registry.build(config, len(vocabularies.source) + R, len(vocabularies.target) + R)
     rng = np.random.default_rng(seed)
     for weight in model.trainer.weights:
         weight.assign(rng.normal(size=weight.shape).astype("float32"))

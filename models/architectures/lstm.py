@@ -13,7 +13,7 @@ import keras
 import tensorflow as tf
 from keras import layers, ops
 
-from enja.models import seq2seq
+from enja.models.architectures import seq2seq
 from enja.models.config import ModelConfig
 
 _ATTENTION_LAYERS = {"luong": layers.Attention, "bahdanau": layers.AdditiveAttention}

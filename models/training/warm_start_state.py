@@ -14,7 +14,7 @@ TF Serving reads nothing in assets.extra but the warm-up file):
 
 `training` is {"inputs": <the Trainer's inputs and settings>, "summary": <its
 training_summary.json>} of the Trainer run that trained the weights: a later run with
-the same inputs keeps the weights instead of training them again (models/warm_start.py).
+the same inputs keeps the weights instead of training them again (models/training/warm_start.py).
 
 `state.json` is written last, under a temporary name renamed into place, and removed
 first when a state is rewritten: a directory without it is no state at all, so a

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from enja.pipeline import data
+from enja.serving import files
 
 if TYPE_CHECKING:
     from kubernetes import client
@@ -116,7 +116,7 @@ def write_manifest(path: str, manifest: dict[str, Any]) -> str:
     text = f"# `kubectl apply -f {os.path.basename(path)}`: written by `enja rollback`.\n" + yaml.dump(
         manifest, Dumper=_BlockDumper, sort_keys=False, allow_unicode=True)
     try:
-        data.write_atomically(path, text.encode("utf-8"))
+        files.write_atomically(path, text.encode("utf-8"))
     except OSError as error:
         raise KubernetesError(f"cannot write {path}: {error}") from error
     return f"Wrote ConfigMap {manifest['metadata']['name']} to {path}: `kubectl apply -f {path}`; {_FOLLOW}."

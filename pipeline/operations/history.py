@@ -6,7 +6,7 @@ bucket), the blessing and why not, the serving check, the pushed version, and th
 rollbacks that followed it. `enja report` renders the same records as a page.
 
 A run whose Trainer was cached (only the decoding changed, say) or kept its base model's
-weights (the same, after a blessed run: models/warm_start.py) trained nothing: its
+weights (the same, after a blessed run: models/training/warm_start.py) trained nothing: its
 training facts are those of the run that trained the candidate's weights, which
 `trained_by` names.
 """
@@ -18,19 +18,18 @@ import json
 import os
 from typing import Any
 
-import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
 
-from enja.components import data_gate, example_gen, production_model
-from enja.models import training_summary, warm_start
-from enja.pipeline import lineage
-from enja.preprocessing import features
+from enja.components import names
+from enja.models.training import training_summary
+from enja.pipeline.operations import lineage
 
 # Components in pipeline order, with the step a run stops at when one fails or is skipped.
-STEPS = (("ParallelCorpusExampleGen", "reading the corpus"), ("StatisticsGen", "statistics"),
-         ("DataGate", "data validation"), ("Transform", "Transform"), ("Trainer", "training"),
-         ("ServingExport", "the serving export"), ("Evaluator", "evaluation"),
-         ("InfraCheck", "the serving check"), ("Pusher", "push"))
+STEPS = ((names.EXAMPLE_GEN, "reading the corpus"), (names.STATISTICS_GEN, "statistics"),
+         (names.DATA_GATE, "data validation"), (names.TRANSFORM, "Transform"),
+         (names.TRAINER, "training"), (names.SERVING_EXPORT, "the serving export"),
+         (names.EVALUATOR, "evaluation"), (names.INFRA_CHECK, "the serving check"),
+         (names.PUSHER, "push"))
 
 
 @dataclasses.dataclass
@@ -71,6 +70,7 @@ class RunRecord:
     candidate_model: str | None = None
     stopped_at: str | None = None  # the step the run did not get past
     rollbacks: list[Rollback] = dataclasses.field(default_factory=list)
+    missing: list[str] = dataclasses.field(default_factory=list)  # recorded files since deleted
 
 
 def _iso(milliseconds: int) -> str:
@@ -78,50 +78,26 @@ def _iso(milliseconds: int) -> str:
         .isoformat(timespec="seconds")
 
 
-def evaluation_bleu(evaluation_uri: str) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
-    """{model: overall BLEU} and {model: {bucket: BLEU}}, models "candidate"/"baseline"."""
-    overall: dict[str, float] = {}
-    by_bucket: dict[str, dict[str, float]] = {}
-    for metrics in tfma.load_metrics(evaluation_uri):
-        bucket = next((key.bytes_value.decode() for key in metrics.slice_key.single_slice_keys
-                       if key.column == features.SOURCE_LENGTH_BUCKET_KEY), None)
-        for entry in metrics.metric_keys_and_values:
-            if entry.key.is_diff:
-                continue
-            model = entry.key.model_name or "candidate"  # unnamed when there is no baseline
-            if bucket is None:
-                overall[model] = entry.value.double_value.value
-            else:
-                by_bucket.setdefault(model, {})[bucket] = entry.value.double_value.value
-    return overall, {model: dict(sorted(buckets.items())) for model, buckets in by_bucket.items()}
-
-
-def not_blessed_reason(evaluation_uri: str) -> str | None:
-    """The Evaluator's failed thresholds, in words; None when it blessed."""
-    result = tfma.load_validation_result(evaluation_uri)
-    if result.validation_ok:
-        return None
-    reasons = []
-    for slice_result in result.metric_validations_per_slice:
-        for failure in slice_result.failures:
-            threshold = failure.metric_threshold
-            value = failure.metric_value.double_value.value
-            if failure.metric_key.is_diff:
-                allowed = threshold.change_threshold.absolute.value
-                reasons.append(f"BLEU changed by {value:+.2f} against the baseline; "
-                               f"the least allowed is {allowed:+.2f}")
-            else:
-                floor = threshold.value_threshold.lower_bound.value
-                reasons.append(f"BLEU {value:.2f} is below the floor {floor:.2f}")
-    return "; ".join(reasons) or "validation failed"
+def data_problems(gate: lineage.NodeRun) -> list[str]:
+    """The anomalies a DataGate stopped the run for ([] if it did not stop it)."""
+    code, message = gate.execution_result() or (0, "")
+    return message.splitlines() if code == names.DATA_GATE_STOPPED_CODE else []
 
 
 def _base_model_id(trainer: lineage.NodeRun, pushed_models: dict[int, int]) -> int | None:
     """The ServingExport model the Trainer's base model was: the one pushed as the version
     ProductionModel found in production."""
-    base = trainer.input("base_model")
-    version = base and lineage.custom(base, production_model.SERVED_VERSION_PROPERTY)
+    base = trainer.input(names.BASE_MODEL)
+    version = base and lineage.custom(base, names.SERVED_VERSION)
     return pushed_models.get(version) if version is not None else None
+
+
+def _summary(trainer: lineage.NodeRun) -> dict[str, Any] | None:
+    """The Trainer's training summary; None if its files were deleted since the run."""
+    try:
+        return training_summary.read(trainer.output(names.MODEL_RUN).uri)
+    except FileNotFoundError:
+        return None
 
 
 def _training_run(store: lineage.Lineage, trainer: lineage.NodeRun,
@@ -131,15 +107,15 @@ def _training_run(store: lineage.Lineage, trainer: lineage.NodeRun,
     start), the run that trained those, through the ServingExport that exported them."""
     while True:
         if trainer.execution.last_known_state == lineage.Execution.CACHED:
-            trainer = store.producer(trainer.output("model").id)
+            trainer = store.producer(trainer.output(names.MODEL).id)
             if trainer is None:
                 return None
-        start = training_summary.read(trainer.output("model_run").uri).get("start", {})
-        if start.get("mode") != warm_start.REUSED:
+        start = (_summary(trainer) or {}).get("start", {})
+        if start.get("mode") != training_summary.REUSED:
             return store.run_of(trainer.execution.id)
         base_model_id = _base_model_id(trainer, pushed_models)
         serving_export = base_model_id and store.producer(base_model_id)
-        trainer = serving_export and store.producer(serving_export.input("trained_model").id)
+        trainer = serving_export and store.producer(serving_export.input(names.TRAINED_MODEL).id)
         if trainer is None:
             return None
 
@@ -151,61 +127,67 @@ def _record(run: lineage.PipelineRun, store: lineage.Lineage, pushed_models: dic
     record.stopped_at = next((step for node_id, step in STEPS
                               if node_id not in nodes or not nodes[node_id].succeeded), None)
 
-    examples = nodes.get("ParallelCorpusExampleGen")
-    if examples and examples.output("examples"):
-        artifact = examples.output("examples")
-        record.spans = [int(span) for span in lineage.custom(artifact, example_gen.SPANS_PROPERTY, [])]
+    examples = nodes.get(names.EXAMPLE_GEN)
+    if examples and examples.output(names.EXAMPLES):
+        artifact = examples.output(names.EXAMPLES)
+        record.spans = [int(span) for span in lineage.custom(artifact, names.SPANS, [])]
         record.train_pairs = int(sum(pair["pairs"] for pair in lineage.custom(
-            artifact, example_gen.FILE_PAIRS_PROPERTY, []) if pair["split"] == "train"))
+            artifact, names.FILE_PAIRS, []) if pair["split"] == "train"))
 
-    gate = nodes.get("DataGate")
+    gate = nodes.get(names.DATA_GATE)
     if gate and gate.succeeded:
         record.data_passed = True
         record.reference_spans = [int(span) for span in lineage.custom(
-            gate.output("anomalies"), data_gate.REFERENCE_SPANS_PROPERTY, [])]
-    elif gate and (problems := data_gate.problems_of(gate.execution)):
+            gate.output(names.ANOMALIES), names.REFERENCE_SPANS, [])]
+    elif gate and (problems := data_problems(gate)):
         record.data_passed, record.data_anomalies = False, problems
         record.stopped_at = "data validation"
 
-    trainer = nodes.get("Trainer")
+    trainer = nodes.get(names.TRAINER)
     if trainer and trainer.succeeded:
         trained_by = _training_run(store, trainer, pushed_models)
         record.trained_by = trained_by if trained_by != run.run_id else None
-        summary = training_summary.read(trainer.output("model_run").uri)
+        summary = _summary(trainer)
+        if summary is None:
+            record.missing.append(trainer.output(names.MODEL_RUN).uri)
+            summary = {}
         start = summary.get("start", {})
         record.start_mode, record.start_reason = start.get("mode"), start.get("reason")
-        record.training_minutes = round(summary["train_seconds"] / 60, 2)
-        record.loss, record.val_loss = summary["loss"], summary["val_loss"]
+        if "train_seconds" in summary:
+            record.training_minutes = round(summary["train_seconds"] / 60, 2)
+        record.loss, record.val_loss = summary.get("loss", []), summary.get("val_loss", [])
         record.val_bleu = summary.get("val_bleu", [])
         base_model_id = _base_model_id(trainer, pushed_models)
-        if base_model_id is not None and record.start_mode == "warm":
+        if base_model_id is not None and record.start_mode == training_summary.WARM:
             producer = store.producer(base_model_id)
             record.warm_start_from = producer and store.run_of(producer.execution.id)
             record.warm_start_from_version = lineage.custom(
-                trainer.input("base_model"), production_model.SERVED_VERSION_PROPERTY)
+                trainer.input(names.BASE_MODEL), names.SERVED_VERSION)
 
-    serving_export = nodes.get("ServingExport")
+    serving_export = nodes.get(names.SERVING_EXPORT)
     if serving_export and serving_export.succeeded:
-        record.candidate_model = os.path.join(serving_export.output("model").uri, "Format-Serving")
+        record.candidate_model = os.path.join(serving_export.output(names.MODEL).uri, "Format-Serving")
 
-    evaluator = nodes.get("Evaluator")
+    evaluator = nodes.get(names.EVALUATOR)
     if evaluator and evaluator.succeeded:
-        evaluation_uri = evaluator.output("evaluation").uri
-        overall, record.bleu_by_length = evaluation_bleu(evaluation_uri)
-        record.candidate_bleu = overall.get("candidate")
-        record.baseline_bleu = overall.get("baseline")
-        record.blessed = lineage.custom(evaluator.output("blessing"), "blessed") == 1
-        record.not_blessed_reason = None if record.blessed else not_blessed_reason(evaluation_uri)
+        evaluation = evaluator.output(names.EVALUATION)
+        record.candidate_bleu = lineage.custom(evaluation, names.CANDIDATE_BLEU)
+        record.baseline_bleu = lineage.custom(evaluation, names.BASELINE_BLEU)
+        record.bleu_by_length = lineage.custom(evaluation, names.BLEU_BY_LENGTH, {})
+        record.blessed = lineage.custom(evaluator.output(names.BLESSING), names.BLESSED) == 1
+        record.not_blessed_reason = (None if record.blessed else
+                                     lineage.custom(evaluation, names.NOT_BLESSED_REASON) or None)
 
-    infra = nodes.get("InfraCheck")
+    infra = nodes.get(names.INFRA_CHECK)
     if infra and infra.succeeded:
-        blessing = infra.output("blessing")
-        record.infra_passed = lineage.custom(blessing, "blessed") == 1
-        record.infra_detail = lineage.custom(blessing, "reason")
+        blessing = infra.output(names.BLESSING)
+        record.infra_passed = lineage.custom(blessing, names.BLESSED) == 1
+        record.infra_detail = lineage.custom(blessing, names.REASON)
 
-    pusher = nodes.get("Pusher")
-    if pusher and pusher.succeeded and lineage.custom(pusher.output("pushed_model"), "pushed") == 1:
-        record.pushed_version = int(lineage.custom(pusher.output("pushed_model"), "pushed_version"))
+    pusher = nodes.get(names.PUSHER)
+    pushed_model = pusher and pusher.output(names.PUSHED_MODEL)
+    if pusher and pusher.succeeded and lineage.custom(pushed_model, names.PUSHED) == 1:
+        record.pushed_version = int(lineage.custom(pushed_model, names.PUSHED_VERSION))
     return record
 
 
@@ -226,8 +208,8 @@ def history(connection_config: metadata_store_pb2.ConnectionConfig) -> list[RunR
         earlier = [record for record, started in zip(records, starts) if started <= made]
         if earlier:
             earlier[-1].rollbacks.append(Rollback(
-                _iso(made), lineage.custom(rollback, lineage.TO_VERSION),
-                lineage.custom(rollback, lineage.FROM_VERSION)))
+                _iso(made), lineage.custom(rollback, names.TO_VERSION),
+                lineage.custom(rollback, names.FROM_VERSION)))
     return records
 
 
@@ -285,14 +267,14 @@ def format_table(records: list[RunRecord]) -> str:
     numbers = {record.run_id: number for number, record in enumerate(records, start=1)}
     for number, record in enumerate(records, start=1):
         start = (f"warm<{record.warm_start_from_version or record.warm_start_from}"
-                 if record.start_mode == "warm" else record.start_mode)
+                 if record.start_mode == training_summary.WARM else record.start_mode)
         training = "cached" if record.trained_by else _cell(record.training_minutes, "{:.1f}")
         rows.append((str(number), record.started.replace("T", " ")[:19], f"{record.minutes:.1f}",
                      ",".join(map(str, record.spans or [])) or "-", _cell(start), training,
                      _cell(record.candidate_bleu, "{:.2f}"), _cell(record.baseline_bleu, "{:.2f}"),
                      short_outcome(record)))
         if record.trained_by:
-            how = ("kept its base model's weights" if record.start_mode == warm_start.REUSED
+            how = ("kept its base model's weights" if record.start_mode == training_summary.REUSED
                    else "was cached")
             notes.append(f"run {number}: the Trainer {how}; run "
                          f"{numbers.get(record.trained_by, record.trained_by)} trained the weights")
@@ -301,6 +283,8 @@ def format_table(records: list[RunRecord]) -> str:
             notes.append(f"run {number}: not blessed: {record.not_blessed_reason}")
         if record.infra_passed is False:
             notes.append(f"run {number}: serving check failed: {record.infra_detail}")
+        notes += [f"run {number}: {path} is gone, and what it held is unknown"
+                  for path in record.missing]
         for rollback in record.rollbacks:
             to = (f"version {rollback.to_version}" if rollback.to_version is not None
                   else "the newest version")

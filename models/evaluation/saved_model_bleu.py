@@ -11,7 +11,7 @@ from typing import Any, Callable, Sequence
 
 import tensorflow as tf
 
-from enja.models import bleu
+from enja.models.evaluation import bleu
 from enja.serving import contract
 
 

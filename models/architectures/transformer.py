@@ -24,7 +24,7 @@ import keras
 import tensorflow as tf
 from keras import layers, ops
 
-from enja.models import seq2seq
+from enja.models.architectures import seq2seq
 from enja.models.config import ModelConfig
 
 # Added to the scores of positions a query may not see; exp() of it is exactly 0.

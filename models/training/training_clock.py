@@ -1,33 +1,16 @@
-"""What a training run did and how fast, saved beside its TensorBoard logs.
-
-Users read it to see which epoch was kept; bench/quality.py and bench/train_speed.py
-read it to compare the pipeline's Trainer with a plain Keras loop; lineage history and
-reports read how the run started. training_summary.json holds:
-
-    epochs_run, kept_epoch   epochs trained, and the one whose weights were kept (1-based)
-    loss, val_loss           per epoch
-    val_bleu                 greedy dev BLEU per epoch (models/epoch_bleu.py)
-    epoch_train_seconds      training seconds at the end of each epoch, summed from the start
-    train_seconds            time in training batches, validation passes left out
-    tokens_per_epoch         non-padding source tokens plus target labels
-    tokens_per_second        tokens_per_epoch * epochs_run / train_seconds
-    start                    warm or cold start, why, from which base model, and how many
-                             tokens per side were carried over or new (models/warm_start.py)
-"""
+"""What a training run measures of itself for its summary (models/training/training_summary.py):
+seconds spent on training batches, tokens trained on, the epochs and the one kept."""
 from __future__ import annotations
 
-import json
-import os
 import time
 from typing import Any
 
 import keras
 import tensorflow as tf
 
-from enja.models import epoch_bleu, seq2seq
+from enja.models.architectures import seq2seq
+from enja.models.training import epoch_bleu
 from enja.preprocessing import features
-
-SUMMARY_FILE = "training_summary.json"
 
 
 def count_tokens(dataset: tf.data.Dataset) -> int:
@@ -87,14 +70,3 @@ def summarize(history: keras.callbacks.History, clock: TrainingClock, tokens_per
         "tokens_per_epoch": tokens_per_epoch,
         "tokens_per_second": tokens_per_epoch * epochs_run / clock.seconds,
     }
-
-
-def write(summary: dict[str, Any], model_run_dir: str) -> None:
-    tf.io.gfile.makedirs(model_run_dir)
-    with tf.io.gfile.GFile(os.path.join(model_run_dir, SUMMARY_FILE), "w") as out:
-        out.write(json.dumps(summary, indent=2))
-
-
-def read(model_run_dir: str) -> dict[str, Any]:
-    with tf.io.gfile.GFile(os.path.join(model_run_dir, SUMMARY_FILE)) as summary:
-        return json.load(summary)

@@ -1,6 +1,6 @@
 """A trained model rebuilt from its warm-start state and exported for serving.
 
-The Trainer keeps only the trained weights (models/warm_start_state.py); the serving
+The Trainer keeps only the trained weights (models/training/warm_start_state.py); the serving
 SavedModel is built from them afterwards, by the ServingExport component and by
 bench/export_latency.py. So decoding settings change without training again, and the
 same weights can be exported with newer export code.
@@ -11,10 +11,12 @@ import dataclasses
 
 import tensorflow_transform as tft
 
-from enja.models import architectures, export, warm_start_state
+from enja.models.architectures import registry
+from enja.models.export import translator
+from enja.models.training import warm_start_state
 from enja.models.config import DecodingConfig, ModelConfig
-from enja.models.seq2seq import EncoderDecoder
-from enja.models.warm_start_state import State, Vocabularies
+from enja.models.architectures.seq2seq import EncoderDecoder
+from enja.models.training.warm_start_state import State, Vocabularies
 from enja.preprocessing import transform
 from enja.serving import warmup
 from enja.serving.config import ServingConfig
@@ -48,7 +50,7 @@ def rebuild(state: State, tf_transform_output: tft.TFTransformOutput) -> Encoder
     if Vocabularies.of(tf_transform_output) != state.vocabularies:
         raise ValueError("the Transform graph's vocabularies are not the ones the model was "
                          "trained with: export it with the Trainer's own transform_graph")
-    model = architectures.build(model_config(state),
+    model = registry.build(model_config(state),
                                 *transform.vocabulary_sizes(tf_transform_output))
     weights = warm_start_state.named_weights(model.trainer)
     if weights.keys() != state.weights.keys():
@@ -65,5 +67,5 @@ def rebuild(state: State, tf_transform_output: tft.TFTransformOutput) -> Encoder
 def export_serving_model(model: EncoderDecoder, tf_transform_output: tft.TFTransformOutput,
                          decoding: DecodingConfig, serving: ServingConfig, export_dir: str) -> None:
     """The SavedModel TF Serving loads, with its warm-up requests, into `export_dir`."""
-    export.save(export.Translator(model, tf_transform_output, decoding), export_dir)
+    translator.save(translator.Translator(model, tf_transform_output, decoding), export_dir)
     warmup.write_warmup_requests(export_dir, serving.warmup_sentences, serving.model_name)

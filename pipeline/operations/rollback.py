@@ -7,7 +7,7 @@ served again, and warm-starts from it, because the pipeline's ProductionModel re
 same file (components/production_model.py): nothing in ML Metadata decides it. The
 rollback is recorded there all the same, for `enja history`, when the runs are local; for
 runs on Kubeflow the config file is all there is to change. On Kubernetes the servers read a
-ConfigMap instead, which the rollback can also write (pipeline/rollback_kubernetes.py).
+ConfigMap instead, which the rollback can also write (pipeline/operations/rollback_kubernetes.py).
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import dataclasses
 from google.protobuf import text_format
 from ml_metadata.proto import metadata_store_pb2
 
-from enja.pipeline import lineage, rollback_kubernetes
+from enja.pipeline.operations import lineage, rollback_kubernetes
 from enja.serving import model_config, served
 
 

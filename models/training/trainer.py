@@ -1,13 +1,13 @@
 """TFX Trainer entry point: trains the encoder–decoder and keeps its weights.
 
-Named by dotted path (`enja.models.trainer.run_fn`) so TFX runs the installed
+Named by dotted path (`enja.models.training.trainer.run_fn`) so TFX runs the installed
 package instead of packaging a module file. It reads only the `model` and `training`
-groups and writes only the warm-start state (models/warm_start_state.py); the
+groups and writes only the warm-start state (models/training/warm_start_state.py); the
 ServingExport component builds the serving SavedModel from that state, so decoding
 settings change without training again.
 
 It trains under the `tf.distribute` strategy its environment calls for
-(models/distribution.py): one device, several local GPUs, or the workers TF_CONFIG
+(models/training/distribution.py): one device, several local GPUs, or the workers TF_CONFIG
 names. `training.batch_size` is the global batch, which the strategy splits across the
 replicas, so every training setting, the learning rate first, means what it means on one
 device, and a run on several replicas takes the steps a run on one would.
@@ -24,8 +24,9 @@ import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import DataAccessor, FnArgs
 from tfx_bsl.public import tfxio
 
-from enja.models import (architectures, distribution, epoch_bleu, length_buckets, seq2seq,
-                         training_summary, warm_start, warm_start_state)
+from enja.models.architectures import registry, seq2seq
+from enja.models.training import (distribution, epoch_bleu, length_buckets, training_clock,
+                                  training_summary, warm_start, warm_start_state)
 from enja.models.config import ModelConfig, TrainingConfig
 from enja.preprocessing import features, transform
 
@@ -113,7 +114,7 @@ class WarmupAndSchedule(keras.callbacks.Callback):
             self._set(self._epoch_rate * self._steps / self._training.warmup_steps)
 
 
-def _callbacks(training: TrainingConfig, log_dir: str, clock: training_summary.TrainingClock,
+def _callbacks(training: TrainingConfig, log_dir: str, clock: training_clock.TrainingClock,
                dev_bleu: epoch_bleu.EpochBleu) -> list[keras.callbacks.Callback]:
     # With weight averaging the averaged weights are swapped in before validation and
     # kept in for the epoch-end callbacks that follow (dev BLEU, early stopping's best
@@ -145,7 +146,7 @@ def _train(model: seq2seq.EncoderDecoder, training: TrainingConfig, train_data: 
            eval_data: tf.data.Dataset, target_vocabulary: list[bytes], max_output_length: int,
            model_run_dir: str) -> dict[str, Any]:
     """Fits the teacher-forcing model and returns the training summary of the run."""
-    clock = training_summary.TrainingClock()
+    clock = training_clock.TrainingClock()
     dev_bleu = epoch_bleu.EpochBleu(model, eval_data, target_vocabulary, max_output_length)
     history = model.trainer.fit(
         train_data,
@@ -154,8 +155,8 @@ def _train(model: seq2seq.EncoderDecoder, training: TrainingConfig, train_data: 
         callbacks=_callbacks(training, model_run_dir, clock, dev_bleu),
         # A progress bar on a terminal, one line per epoch in logs.
         verbose=1 if sys.stdout.isatty() else 2)
-    return training_summary.summarize(
-        history, clock, training_summary.count_tokens(train_data),
+    return training_clock.summarize(
+        history, clock, training_clock.count_tokens(train_data),
         kept_best=training.early_stopping_patience > 0)
 
 
@@ -178,7 +179,7 @@ def run_fn(fn_args: FnArgs) -> None:
 
     On a cluster every worker runs all of it, in step; only the chief writes into the
     output paths, the others write into temporary directories they remove (see
-    models/distribution.py). The state goes where models/warm_start_state.py puts it,
+    models/training/distribution.py). The state goes where models/training/warm_start_state.py puts it,
     beside `fn_args.serving_model_dir`, which is created last and stays empty: TFX's
     Trainer fails unless run_fn creates it, and the SavedModel is ServingExport's.
     """
@@ -199,7 +200,7 @@ def run_fn(fn_args: FnArgs) -> None:
     keras.mixed_precision.set_global_policy(training.precision)
 
     with strategy.scope():  # the model's and the optimizer's variables, on every replica
-        model = architectures.build(model_config, *transform.vocabulary_sizes(tf_transform_output))
+        model = registry.build(model_config, *transform.vocabulary_sizes(tf_transform_output))
         start = warm_start.start_model(model.trainer, model_config, training,
                                        base_model, vocabularies)
         training = warm_start.training_for(training, start)  # a warm start's epochs and rate

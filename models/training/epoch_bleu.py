@@ -16,8 +16,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from enja.models import bleu, decoding, seq2seq
-from enja.models.seq2seq import EncoderDecoder
+from enja.models.evaluation import bleu
+from enja.models.architectures import decoding, seq2seq
+from enja.models.architectures.seq2seq import EncoderDecoder
 from enja.preprocessing import features
 
 LOG_KEY = "val_bleu"

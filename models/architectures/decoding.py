@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from enja.models.seq2seq import EncoderDecoder, State
+from enja.models.architectures.seq2seq import EncoderDecoder, State
 from enja.preprocessing import features
 
 _NEG_INF = float("-inf")

@@ -9,19 +9,18 @@ which happen outside any run, as executions of their own.
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 from google.protobuf import json_format
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from enja.components import names
+
 Artifact = metadata_store_pb2.Artifact
 Execution = metadata_store_pb2.Execution
 Event = metadata_store_pb2.Event
-
-ROLLBACK_TYPE = "enja.Rollback"
-# Custom properties of a rollback execution.
-TO_VERSION, FROM_VERSION, UNDO = "to_version", "from_version", "undo"
 
 _DONE = (Execution.COMPLETE, Execution.CACHED)
 
@@ -38,7 +37,9 @@ def custom(item: Artifact | Execution, name: str, default: Any = None) -> Any:
 
 
 def _from_struct(struct: Any) -> Any:
-    return json_format.MessageToDict(struct).get("__value__")
+    """A JSON value as TFX stores it: a dict as itself, anything else wrapped in `__value__`."""
+    value = json_format.MessageToDict(struct)
+    return value["__value__"] if "__value__" in value else value
 
 
 @dataclasses.dataclass
@@ -59,6 +60,15 @@ class NodeRun:
 
     def input(self, key: str) -> Artifact | None:
         return (self.inputs.get(key) or [None])[0]
+
+    def execution_result(self) -> tuple[int, str] | None:
+        """(code, message) of the result the executor returned, if it returned one (a DataGate
+        that stopped the run): TFX's ExecutionResult as the JSON TFX stores, read without TFX."""
+        text = custom(self.execution, names.EXECUTION_RESULT)
+        if not text:
+            return None
+        result = json.loads(text)
+        return int(result.get("code", 0)), result.get("resultMessage", "")
 
 
 @dataclasses.dataclass
@@ -133,23 +143,23 @@ class Lineage:
     def pushes(self) -> list[tuple[int, int]]:
         """(pushed version, model artifact id) of every successful push, oldest first."""
         pushed = []
-        for pushed_model in self.artifacts("PushedModel"):
-            if custom(pushed_model, "pushed") != 1:
+        for pushed_model in self.artifacts(names.PUSHED_MODEL_TYPE):
+            if custom(pushed_model, names.PUSHED) != 1:
                 continue
             pusher = self.producer(pushed_model.id)
-            model = pusher.input("model") if pusher else None
+            model = pusher.input(names.MODEL) if pusher else None
             if model is not None:
-                pushed.append((int(custom(pushed_model, "pushed_version")), model.id))
+                pushed.append((int(custom(pushed_model, names.PUSHED_VERSION)), model.id))
         return pushed
 
     def record_rollback(self, pipeline_name: str, to_version: int | None, from_version: int | None,
                         undo: bool) -> int:
         """Records a rollback (or its undoing) in the pipeline's context; returns its id."""
-        execution_type = metadata_store_pb2.ExecutionType(name=ROLLBACK_TYPE)
+        execution_type = metadata_store_pb2.ExecutionType(name=names.ROLLBACK_TYPE)
         type_id = self.store.put_execution_type(execution_type, can_add_fields=True)
         execution = Execution(type_id=type_id, last_known_state=Execution.COMPLETE)
-        execution.custom_properties[UNDO].int_value = int(undo)
-        for name, version in ((TO_VERSION, to_version), (FROM_VERSION, from_version)):
+        execution.custom_properties[names.UNDO].int_value = int(undo)
+        for name, version in ((names.TO_VERSION, to_version), (names.FROM_VERSION, from_version)):
             if version is not None:
                 execution.custom_properties[name].int_value = version
         [context] = [c for c in self.store.get_contexts_by_type("pipeline") if c.name == pipeline_name]
@@ -158,4 +168,4 @@ class Lineage:
         return execution_id
 
     def rollbacks(self) -> list[Execution]:
-        return sorted(self.store.get_executions_by_type(ROLLBACK_TYPE), key=lambda e: e.id)
+        return sorted(self.store.get_executions_by_type(names.ROLLBACK_TYPE), key=lambda e: e.id)

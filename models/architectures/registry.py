@@ -1,7 +1,7 @@
 """`model.architecture` → the module that builds it."""
 from __future__ import annotations
 
-from enja.models import lstm, seq2seq, transformer
+from enja.models.architectures import lstm, seq2seq, transformer
 from enja.models.config import ModelConfig
 
 _BUILDERS = {"lstm": lstm.build, "transformer": transformer.build}

@@ -1,8 +1,8 @@
 """What every encoder–decoder here shares: its interface, output layers, loss and compile.
 
-An architecture (`models/lstm.py`, `models/transformer.py`; `models/architectures.py`
+An architecture (`models/architectures/lstm.py`, `models/architectures/transformer.py`; `models/architectures/registry.py`
 picks one) builds a Keras Functional teacher-forcing model and decodes one token at a
-time through `encode` and `step`. Decoding (models/decoding.py) treats the decoder's
+time through `encode` and `step`. Decoding (models/architectures/decoding.py) treats the decoder's
 state and the encoder's memory as opaque nested tensors: an LSTM's (h, c) and a
 Transformer's key/value cache go through the same greedy and beam search.
 """
@@ -124,7 +124,7 @@ class TokenCrossentropy(keras.losses.Loss):
     smoothing and its dense one needs one-hot labels of vocabulary width.
 
     The mean is over the real tokens of the global batch: on several replicas
-    (models/distribution.py) Keras sums the replicas' gradients and logs each replica's
+    (models/training/distribution.py) Keras sums the replicas' gradients and logs each replica's
     loss times their number, so each replica's loss must be its part of the global mean;
     dividing by its own tokens would double both on two replicas. (Keras weighs the
     logged replica losses by their examples: exact while the replicas' batches are equally

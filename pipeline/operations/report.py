@@ -1,7 +1,7 @@
 """`enja report`: the pipeline's history as one self-contained HTML page.
 
 `enja history` answers in a terminal; this page is for a person reviewing the runs: the
-same records as a table, charts of BLEU and training, and what the latest pushed model
+same records as a table, charts of BLEU and training, and what the served model
 makes of a few sentences. Everything is inline (CSS, base64 PNG charts), so the file can
 be mailed or archived and opens without network or the project's code.
 """
@@ -21,13 +21,12 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from enja.models import attention_plot, evaluation
-from enja.serving import contract
-from enja.pipeline import data
-from enja.pipeline.history import Rollback, RunRecord, short_outcome
-from enja.serving.config import ServingConfig
+from enja.models.evaluation import attention_plot, saved_model_bleu
+from enja.models.training import training_summary
+from enja.pipeline.operations.history import Rollback, RunRecord, short_outcome
+from enja.serving import contract, files
+from enja.serving.served import Served
 
-SAMPLE_SENTENCES = 5
 CANDIDATE_COLOUR, BASELINE_COLOUR = "tab:blue", "tab:gray"
 # Noto CJK (fonts-noto-cjk) draws the Japanese; the generic family is the fallback.
 STYLE = """
@@ -39,16 +38,6 @@ td.number { text-align: right; } td.number, td.when { white-space: nowrap; } td 
 .bad { color: #b00020; } .good { color: #006d2c; } .note { color: #666; font-size: 12px; }
 img { max-width: 100%; display: block; margin: 8px 0; }
 """
-
-
-def sample_sentences(data_root: str | None) -> list[str]:
-    """The first dev sentences when a corpus is at hand (like what the model learned from),
-    else the serving warm-up sentences."""
-    root = data_root or os.environ.get(data.DATA_ROOT_ENV)
-    if not root:
-        return list(ServingConfig.warmup_sentences)
-    with open(os.path.join(data.resolve_data_root(root), "dev.en"), encoding="utf-8") as lines:
-        return [line.strip() for line, _ in zip(lines, range(SAMPLE_SENTENCES))]
 
 
 def _text(value: object) -> str:
@@ -84,7 +73,7 @@ def _start(record: RunRecord) -> str:
     if record.start_mode is None:
         return "–"
     start = _text(record.start_mode)
-    if record.start_mode == "warm":
+    if record.start_mode == training_summary.WARM:
         base = (f"version {record.warm_start_from_version}"
                 if record.warm_start_from_version is not None else record.warm_start_from)
         start += f" from {_text(base)}"
@@ -233,21 +222,22 @@ def _training_chart(records: Sequence[RunRecord]) -> str:
     return _image(figure, "training curves")
 
 
-def _samples(records: Sequence[RunRecord], sentences: Sequence[str]) -> str:
-    """The latest pushed model's translations of `sentences` and one attention heatmap."""
-    pushed = next(((number, record) for number, record in reversed(list(enumerate(records, start=1)))
-                   if record.pushed_version is not None), None)
-    if pushed is None:
-        return "<p>No model has been pushed yet.</p>"
-    number, record = pushed
-    model_dir = record.candidate_model
-    about = f"<p>Version {record.pushed_version}, pushed by run {number}: {_text(model_dir)}</p>"
-    if not model_dir or not os.path.isdir(model_dir):
+def _samples(records: Sequence[RunRecord], sentences: Sequence[str], served: Served | None) -> str:
+    """The served model's translations of `sentences` and one attention heatmap: after a
+    rollback that is not the newest push."""
+    if served is None:
+        return "<p>No model is served yet.</p>"
+    pusher = next((number for number, record in enumerate(records, start=1)
+                   if record.pushed_version == served.version), None)
+    by = f"pushed by run {pusher}" if pusher else "pushed by a run not recorded here"
+    model_dir = served.path
+    about = f"<p>Version {served.version}, {by}: {_text(model_dir)}</p>"
+    if not os.path.isdir(model_dir):
         return about + "<p>That model is no longer on disk, so there are no samples.</p>"
     if not sentences:
         return about + "<p>No sentences to translate.</p>"
     model = tf.saved_model.load(model_dir)  # Keep a reference: the signature uses its resources.
-    translations = evaluation.translate(model.signatures[contract.SERVING_SIGNATURE], sentences,
+    translations = saved_model_bleu.translate(model.signatures[contract.SERVING_SIGNATURE], sentences,
                                         batch_size=len(sentences))
     rows = "".join(f"<tr><td>{_text(source)}</td><td>{_text(target)}</td></tr>"
                    for source, target in zip(sentences, translations))
@@ -264,14 +254,15 @@ def _samples(records: Sequence[RunRecord], sentences: Sequence[str]) -> str:
     return about + table + heatmap
 
 
-def render(records: Sequence[RunRecord], sentences: Sequence[str], source: str = "") -> str:
-    """The whole page for `records` (oldest first), sampling `sentences` on the latest push."""
+def render(records: Sequence[RunRecord], sentences: Sequence[str], served: Served | None,
+           source: str = "") -> str:
+    """The whole page for `records` (oldest first), sampling `sentences` on the served model."""
     now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     runs = _runs_table(records) if records else "<p>No runs recorded yet.</p>"
     sections = (("Runs", runs), ("Dev BLEU per run", _bleu_chart(records)),
                 ("BLEU by source length", _length_chart(records)),
                 ("Training curves", _training_chart(records)),
-                ("Sample translations by the latest pushed model", _samples(records, sentences)))
+                ("Sample translations by the served model", _samples(records, sentences, served)))
     body = "".join(f"<h2>{title}</h2>{content}" for title, content in sections)
     where = f" in {_text(source)}" if source else ""
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
@@ -280,7 +271,7 @@ def render(records: Sequence[RunRecord], sentences: Sequence[str], source: str =
             f"{body}</body></html>\n")
 
 
-def write_report(records: Sequence[RunRecord], sentences: Sequence[str], out: str,
-                 source: str = "") -> None:
+def write_report(records: Sequence[RunRecord], sentences: Sequence[str], served: Served | None,
+                 out: str, source: str = "") -> None:
     """Renders the page and swaps it into `out` at once, so no half-written page is seen."""
-    data.write_atomically(out, render(records, sentences, source).encode("utf-8"))
+    files.write_atomically(out, render(records, sentences, served, source).encode("utf-8"))

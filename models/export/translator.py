@@ -11,9 +11,9 @@ from __future__ import annotations
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from enja.models import decoding
+from enja.models.architectures import decoding
 from enja.serving import contract
-from enja.models.seq2seq import EncoderDecoder
+from enja.models.architectures.seq2seq import EncoderDecoder
 from enja.models.config import DecodingConfig
 from enja.preprocessing import features, transform
 

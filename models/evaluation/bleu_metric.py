@@ -2,10 +2,10 @@
 
 TFMA 0.47's own `Bleu` cannot be thresholded: it misreads the bytes arrays of shape (1,)
 it is fed and outputs a `BLEUScore` object rather than a number. `CorpusBleu` outputs a
-float equal to `enja.models.bleu.corpus_bleu` over the evaluated examples. Its accumulator
+float equal to `enja.models.evaluation.bleu.corpus_bleu` over the evaluated examples. Its accumulator
 holds sacreBLEU's sufficient statistics, so partial results from Beam workers merge by
 addition. Reference it from an EvalConfig as
-`tfma.MetricConfig(class_name="CorpusBleu", module="enja.models.bleu_metric")`.
+`tfma.MetricConfig(class_name="CorpusBleu", module="enja.models.evaluation.bleu_metric")`.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import tensorflow_model_analysis as tfma
 from sacrebleu.metrics import BLEU
 from tensorflow_model_analysis.metrics import metric_types, metric_util
 
-from enja.models import bleu
+from enja.models.evaluation import bleu
 
 BLEU_NAME = "bleu"
 

@@ -39,12 +39,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from enja.models import warm_start_state
+from enja.models.training import warm_start_state
+from enja.models.training.training_summary import COLD, REUSED, WARM
 from enja.models.config import WEIGHT_NEUTRAL_SETTINGS, ModelConfig, TrainingConfig
-from enja.models.warm_start_state import State, Vocabularies
+from enja.models.training.warm_start_state import State, Vocabularies
 from enja.preprocessing import features
-
-WARM, COLD, REUSED = "warm", "cold", "reused"
 
 
 @dataclasses.dataclass(frozen=True)
