@@ -13,7 +13,7 @@ ENJA_DATA_ROOT ?= $(firstword $(wildcard ../shared/data/small_parallel_enja) dat
 export ENJA_DATA_ROOT
 DEMO_SENTENCES := "i like cats ." "where is the station ?" "he gave me a book yesterday ."
 
-.PHONY: install run data serve stop test lock clean
+.PHONY: install run data serve stop test lint lock clean
 
 # The virtual environment, from the lock file; remade when the lock or setup.py changes.
 $(VENV)/installed: requirements.lock setup.py .python-version
@@ -57,6 +57,10 @@ stop:
 
 test: data
 	$(VENV)/bin/python -m pytest
+
+# ruff, with the rules in pyproject.toml.
+lint: install
+	$(VENV)/bin/ruff check .
 
 # Re-resolves requirements.in into requirements.lock.
 lock:

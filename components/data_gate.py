@@ -28,8 +28,8 @@ import json
 import os
 from typing import Any
 
-from absl import logging
 import tensorflow_data_validation as tfdv
+from absl import logging
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tfx import types
 from tfx.components.statistics_gen import stats_artifact_utils
@@ -207,7 +207,7 @@ class DataGate(base_component.BaseComponent):
     DRIVER_CLASS = Driver
 
     def __init__(self, statistics: types.BaseChannel, schema: types.BaseChannel,
-                 examples: types.BaseChannel, reference_file: str, max_empty_fraction: float = 0.01):
+                 examples: types.BaseChannel, reference_file: str, max_empty_fraction: float = 0.01) -> None:
         """Builds the gate.
 
         Args:

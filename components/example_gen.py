@@ -24,25 +24,21 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, BinaryIO, Iterator
+from collections.abc import Iterator
+from typing import Any, BinaryIO
 
-from absl import logging
 import apache_beam as beam
 import tensorflow as tf
+from absl import logging
+from google.protobuf import json_format, struct_pb2
 from tfx import types
-from tfx.components.example_gen import base_example_gen_executor
-from tfx.components.example_gen import component
-from tfx.components.example_gen import input_processor
+from tfx.components.example_gen import base_example_gen_executor, component, input_processor
 from tfx.components.example_gen import utils as example_gen_utils
 from tfx.dsl.components.base import executor_spec
 from tfx.dsl.io import fileio
 from tfx.proto import example_gen_pb2
-from tfx.types import artifact_utils
-from tfx.types import standard_component_specs
+from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
-
-from google.protobuf import json_format
-from google.protobuf import struct_pb2
 
 from enja.components import names, pair_features, parallel_corpus, spans
 from enja.preprocessing import features
@@ -166,7 +162,7 @@ def _read_chunk(chunk: parallel_corpus.Chunk) -> Iterator[tuple[str, str]]:
 @beam.ptransform_fn
 @beam.typehints.with_input_types(beam.Pipeline)
 @beam.typehints.with_output_types(tf.train.Example)
-def _ParallelCorpusToExample(  # pylint: disable=invalid-name
+def _ParallelCorpusToExample(
     pipeline: beam.Pipeline, exec_properties: dict[str, Any], split_pattern: str
 ) -> beam.PCollection:
     """Reads a split's chunks (one Beam element each) as tf.Examples.
@@ -276,7 +272,7 @@ class ParallelCorpusExampleGen(component.FileBasedExampleGen):
         max_pairs: int = 0,
         source_lang: str = "en",
         target_lang: str = "ja",
-    ):
+    ) -> None:
         """Builds the component.
 
         Args:

@@ -9,7 +9,8 @@ cached (pipeline.ALWAYS_RUN_NODE_IDS), and the executor reads the state itself e
 """
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 from tfx.dsl.components.base import base_driver
 from tfx.orchestration.portable import data_types

@@ -27,10 +27,10 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from absl import logging
 import grpc
 import numpy as np
 import tensorflow as tf
+from absl import logging
 from google.protobuf import message
 from tensorflow_serving.apis import (
     get_model_status_pb2,
@@ -46,8 +46,7 @@ from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionP
 from tfx.utils import io_utils, path_utils
 
 from enja.components import names
-from enja.serving import contract
-from enja.serving import ops
+from enja.serving import contract, ops
 from enja.serving.loader import LoadedModel
 from enja.serving.server import ModelServer, ServerOptions
 from enja.serving.warmup import predict_request
@@ -68,20 +67,21 @@ AVAILABLE = get_model_status_pb2.ModelVersionStatus.State.AVAILABLE
 END = get_model_status_pb2.ModelVersionStatus.State.END
 
 
-class Rejected(Exception):
+class RejectedError(Exception):
     """The candidate failed a check: a verdict for the blessing, not an error of the component."""
 
 
 def check_core_ops(saved_model: str) -> str:
     """The TF Serving binary links only core TF ops; a graph needing others fails there at load."""
     if not fileio.exists(os.path.join(saved_model, "saved_model.pb")):
-        raise Rejected(f"not a SavedModel: no saved_model.pb in {saved_model}")
+        raise RejectedError(f"not a SavedModel: no saved_model.pb in {saved_model}")
     try:
         missing = ops.non_core_ops(saved_model)
     except message.DecodeError as error:
-        raise Rejected(f"not a SavedModel: saved_model.pb in {saved_model} does not parse: {error}") from error
+        raise RejectedError(f"not a SavedModel: saved_model.pb in {saved_model} does not parse: "
+                            f"{error}") from error
     if missing:
-        raise Rejected(f"uses ops stock TF Serving lacks: {', '.join(sorted(missing))}")
+        raise RejectedError(f"uses ops stock TF Serving lacks: {', '.join(sorted(missing))}")
     return "only core TF ops"
 
 
@@ -93,25 +93,26 @@ def check_session_load(saved_model: str, options: ServerOptions) -> str:
     """
     try:
         model = LoadedModel(saved_model, VERSION)
-    except Exception as error:  # pylint: disable=broad-except
-        raise Rejected(f"does not load with the TF1 session loader: {type(error).__name__}: {error}") from error
+    except Exception as error:  # whatever fails the load, TF Serving refuses the version
+        raise RejectedError("does not load with the TF1 session loader: "
+                            f"{type(error).__name__}: {error}") from error
     try:
         count = model.warm_up(options.limits)
-    except Exception as error:  # pylint: disable=broad-except
-        raise Rejected(f"a stored warm-up request failed: {type(error).__name__}: {error}") from error
+    except Exception as error:  # likewise a failed warm-up
+        raise RejectedError(f"a stored warm-up request failed: {type(error).__name__}: {error}") from error
     return f"loads with the TF1 session loader and answers its {count} warm-up request(s)"
 
 
 def _output(response: predict_pb2.PredictResponse, key: str, dtype: tf.DType, rows: int) -> np.ndarray:
     """One output of the serving signature, of the contract's dtype and one row per sentence."""
     if key not in response.outputs:
-        raise Rejected(f"the answer lacks output '{key}' (has {sorted(response.outputs)})")
+        raise RejectedError(f"the answer lacks output '{key}' (has {sorted(response.outputs)})")
     proto = response.outputs[key]
     if proto.dtype != dtype.as_datatype_enum:
-        raise Rejected(f"output '{key}' is {tf.dtypes.as_dtype(proto.dtype).name}, not {dtype.name}")
+        raise RejectedError(f"output '{key}' is {tf.dtypes.as_dtype(proto.dtype).name}, not {dtype.name}")
     array = tf.make_ndarray(proto)
     if array.shape != (rows,):
-        raise Rejected(f"output '{key}' has shape {list(array.shape)} for {rows} sentence(s)")
+        raise RejectedError(f"output '{key}' has shape {list(array.shape)} for {rows} sentence(s)")
     return array
 
 
@@ -119,15 +120,16 @@ def check_answer(sentences: Sequence[str], response: predict_pb2.PredictResponse
     """One non-empty UTF-8 translation per sentence, with a finite log-probability ≤ 0."""
     translations = _output(response, contract.TRANSLATIONS_OUTPUT, tf.string, len(sentences))
     scores = _output(response, contract.SCORES_OUTPUT, tf.float32, len(sentences))
-    for sentence, translation, score in zip(sentences, translations, scores):
+    for sentence, translation, score in zip(sentences, translations, scores, strict=True):
         try:
             text = translation.decode("utf-8")
         except UnicodeDecodeError as error:
-            raise Rejected(f"the translation of {sentence!r} is not valid UTF-8: {translation!r}") from error
+            raise RejectedError(f"the translation of {sentence!r} is not valid UTF-8: "
+                                f"{translation!r}") from error
         if not text.strip():
-            raise Rejected(f"empty translation of {sentence!r}")
+            raise RejectedError(f"empty translation of {sentence!r}")
         if not (np.isfinite(score) and score <= 0):
-            raise Rejected(f"score {score} of {sentence!r} is not a finite log-probability ≤ 0")
+            raise RejectedError(f"score {score} of {sentence!r} is not a finite log-probability ≤ 0")
 
 
 def wait_until_available(channel: grpc.Channel, model_name: str) -> None:
@@ -147,9 +149,9 @@ def wait_until_available(channel: grpc.Channel, model_name: str) -> None:
             if status.state == AVAILABLE:
                 return
             if status.state == END:
-                raise Rejected(f"the model server did not load it: {status.status.error_message}")
+                raise RejectedError(f"the model server did not load it: {status.status.error_message}")
         time.sleep(STATUS_POLL_S)
-    raise Rejected(f"the model server did not make it available within {LOAD_TIMEOUT_S:.0f} s")
+    raise RejectedError(f"the model server did not make it available within {LOAD_TIMEOUT_S:.0f} s")
 
 
 def predict_and_check(channel: grpc.Channel, model_name: str, sentences: Sequence[str]) -> None:
@@ -158,12 +160,14 @@ def predict_and_check(channel: grpc.Channel, model_name: str, sentences: Sequenc
     try:
         response = stub.Predict(predict_request(sentences, model_name), timeout=RPC_TIMEOUT_S)
     except grpc.RpcError as error:
-        raise Rejected(f"Predict of {list(sentences)} failed: {error.code().name}: {error.details()}") from error
+        raise RejectedError(f"Predict of {list(sentences)} failed: "
+                            f"{error.code().name}: {error.details()}") from error
     check_answer(sentences, response)
 
 
 def check_served(saved_model: str, model_name: str, sentences: Sequence[str], options: ServerOptions) -> str:
-    """Serves a copy laid out as <base>/<model_name>/1/ and translates each sentence alone, then all at once."""
+    """Serves a copy laid out as <base>/<model_name>/1/ and translates each sentence alone, then
+    all at once."""
     with tempfile.TemporaryDirectory(prefix="infra_check_") as base:
         version_dir = os.path.join(base, model_name, str(VERSION))
         io_utils.copy_dir(saved_model, version_dir)  # TFX's file system layer: gs:// works too
@@ -184,7 +188,7 @@ def check_served(saved_model: str, model_name: str, sentences: Sequence[str], op
 
 
 def run_checks(saved_model: str, model_name: str, sentences: Sequence[str]) -> str:
-    """Every check in order; returns what passed, or raises Rejected at the first failure."""
+    """Every check in order; returns what passed, or raises RejectedError at the first failure."""
     options = ServerOptions(host="127.0.0.1", port=0, max_load_retries=0)
     checks = [("the graph's ops", lambda: check_core_ops(saved_model)),
               ("the TF1 session loader", lambda: check_session_load(saved_model, options)),
@@ -199,7 +203,8 @@ def run_checks(saved_model: str, model_name: str, sentences: Sequence[str]) -> s
 
 def record_verdict(blessing: types.Artifact, blessed: bool, reason: str) -> None:
     """Writes the verdict where Pusher and lineage look for it."""
-    io_utils.write_string_file(os.path.join(blessing.uri, BLESSED_FILE if blessed else NOT_BLESSED_FILE), reason)
+    io_utils.write_string_file(os.path.join(blessing.uri, BLESSED_FILE if blessed else NOT_BLESSED_FILE),
+                               reason)
     blessing.set_int_custom_property(names.BLESSED, int(blessed))
     blessing.set_string_custom_property(names.REASON, reason)
 
@@ -228,7 +233,7 @@ class Executor(base_executor.BaseExecutor):
         try:
             reason, blessed = run_checks(saved_model, exec_properties[MODEL_NAME_KEY],
                                          json.loads(exec_properties[SENTENCES_KEY])), True
-        except Rejected as rejected:
+        except RejectedError as rejected:
             reason, blessed = str(rejected), False
         logging.info("InfraCheck %s %s: %s", "blessed" if blessed else "did not bless", saved_model, reason)
         record_verdict(blessing, blessed, reason)
@@ -244,7 +249,7 @@ class InfraCheck(base_component.BaseComponent):
     SPEC_CLASS = InfraCheckSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
 
-    def __init__(self, model: types.BaseChannel, model_name: str, sentences: Sequence[str]):
+    def __init__(self, model: types.BaseChannel, model_name: str, sentences: Sequence[str]) -> None:
         """Builds the component.
 
         Args:

@@ -15,7 +15,8 @@ import dataclasses
 import io
 import itertools
 import os
-from typing import BinaryIO, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import BinaryIO
 
 # Opens a path for reading bytes; lets callers substitute e.g. TFX's `fileio.open`.
 Opener = Callable[[str], BinaryIO]
@@ -24,7 +25,7 @@ Line = tuple[str, int]
 
 
 def _open_binary(path: str) -> BinaryIO:
-    return open(path, "rb")  # pylint: disable=consider-using-with
+    return open(path, "rb")  # the caller closes it
 
 
 class CorpusError(ValueError):
@@ -34,7 +35,7 @@ class CorpusError(ValueError):
 class LineCountMismatchError(CorpusError):
     """The two sides of a file pair have different numbers of lines."""
 
-    def __init__(self, source: str, source_lines: int, target: str, target_lines: int):
+    def __init__(self, source: str, source_lines: int, target: str, target_lines: int) -> None:
         super().__init__(
             f"{source} has {source_lines} lines but {target} has {target_lines}; "
             "a parallel corpus needs one line per sentence on each side"
@@ -44,7 +45,7 @@ class LineCountMismatchError(CorpusError):
 class InvalidUtf8Error(CorpusError):
     """A line is not valid UTF-8."""
 
-    def __init__(self, path: str, line_number: int, error: UnicodeDecodeError):
+    def __init__(self, path: str, line_number: int, error: UnicodeDecodeError) -> None:
         super().__init__(
             f"{path}, line {line_number}: invalid UTF-8 ({error.reason} at byte {error.start})"
         )
@@ -175,13 +176,13 @@ def read_chunk(chunk: Chunk, opener: Opener = _open_binary) -> Iterator[tuple[st
         raise CorpusError(
             f"{chunk.source} or {chunk.target} changed after it was scanned: the chunk from "
             f"line {chunk.first_line} now holds {len(source_lines)} and {len(target_lines)} lines")
-    return _non_empty(zip(source_lines, target_lines))
+    return _non_empty(zip(source_lines, target_lines, strict=True))
 
 
 class _ChunkCutter:
     """Cuts a file pair into chunks of `chunk_lines` lines (0: one chunk) as it is scanned."""
 
-    def __init__(self, source: str, target: str, chunk_lines: int):
+    def __init__(self, source: str, target: str, chunk_lines: int) -> None:
         self._source, self._target, self._chunk_lines = source, target, chunk_lines
         self._chunks: list[Chunk] = []
         self._first_line, self._lines = 1, 0

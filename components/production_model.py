@@ -5,8 +5,9 @@ that Pusher writes into and, when there is one, the TF Serving model config file
 `enja serve` and TF Serving poll and that `enja rollback` edits (a pinned version, or the
 newest). The executor reads that state at run time (serving/served.py) and copies the
 served SavedModel into its output `model` (`Format-Serving/`, the layout Evaluator and
-Trainer read), with the version it was. A pushed SavedModel carries the Keras state the Trainer warm-starts from
-(`assets.extra/warm_start/`, written by ServingExport), so the copy does too.
+Trainer read), with the version it was. A pushed SavedModel carries the Keras state the
+Trainer warm-starts from (`assets.extra/warm_start/`, written by ServingExport), so the copy
+does too.
 
 Reading the state in the executor, rather than resolving artifacts in ML Metadata, is
 what lets one pipeline run on open-source Kubeflow Pipelines, whose backend runs no
@@ -23,16 +24,15 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from absl import logging
 import tensorflow as tf
+from absl import logging
 from tfx import types
 from tfx.dsl.components.base import base_component, base_executor, executor_spec
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 from tfx.utils import path_utils
 
-from enja.components import names
-from enja.components import external_state
+from enja.components import external_state, names
 from enja.serving.served import find_served
 
 MODEL_KEY = "model"
@@ -115,7 +115,7 @@ class ProductionModel(base_component.BaseComponent):
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
     DRIVER_CLASS = Driver
 
-    def __init__(self, serving_model_dir: str, model_name: str, model_config_file: str = ""):
+    def __init__(self, serving_model_dir: str, model_name: str, model_config_file: str = "") -> None:
         """Builds the component.
 
         Args:

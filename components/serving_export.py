@@ -25,19 +25,19 @@ import dataclasses
 import json
 from typing import Any
 
-from absl import logging
 import keras
 import tensorflow as tf
 import tensorflow_transform as tft
+from absl import logging
 from tfx import types
 from tfx.dsl.components.base import base_component, base_executor, executor_spec
 from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 from tfx.utils import path_utils
 
+from enja.models.config import DecodingConfig
 from enja.models.export import reexport
 from enja.models.training import warm_start_state
-from enja.models.config import DecodingConfig
 from enja.serving.config import ServingConfig
 
 # The input cannot share the output's name: a ComponentSpec's names are unique.
@@ -108,7 +108,7 @@ class ServingExport(base_component.BaseComponent):
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
 
     def __init__(self, trained_model: types.BaseChannel, transform_graph: types.BaseChannel,
-                 decoding: DecodingConfig, serving: ServingConfig):
+                 decoding: DecodingConfig, serving: ServingConfig) -> None:
         """Builds the component.
 
         Args:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from typing import Callable
+from collections.abc import Callable
 
 # TFX's span spec: {SPAN} (any width) or {SPAN:n} (zero-padded to n digits).
 _SPAN_SPEC = re.compile(r"\{SPAN(?::(\d+))?\}")

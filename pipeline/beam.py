@@ -6,7 +6,8 @@ runs, and each choice's requirements are checked here, once.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from enja.pipeline.configs import BeamConfig

@@ -11,7 +11,8 @@ Trainer's model without training it again.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from enja.components.config import DataConfig
 from enja.models.config import DecodingConfig, ModelConfig, TrainingConfig

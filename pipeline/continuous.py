@@ -16,17 +16,17 @@ import shutil
 import subprocess
 import sys
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import grpc
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from enja.components import parallel_corpus, spans
-from enja.serving import contract
+from enja.models.training.progress import duration
 from enja.pipeline import configs, local_runner
 from enja.pipeline.operations import history
-from enja.serving import model_config
+from enja.serving import contract, model_config
 from enja.serving.warmup import predict_request
 
 SERVER_START_TIMEOUT_S = 120.0
@@ -58,11 +58,12 @@ def prepare_landing(source_root: str, landing: str) -> None:
 class ServerProcess:
     """`enja serve` on a model config file, as a separate process, logging to a file."""
 
-    def __init__(self, layout: local_runner.OutputLayout, model_name: str, port: int):
+    def __init__(self, layout: local_runner.OutputLayout, model_name: str, port: int) -> None:
         self.address = f"127.0.0.1:{port}"
         self.model_name = model_name
-        self._log = open(os.path.join(layout.output_dir, "server.log"), "ab")  # pylint: disable=consider-using-with
-        self._process = subprocess.Popen(  # pylint: disable=consider-using-with
+        # Both live as long as the server: stop() ends the process and closes the log.
+        self._log = open(os.path.join(layout.output_dir, "server.log"), "ab")  # noqa: SIM115
+        self._process = subprocess.Popen(
             [sys.executable, "-m", "enja.pipeline.cli", "serve",
              "--model_config_file", layout.model_config_file,
              "--model_config_file_poll_wait_seconds", "1", "--file-system-poll-wait-seconds", "1",
@@ -123,16 +124,21 @@ def play(config: configs.PipelineConfig, source_root: str, output_dir: str, port
     try:
         server.wait_until_listening()
         report(f"Model server on {server.address} (log: {os.path.join(layout.output_dir, 'server.log')})")
-        for span in arriving:
+        started = time.monotonic()
+        for number, span in enumerate(arriving, start=1):
             arrive(available[span], landing)
-            report(f"Span {span} arrived; running the pipeline.")
+            report(f"Span {span} arrived ({number} of {len(arriving)}); running the pipeline.")
             record = local_runner.run(data_root=landing, output_dir=output_dir, config=config)
             report(history.outcome(record, layout.serving_model_dir))
+            per_run = (time.monotonic() - started) / number
+            if number < len(arriving):
+                report(f"{number} of {len(arriving)} runs in {duration(per_run * number)}; the rest "
+                       f"about {duration(per_run * (len(arriving) - number))} more.")
             if record.pushed_version is not None:
                 sentences = list(config.serving.warmup_sentences)
                 translations = server.wait_for_version(record.pushed_version, sentences)
                 report(f"The server answers with version {record.pushed_version}:")
-                for sentence, translation in zip(sentences, translations):
+                for sentence, translation in zip(sentences, translations, strict=True):
                     report(f"  {sentence} → {translation}")
     finally:
         server.stop()

@@ -58,4 +58,4 @@ def sample_sentences(data_root: str | None, count: int = 5) -> list[str]:
     if not root:
         return list(ServingConfig.warmup_sentences)
     with open(os.path.join(resolve_data_root(root), "dev.en"), encoding="utf-8") as lines:
-        return [line.strip() for line, _ in zip(lines, range(count))]
+        return [line.strip() for line, _ in zip(lines, range(count), strict=False)]

@@ -28,12 +28,15 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import Any
 
 from absl import app
 from google.protobuf import json_format, struct_pb2
 from kfp.pipeline_spec import pipeline_spec_pb2 as pb
+from tfx import types
 from tfx.dsl.components.base import base_executor
 from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_run_executor
+from tfx.proto.orchestration import execution_result_pb2
 from tfx.utils import import_utils
 
 MODULE = "enja.pipeline.kubeflow_entrypoint"
@@ -75,7 +78,7 @@ def repair(executor_input: pb.ExecutorInput, inputs_spec: pb.ComponentInputsSpec
     return repaired
 
 
-class ExecutionStopped(RuntimeError):
+class ExecutionStoppedError(RuntimeError):
     """The executor returned a failed execution result; its message is the result's."""
 
 
@@ -83,10 +86,12 @@ def stopping_on_failed_result(executor_class: type[base_executor.BaseExecutor]) 
     """A subclass of `executor_class` whose `Do` raises a failed execution result it returns."""
 
     class Stopping(executor_class):  # type: ignore[misc, valid-type]
-        def Do(self, input_dict, output_dict, exec_properties):  # noqa: N802 (TFX's name)
+        def Do(self, input_dict: dict[str, list[types.Artifact]],
+               output_dict: dict[str, list[types.Artifact]],
+               exec_properties: dict[str, Any]) -> execution_result_pb2.ExecutorOutput | None:
             result = super().Do(input_dict, output_dict, exec_properties)
             if result is not None and result.execution_result.code:
-                raise ExecutionStopped(result.execution_result.result_message)
+                raise ExecutionStoppedError(result.execution_result.result_message)
             return result
 
     Stopping.__name__ = Stopping.__qualname__ = executor_class.__name__

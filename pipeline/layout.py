@@ -15,7 +15,7 @@ from enja.pipeline import configs
 class OutputLayout:
     """Where one output root keeps the pipeline's artifacts, metadata and pushed models."""
 
-    def __init__(self, output_dir: str, config: configs.PipelineConfig):
+    def __init__(self, output_dir: str, config: configs.PipelineConfig) -> None:
         self.output_dir = os.path.abspath(output_dir)
         self.pipeline_root = os.path.join(self.output_dir, "tfx", config.pipeline_name)
         self.metadata_path = os.path.join(self.output_dir, "metadata", "metadata.db")

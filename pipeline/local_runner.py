@@ -6,8 +6,8 @@ import os
 from tfx import v1 as tfx
 
 from enja.pipeline import beam, configs, data
-from enja.pipeline.operations import history
 from enja.pipeline.layout import OutputLayout
+from enja.pipeline.operations import history
 from enja.pipeline.pipeline import create_pipeline
 from enja.serving import model_config
 

@@ -19,9 +19,9 @@ from enja.components.infra_check import InfraCheck
 from enja.components.production_model import ProductionModel
 from enja.components.serving_export import ServingExport
 from enja.components.spans import SpanWindow
-from enja.serving import contract
 from enja.pipeline.configs import EvaluationConfig, PipelineConfig
 from enja.preprocessing import features
+from enja.serving import contract
 
 # The reviewed schema every span is checked against (see its comments).
 SCHEMA_FILE = os.path.join(os.path.dirname(__file__), "schema.pbtxt")

@@ -10,7 +10,8 @@ side, and owning its table lets it initialise once when the model loads.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import tensorflow as tf
 import tensorflow_transform as tft

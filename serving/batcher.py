@@ -30,7 +30,7 @@ def _expired_in_queue() -> ServingError:
 
 
 class _Task:
-    def __init__(self, inputs: Arrays, rows: int, deadline: float | None):
+    def __init__(self, inputs: Arrays, rows: int, deadline: float | None) -> None:
         self.inputs = inputs
         self.rows = rows
         self.deadline = deadline
@@ -44,7 +44,7 @@ class _Task:
 class Batcher:
     """Queues of tasks keyed by what they run, drained by `num_batch_threads` workers."""
 
-    def __init__(self, options: BatchOptions):
+    def __init__(self, options: BatchOptions) -> None:
         self._options = options
         self._queues: dict[tuple, collections.deque[_Task]] = {}
         self._run_fns: dict[tuple, RunFn] = {}
@@ -94,7 +94,8 @@ class Batcher:
                 now, wait = time.monotonic(), None
                 for key, queue in self._queues.items():
                     deadline = queue[0].enqueued + self._options.batch_timeout_s
-                    if self._closed or deadline <= now or sum(t.rows for t in queue) >= self._options.max_batch_size:
+                    full = sum(task.rows for task in queue) >= self._options.max_batch_size
+                    if self._closed or deadline <= now or full:
                         return self._run_fns[key], self._pop(key)
                     wait = deadline - now if wait is None else min(wait, deadline - now)
                 if self._closed:
@@ -121,7 +122,8 @@ class Batcher:
             del batch  # an idle worker must not keep the last batch's version (perhaps swapped out) alive
 
     def _run(self, run_fn: RunFn, tasks: list[_Task]) -> None:
-        """Run one batch and hand each task its rows of the outputs; a failure fails the batch's tasks only."""
+        """Run one batch and hand each task its rows of the outputs; a failure fails the batch's
+        tasks only."""
         now = time.monotonic()
         for task in tasks:
             if task.expired(now):

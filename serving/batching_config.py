@@ -64,7 +64,7 @@ class BatchOptions:
     max_enqueued_batches: int = 100
 
 
-def read_batching_parameters(path: str):
+def read_batching_parameters(path: str) -> BatchingParameters:
     """Parse a batching parameters file, rejecting unknown fields."""
     with open(path, encoding="utf-8") as f:
         return text_format.Parse(f.read(), BatchingParameters())
@@ -89,7 +89,8 @@ def batch_options(path: str) -> BatchOptions:
             raise BatchingParametersError(
                 f"{path}: {name} is {getattr(params, name).value}; it must be at least {least}")
     set_fields = {field.name: value.value for field, value in params.ListFields() if hasattr(value, "value")}
-    options = {name: set_fields[name] for name in ("max_batch_size", "num_batch_threads", "max_enqueued_batches")
+    options = {name: set_fields[name] for name in ("max_batch_size", "num_batch_threads",
+                                                   "max_enqueued_batches")
                if name in set_fields}
     if "batch_timeout_micros" in set_fields:
         options["batch_timeout_s"] = set_fields["batch_timeout_micros"] / 1e6

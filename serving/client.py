@@ -78,6 +78,7 @@ def main(args: argparse.Namespace) -> int:
             print(f"enja translate: cannot reach a model server at {args.server}: {error.details()}",
                   file=sys.stderr)
         else:
-            print(f"enja translate: {args.server} answered {error.code().name}: {error.details()}", file=sys.stderr)
+            print(f"enja translate: {args.server} answered {error.code().name}: {error.details()}",
+                  file=sys.stderr)
         return 1
     return 0

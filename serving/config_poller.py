@@ -18,7 +18,7 @@ class ConfigFilePoller:
     """Hands each new config found in a file to `apply`, which raises ModelConfigError to refuse it."""
 
     def __init__(self, path: str, adopted: ModelServerConfig, apply: Callable[[ModelServerConfig], None],
-                 interval_s: float):
+                 interval_s: float) -> None:
         self._path = path
         self._adopted = adopted  # the config last adopted from the file
         self._apply = apply

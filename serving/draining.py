@@ -11,6 +11,7 @@ over the calls sent meanwhile. An idle server skips both.
 import math
 import threading
 import time
+from collections.abc import Callable
 
 import grpc
 
@@ -35,12 +36,13 @@ class Draining(grpc.ServerInterceptor):
         if time.monotonic() - self._last_call < HANDOVER_S:
             time.sleep(max(0.0, since + HANDOVER_S - time.monotonic()))
 
-    def intercept_service(self, continuation, handler_call_details):
+    def intercept_service(self, continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler],
+                          handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
         self._last_call = time.monotonic()
         if not self._refusing.is_set():
             return continuation(handler_call_details)
         return grpc.unary_unary_rpc_method_handler(_refuse)
 
 
-def _refuse(request, context: grpc.ServicerContext):
+def _refuse(request: bytes, context: grpc.ServicerContext) -> None:
     context.abort(grpc.StatusCode.UNAVAILABLE, "the server is shutting down; retry on another")

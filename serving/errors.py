@@ -4,9 +4,10 @@ import time
 import grpc
 import tensorflow as tf
 
-# An error message's length at most. gRPC sends it in the trailing metadata, percent-encoded (up to 12 bytes for a
-# character), and clients drop answers whose metadata is over 8 KiB at random, over 16 KiB always: a message quoting
-# a 10 kB model name reached the client as RESOURCE_EXHAUSTED "received metadata size exceeds soft limit".
+# An error message's length at most. gRPC sends it in the trailing metadata, percent-encoded (up
+# to 12 bytes for a character), and clients drop answers whose metadata is over 8 KiB at random,
+# over 16 KiB always: a message quoting a 10 kB model name reached the client as
+# RESOURCE_EXHAUSTED "received metadata size exceeds soft limit".
 MAX_MESSAGE_CHARS = 400
 ELLIPSIS = "..."
 
@@ -19,7 +20,7 @@ def shortened(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
 class ServingError(Exception):
     """A failed request: its status code and a message for the client, shortened to fit gRPC's metadata."""
 
-    def __init__(self, code: grpc.StatusCode, message: str):
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
         message = shortened(message)
         super().__init__(message)
         self.code = code

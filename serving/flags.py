@@ -47,8 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--model_base_path", "--model-base-path", metavar="DIR",
                         help="serve the model whose numbered versions are in DIR, e.g. "
-                             "pipeline_output/serving_model/enja (for the old spelling's meaning, a DIR holding "
-                             "<model_name>/ and no versions is taken as DIR/<model_name>)")
+                             "pipeline_output/serving_model/enja (for the old spelling's meaning, a DIR "
+                             "holding <model_name>/ and no versions is taken as DIR/<model_name>)")
     source.add_argument("--model_config_file", metavar="FILE",
                         help="serve the models of a TF Serving ModelServerConfig in protobuf text format, "
                              "e.g. serving/deploy/models.config: names, base paths (a relative one is taken "
@@ -60,13 +60,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the model's name with --model_base_path; TF Serving's default is 'default' "
                              "(default: %(default)s)")
     parser.add_argument("--port", type=_port, default=8500,
-                        help="the gRPC port: TF Serving's PredictionService and ModelService, and the standard "
-                             "health service grpc.health.v1.Health, SERVING for a model name while a version of "
-                             "it is available and for \"\" while every model's is; 0 picks a free port "
+                        help="the gRPC port: TF Serving's PredictionService and ModelService, and the "
+                             "standard health service grpc.health.v1.Health, SERVING for a model name while "
+                             "a version of it is available and for \"\" while every model's is; 0 picks a "
+                             "free port "
                              "(default: %(default)s)")
     parser.add_argument("--rest_api_port", type=_port, default=0, metavar="PORT",
-                        help="the HTTP port: TF Serving's REST API (/v1/models/...) and Prometheus metrics at "
-                             "/monitoring/prometheus/metrics; 0 serves no HTTP (default: %(default)s)")
+                        help="the HTTP port: TF Serving's REST API (/v1/models/...) and Prometheus metrics "
+                             "at /monitoring/prometheus/metrics; 0 serves no HTTP (default: %(default)s)")
     parser.add_argument("--rest_api_timeout_in_ms", type=int, default=30_000, metavar="N",
                         help="a REST predict's deadline, as a gRPC caller's would be; 0: none "
                              "(default: %(default)s)")
@@ -81,7 +82,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="TF Serving BatchingParameters in protobuf text format, e.g. "
                              "serving/deploy/batching_parameters.txt (default: max_batch_size 32, "
                              "batch_timeout_micros 2000, num_batch_threads 2, max_enqueued_batches 100)")
-    parser.add_argument("--file_system_poll_wait_seconds", "--file-system-poll-wait-seconds", type=float, default=1,
+    parser.add_argument("--file_system_poll_wait_seconds", "--file-system-poll-wait-seconds", type=float,
+                        default=1,
                         metavar="N", help="look for new versions every N seconds (default: %(default)s)")
     parser.add_argument("--max_num_load_retries", type=int, default=5, metavar="N",
                         help="retry a version that fails to load up to N times (default: %(default)s)")
@@ -96,14 +98,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="ops run at once; 0 lets TensorFlow choose (default: %(default)s)")
     own = parser.add_argument_group("this server's own")
     own.add_argument("--host", default="127.0.0.1",
-                     help="the address to listen on; TF Serving listens on all (0.0.0.0) (default: %(default)s)")
+                     help="the address to listen on; TF Serving listens on all (0.0.0.0) "
+                          "(default: %(default)s)")
     own.add_argument("--max_concurrent_rpcs", type=int, default=256, metavar="N",
                      help="gRPC calls in progress at most; more are refused with RESOURCE_EXHAUSTED, "
                           "which clients retry (default: %(default)s)")
     own.add_argument("--rest_api_max_connections", type=int, default=4096, metavar="N",
-                     help="HTTP connections open at most; one more is answered 503 and closed (default: %(default)s)")
+                     help="HTTP connections open at most; one more is answered 503 and closed "
+                          "(default: %(default)s)")
     _add_switch(own, "--enable_reload_config", default=True,
-                help="take HandleReloadConfigRequest calls, which make the server load the SavedModels they name")
+                help="take HandleReloadConfigRequest calls, which make the server load the SavedModels "
+                     "they name")
     own.add_argument("--reload_config_roots", type=lambda value: tuple(filter(None, value.split(","))),
                      default=(), metavar="DIR[,DIR...]",
                      help="folders (or URI prefixes) whose models such a call may name (default: the folders "
@@ -111,7 +116,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     own.add_argument("--max_request_sentences", "--max-request-sentences", type=int,
                      default=RequestLimits.max_batch_size, metavar="N",
                      help="refuse requests of more than N sentences (default: %(default)s)")
-    own.add_argument("--max_sentence_chars", "--max-sentence-chars", type=int, default=RequestLimits.max_chars,
+    own.add_argument("--max_sentence_chars", "--max-sentence-chars", type=int,
+                     default=RequestLimits.max_chars,
                      metavar="N", help="refuse sentences of more than N characters (default: %(default)s)")
     own.add_argument("--max_beam_width", "--max-beam-width", type=int, default=RequestLimits.max_beam_width,
                      metavar="N", help="refuse translate_with_options requests for a beam width over N "
@@ -119,7 +125,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def versions_folder(path: str, model_name: str) -> str:
-    """`path` as TF Serving takes it, unless it is what the old `--model-base-path` meant: the folder above."""
+    """`path` as TF Serving takes it, unless it is what the old `--model-base-path` meant: the
+    folder above."""
     from enja.serving.served import versions_on_disk
 
     below = os.path.join(path, model_name)
@@ -139,11 +146,14 @@ def server_options(args: argparse.Namespace) -> server.ServerOptions:
         poll_interval_s=args.file_system_poll_wait_seconds, max_load_retries=args.max_num_load_retries,
         load_retry_interval_s=args.load_retry_interval_micros / 1e6,
         max_concurrent_rpcs=args.max_concurrent_rpcs, enable_reload_config=args.enable_reload_config,
-        reload_config_roots=args.reload_config_roots, rest_api_timeout_s=args.rest_api_timeout_in_ms / 1000,
-        rest_api_num_threads=args.rest_api_num_threads, rest_api_max_connections=args.rest_api_max_connections,
+        reload_config_roots=args.reload_config_roots,
+        rest_api_timeout_s=args.rest_api_timeout_in_ms / 1000,
+        rest_api_num_threads=args.rest_api_num_threads,
+        rest_api_max_connections=args.rest_api_max_connections,
         batching=server.batching(args.enable_batching, args.batching_parameters_file),
         enable_model_warmup=args.enable_model_warmup,
-        intra_op_threads=args.tensorflow_intra_op_parallelism, inter_op_threads=args.tensorflow_inter_op_parallelism,
+        intra_op_threads=args.tensorflow_intra_op_parallelism,
+        inter_op_threads=args.tensorflow_inter_op_parallelism,
         limits=RequestLimits(max_batch_size=args.max_request_sentences, max_chars=args.max_sentence_chars,
                              max_beam_width=args.max_beam_width))
 
@@ -154,6 +164,7 @@ def serve(args: argparse.Namespace) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     server.serve(server_options(args),
-                 model_base_path=args.model_base_path and versions_folder(args.model_base_path, args.model_name),
+                 model_base_path=args.model_base_path and versions_folder(args.model_base_path,
+                                                                          args.model_name),
                  model_name=args.model_name, model_config_file=args.model_config_file,
                  model_config_file_poll_wait_s=args.model_config_file_poll_wait_seconds)

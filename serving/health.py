@@ -19,7 +19,7 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 class HealthReporter:
     """Keeps the health service's statuses in step with which models have versions available."""
 
-    def __init__(self, server: grpc.Server, model_names: list[str]):
+    def __init__(self, server: grpc.Server, model_names: list[str]) -> None:
         self._service = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._service, server)
         self._statuses: dict[str, int] = {}

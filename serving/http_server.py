@@ -36,9 +36,10 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent import futures
 from http import HTTPStatus
+from typing import Any
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
@@ -49,7 +50,8 @@ log = logging.getLogger(__name__)
 ANY_METHOD = "*"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})  # TF Serving's
 READ_TIMEOUT_S = 30.0  # for a request's headers, and again for its body
-DISCARD_S = 2.0  # how long a refused request's rest is read and dropped, so the client gets to read the answer
+# How long a refused request's rest is read and dropped, so the client gets to read the answer.
+DISCARD_S = 2.0
 MAX_LINE_BYTES = 64 * 1024  # of the request line or a header line (a 10 kB model name fits)
 MAX_HEADERS = 100
 MAX_CONNECTIONS = 4096
@@ -99,12 +101,14 @@ def _web_response(response: Response, close: bool = False) -> web.Response:
 
 
 def _refusal(status: int, message: str) -> web.Response:
-    """An error answered before any route ran: the rest of the request may be unread, so the connection closes."""
+    """An error answered before any route ran: the rest of the request may be unread, so the
+    connection closes."""
     return _web_response(error_response(status, message), close=True)
 
 
 def _parser_message(message: str | None, status: int) -> str:
-    """The first line of the parser's message (the rest repeats the client's bytes with a caret under the fault)."""
+    """The first line of the parser's message (the rest repeats the client's bytes with a caret
+    under the fault)."""
     first = (message or "").strip().split("\n", 1)[0].rstrip(":")
     return first or HTTPStatus(status).phrase
 
@@ -123,23 +127,27 @@ class _Connection(RequestHandler):
 
     def handle_error(self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:
-        """The parser's refusals (and aiohttp's own failures), in JSON like every other error rather than
-        aiohttp's plain text; garbage from the network is no server error, so it is logged for debugging only."""
+        """The parser's refusals (and aiohttp's own failures), in JSON like every other error
+        rather than aiohttp's plain text; garbage from the network is no server error, so it is
+        logged for debugging only."""
         log.debug("HTTP request from %s refused (%d): %s", request.remote, status, message or exc)
         if request.writer.output_size > 0:
             raise ConnectionError("an answer has already been sent")  # as aiohttp does: nothing more can be
-        text = _parser_message(message, status) if status != HTTPStatus.INTERNAL_SERVER_ERROR else "Internal error"
+        text = _parser_message(message,
+                               status) if status != HTTPStatus.INTERNAL_SERVER_ERROR else "Internal error"
         return _refusal(status, text)
 
 
 class _Server(web.Server):
     """aiohttp's low-level server, making our connections."""
 
-    def __init__(self, handler, max_connections: int, **kwargs):
+    def __init__(self, handler: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]],
+                 max_connections: int, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
         self.max_connections = max_connections
         rendered = error_response(HTTPStatus.SERVICE_UNAVAILABLE,
-                                  f"the server has {max_connections} connections open, its limit; retry later")
+                                  f"the server has {max_connections} connections open, its limit; "
+                                  "retry later")
         self.over_capacity = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
                               b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
                               % (len(rendered.body), rendered.body))
@@ -148,8 +156,8 @@ class _Server(web.Server):
         return _Connection(self, loop=self._loop, **self._kwargs)
 
 
-class _BodyRefused(Exception):
-    def __init__(self, status: int, message: str):
+class _BodyRefusedError(Exception):
+    def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -159,13 +167,13 @@ async def _read_body(request: web.BaseRequest, max_bytes: int) -> bytes:
     """The whole body, refused once it is known to be over `max_bytes`; chunked bodies too."""
     declared = request.content_length
     if declared is not None and declared > max_bytes:
-        raise _BodyRefused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+        raise _BodyRefusedError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                            f"request body of {declared} bytes is over the limit of {max_bytes} bytes")
     body = bytearray()
     while chunk := await request.content.readany():
         body += chunk
         if len(body) > max_bytes:
-            raise _BodyRefused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+            raise _BodyRefusedError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                                f"request body is over the limit of {max_bytes} bytes")
     return bytes(body)
 
@@ -176,7 +184,7 @@ class HttpServer:
 
     def __init__(self, host: str, port: int, routes: Sequence[Route], max_body_bytes: int,
                  read_timeout_s: float = READ_TIMEOUT_S, handler_threads: int = 0,
-                 max_connections: int = MAX_CONNECTIONS, grace_s: float = 10.0):
+                 max_connections: int = MAX_CONNECTIONS, grace_s: float = 10.0) -> None:
         """Binds the port at once (OSError if it cannot be had), so that clients connecting before
         `start()` wait in the listen queue. `handler_threads` 0: four a core, TF Serving's default."""
         self._routes = tuple(routes)
@@ -199,9 +207,11 @@ class HttpServer:
 
     async def _start(self) -> None:
         server = _Server(self._answer, self._max_connections, keepalive_timeout=self._read_timeout_s,
-                         lingering_time=DISCARD_S, max_line_size=MAX_LINE_BYTES, max_field_size=MAX_LINE_BYTES,
+                         lingering_time=DISCARD_S, max_line_size=MAX_LINE_BYTES,
+                         max_field_size=MAX_LINE_BYTES,
                          max_headers=MAX_HEADERS, access_log=None)
-        self._runner = web.ServerRunner(server, shutdown_timeout=max(self._grace_s, 0.001))  # aiohttp takes 0 as no limit
+        # aiohttp takes 0 as no limit
+        self._runner = web.ServerRunner(server, shutdown_timeout=max(self._grace_s, 0.001))
         await self._runner.setup()
         await web.SockSite(self._runner, self._socket, backlog=LISTEN_QUEUE).start()
 
@@ -235,17 +245,18 @@ class HttpServer:
     async def _answer(self, request: web.BaseRequest) -> web.StreamResponse:
         received_at = time.monotonic()
         if request.version.major != 1:
-            return _refusal(HTTPStatus.HTTP_VERSION_NOT_SUPPORTED, f"HTTP version {request.version.major}."
-                                                                   f"{request.version.minor} is not supported")
+            version = f"{request.version.major}.{request.version.minor}"
+            return _refusal(HTTPStatus.HTTP_VERSION_NOT_SUPPORTED, f"HTTP version {version} is not supported")
         if request.method not in METHODS:
             return _refusal(HTTPStatus.NOT_IMPLEMENTED, f"method {request.method} is not supported")
         self._reading.add(asyncio.current_task())
         try:
             body = await asyncio.wait_for(_read_body(request, self._max_body_bytes), self._read_timeout_s)
-        except _BodyRefused as refused:
+        except _BodyRefusedError as refused:
             return _refusal(refused.status, refused.message)
         except asyncio.TimeoutError:
-            return _refusal(HTTPStatus.REQUEST_TIMEOUT, f"request body incomplete after {self._read_timeout_s:g} s")
+            return _refusal(HTTPStatus.REQUEST_TIMEOUT,
+                            f"request body incomplete after {self._read_timeout_s:g} s")
         finally:
             self._reading.discard(asyncio.current_task())
         path = request.rel_url.raw_path
@@ -262,5 +273,6 @@ class HttpServer:
                     return route.handler(Request(method, path, captures, body, received_at))
                 except Exception as error:  # a failing handler answers 500; the server lives on
                     log.exception("%s %s failed", method, path)
-                    return error_response(HTTPStatus.INTERNAL_SERVER_ERROR, f"{type(error).__name__}: {error}")
+                    return error_response(HTTPStatus.INTERNAL_SERVER_ERROR,
+                                          f"{type(error).__name__}: {error}")
         return error_response(HTTPStatus.NOT_FOUND, f"Not found: {method} {path}")

@@ -19,9 +19,10 @@ from enja.serving.errors import ServingError
 class LoadedModel:
     """One version of a model in its own graph and session (thread-safe to run)."""
 
-    def __init__(self, path: str, version: int, intra_op_threads: int = 0, inter_op_threads: int = 0):
-        """Thread counts as TF Serving's --tensorflow_intra_op_parallelism and --tensorflow_inter_op_parallelism:
-        0 lets TensorFlow choose (a thread a core each); TensorFlow keeps the first session's pools for the process."""
+    def __init__(self, path: str, version: int, intra_op_threads: int = 0, inter_op_threads: int = 0) -> None:
+        """Thread counts as TF Serving's --tensorflow_intra_op_parallelism and
+        --tensorflow_inter_op_parallelism: 0 lets TensorFlow choose (a thread a core each);
+        TensorFlow keeps the first session's pools for the process."""
         self.path = path
         self.version = version
         graph = tf.Graph()
@@ -59,7 +60,8 @@ class LoadedModel:
             if not log.HasField("predict_log"):
                 raise ValueError(f"unsupported warm-up record {log.WhichOneof('log_type')} in {self.path}")
             request = log.predict_log.request
-            signature_name = request.model_spec.signature_name or tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY
+            signature_name = (request.model_spec.signature_name
+                              or tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY)
             parsed = request_lib.parse_predict(request, self.signature(signature_name), limits)
             self.run(signature_name, parsed.inputs, parsed.output_keys)
             count += 1

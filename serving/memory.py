@@ -47,7 +47,8 @@ def cap_malloc_arenas(count: int) -> None:
 
 
 class DroppedVersions:
-    """Versions no longer served that requests in flight may still hold; their memory is returned once gone."""
+    """Versions no longer served that requests in flight may still hold; their memory is returned
+    once gone."""
 
     def __init__(self, release: Callable[[], None] = release_free_memory) -> None:
         """`release` returns free memory to the system (a benchmark passes a no-op to see the growth)."""
@@ -58,10 +59,12 @@ class DroppedVersions:
         self._held.append(weakref.ref(model))
 
     def release_gone(self) -> None:
-        """If any dropped version has been let go since the last call, free its cycles and return the pages."""
+        """If any dropped version has been let go since the last call, free its cycles and return
+        the pages."""
         held = [ref for ref in self._held if ref() is not None]
         if len(held) < len(self._held):
-            gc.collect()  # a tf.Graph sits in reference cycles: without this its memory waits for the collector
+            # a tf.Graph sits in reference cycles: without this its memory waits for the collector
+            gc.collect()
             self._release()
             log.debug("returned the memory of %d dropped versions", len(self._held) - len(held))
         self._held = held

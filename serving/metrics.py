@@ -46,7 +46,8 @@ class ServerMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         request_labels = ("api", "model", "version", "signature", "status")
-        self._requests = Counter("enja_serving_requests", "Requests answered, by outcome (a gRPC status name)",
+        self._requests = Counter("enja_serving_requests",
+                                 "Requests answered, by outcome (a gRPC status name)",
                                  request_labels, registry=self.registry)
         self._latency = Histogram("enja_serving_request_latency_seconds",
                                   "Time from receiving a request to answering it", request_labels,
@@ -57,7 +58,8 @@ class ServerMetrics:
         self._loads = Counter("enja_serving_version_loads", "Versions loaded and warmed up", ("model",),
                               registry=self.registry)
         self._load_failures = Counter("enja_serving_version_load_failures",
-                                      "Attempts to load a version that failed (each retry counts)", ("model",),
+                                      "Attempts to load a version that failed (each retry counts)", ("model",
+                                                                                                     ),
                                       registry=self.registry)
         self._served_version = Gauge("enja_serving_served_version",
                                      "The newest available version (what unversioned requests get); "
@@ -77,7 +79,7 @@ class ServerMetrics:
             status = grpc.StatusCode.INTERNAL
             raise
         finally:
-            values = dataclasses.astuple(labels) + (status.name,)
+            values = (*dataclasses.astuple(labels), status.name)
             self._requests.labels(*values).inc()
             self._latency.labels(*values).observe(time.perf_counter() - start)
 

@@ -48,8 +48,9 @@ def check_labels(model: ModelConfig, served: Collection[int]) -> None:
     """Every version label must name a version that the model's policy serves."""
     for label, version in sorted(model.version_labels.items()):
         if version not in served:
-            raise ModelConfigError(f"model '{model.name}': version label '{label}' points at version {version}, "
-                                   f"which its model_version_policy does not serve (serves {sorted(served)})")
+            raise ModelConfigError(f"model '{model.name}': version label '{label}' points at version "
+                                   f"{version}, which its model_version_policy does not serve "
+                                   f"(serves {sorted(served)})")
 
 
 def _check_model(model: ModelConfig) -> None:
@@ -58,8 +59,8 @@ def _check_model(model: ModelConfig) -> None:
     if not model.base_path:
         raise ModelConfigError(f"model '{model.name}' has no base_path")
     if model.model_platform != PLATFORM:
-        raise ModelConfigError(f"model '{model.name}': model_platform '{model.model_platform}' is not supported "
-                               f"(only '{PLATFORM}')")
+        raise ModelConfigError(f"model '{model.name}': model_platform '{model.model_platform}' is not "
+                               f"supported (only '{PLATFORM}')")
     policy = model.model_version_policy
     if policy.WhichOneof("policy_choice") == "specific":
         if not policy.specific.versions:
@@ -118,7 +119,8 @@ def pinned(version: int) -> VersionPolicy:
     return VersionPolicy(specific=VersionPolicy.Specific(versions=[version]))
 
 
-def with_policy(config: ModelServerConfig, model_name: str, policy: VersionPolicy, where: str) -> ModelServerConfig:
+def with_policy(config: ModelServerConfig, model_name: str, policy: VersionPolicy,
+                where: str) -> ModelServerConfig:
     """`config` with the model's version policy replaced, checked as the server would check it (a label
     on a version no longer served is refused); `where` names the config in errors."""
     models = {model.name: model for model in config.model_config_list.config}

@@ -12,7 +12,7 @@ log = logging.getLogger(__name__)
 
 
 class Periodic:
-    def __init__(self, function: Callable[[], None], interval_s: float, name: str):
+    def __init__(self, function: Callable[[], None], interval_s: float, name: str) -> None:
         self._function = function
         self._interval_s = interval_s
         self._stopped = threading.Event()
@@ -30,5 +30,5 @@ class Periodic:
         while not self._stopped.wait(self._interval_s):
             try:
                 self._function()
-            except Exception:  # pylint: disable=broad-except
+            except Exception:  # a failed round is logged and retried: the thread must live
                 log.exception("%s failed; trying again in %s s", self._thread.name, self._interval_s)

@@ -44,7 +44,7 @@ def _check_shape(alias: str, dims: list[int], shape: tensor_shape_pb2.TensorShap
     if shape.unknown_rank:
         return
     expected = [dim.size for dim in shape.dim]
-    if len(expected) != len(dims) or any(e not in (-1, d) for e, d in zip(expected, dims)):
+    if len(expected) != len(dims) or any(e not in (-1, d) for e, d in zip(expected, dims, strict=True)):
         shown = ["?" if e == -1 else e for e in expected]
         raise invalid(f"input '{alias}' has shape {dims}, signature expects {shown}")
 
@@ -56,7 +56,8 @@ def _check_rows(alias: str, rows: int, limits: RequestLimits) -> None:
 
 def _check_string_chars(alias: str, chars: int, limits: RequestLimits) -> None:
     if chars > limits.max_chars:
-        raise invalid(f"input '{alias}' has a string of {chars} characters, more than the limit {limits.max_chars}")
+        raise invalid(f"input '{alias}' has a string of {chars} characters, more than the limit "
+                      f"{limits.max_chars}")
 
 
 def _check_batch(alias: str, dims: list[int], limits: RequestLimits) -> None:
@@ -77,7 +78,8 @@ def _value_count(proto: tensor_pb2.TensorProto) -> int:
     return entries // 2 if dtype.is_complex else entries
 
 
-def _check_value_count(alias: str, proto: tensor_pb2.TensorProto, dims: list[int], limits: RequestLimits) -> None:
+def _check_value_count(alias: str, proto: tensor_pb2.TensorProto, dims: list[int],
+                       limits: RequestLimits) -> None:
     """The values must fill the shape, or be one value to fill it with (as make_tensor_proto(value, shape=...)
     sends), and then no more of them than a batch's worth: make_ndarray would repeat it to any size."""
     elements, given = math.prod(dims), _value_count(proto)
@@ -140,7 +142,8 @@ def check_json_input(alias: str, value: Any, limits: RequestLimits) -> None:
         if isinstance(item, list):
             pending.extend(item)
         elif isinstance(item, (str, bytes)):
-            _check_string_chars(alias, len(item if isinstance(item, str) else item.decode("utf-8", "replace")), limits)
+            _check_string_chars(alias, len(item if isinstance(item, str) else item.decode("utf-8",
+                                                                                          "replace")), limits)
 
 
 def parse_predict(request: predict_pb2.PredictRequest, signature: meta_graph_pb2.SignatureDef,

@@ -23,8 +23,9 @@ import json
 import re
 import urllib.parse
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from http import HTTPStatus
-from typing import Any, ContextManager
+from typing import Any
 
 import grpc
 import numpy as np
@@ -68,14 +69,15 @@ BYTES_SUFFIX = "_bytes"  # string outputs named so are answered as binary string
 MAX_SHOWN_CHARS = 200  # of a client's value quoted in an error message
 INT64_MAX = 2**63 - 1
 
-Count = Callable[[str, str], ContextManager[RequestLabels]]
+Count = Callable[[str, str], AbstractContextManager[RequestLabels]]
 Call = Callable[[model_pb2.ModelSpec, Request, RequestLabels], Any]  # answers with a JSON document
 
 
 class RestApi:
     """The REST API's routes, answered through the servicers that answer gRPC."""
 
-    def __init__(self, predictions: PredictionServicer, model_service: ModelServicer, timeout_s: float = 30.0):
+    def __init__(self, predictions: PredictionServicer, model_service: ModelServicer,
+                 timeout_s: float = 30.0) -> None:
         """`timeout_s` bounds each predict as a gRPC deadline would (TF Serving's
         --rest_api_timeout_in_ms); 0: no bound."""
         self._predictions = predictions
@@ -86,18 +88,22 @@ class RestApi:
         return [
             Route("GET", _path(MODEL_PATH + "/metadata"),
                   _handler(self._predictions.count, "GetModelMetadata", self._metadata)),
-            Route("GET", _path(MODEL_PATH), _handler(self._model_service.count, "GetModelStatus", self._status)),
-            Route("POST", _path(MODEL_PATH + ":predict"), _handler(self._predictions.count, "Predict", self._predict)),
+            Route("GET", _path(MODEL_PATH), _handler(self._model_service.count, "GetModelStatus",
+                                                     self._status)),
+            Route("POST", _path(MODEL_PATH + ":predict"), _handler(self._predictions.count, "Predict",
+                                                                   self._predict)),
             Route("POST", _path(MODEL_PATH + ":(?:classify|regress)"), _unimplemented),
             Route(ANY_METHOD, _path("/v1/.*"), _malformed),
         ]
 
     def _status(self, spec: model_pb2.ModelSpec, request: Request, labels: RequestLabels) -> dict:
-        return _proto_json(self._model_service.model_status(get_model_status_pb2.GetModelStatusRequest(model_spec=spec)))
+        request = get_model_status_pb2.GetModelStatusRequest(model_spec=spec)
+        return _proto_json(self._model_service.model_status(request))
 
     def _metadata(self, spec: model_pb2.ModelSpec, request: Request, labels: RequestLabels) -> dict:
         response = self._predictions.metadata(
-            get_model_metadata_pb2.GetModelMetadataRequest(model_spec=spec, metadata_field=[SIGNATURE_DEF_FIELD]), labels)
+            get_model_metadata_pb2.GetModelMetadataRequest(model_spec=spec,
+                                                           metadata_field=[SIGNATURE_DEF_FIELD]), labels)
         signatures = get_model_metadata_pb2.SignatureDefMap()
         response.metadata[SIGNATURE_DEF_FIELD].Unpack(signatures)
         # The map unpacked, as TF Serving renders it (protobuf's JSON would add the Any's "@type").
@@ -114,7 +120,8 @@ class RestApi:
         spec.signature_name = signature_name
         signature = self._predictions.signature(spec, labels)
         if ("instances" in document) == ("inputs" in document):
-            raise invalid("the request needs exactly one of 'instances' (row format) and 'inputs' (columnar format)")
+            raise invalid("the request needs exactly one of 'instances' (row format) and 'inputs' "
+                          "(columnar format)")
         rows = "instances" in document
         if rows:
             values = _row_inputs(document["instances"], signature)
@@ -124,7 +131,8 @@ class RestApi:
         for alias, value in values.items():
             predict.inputs[alias].CopyFrom(_tensor(alias, value, signature, self._predictions.limits))
         response = self._predictions.predict(predict, labels, deadline)
-        outputs = {key: _json_value(key, tf.make_ndarray(tensor)) for key, tensor in sorted(response.outputs.items())}
+        outputs = {key: _json_value(key, tf.make_ndarray(tensor)) for key,
+                   tensor in sorted(response.outputs.items())}
         return {"predictions": _rows(outputs)} if rows else {"outputs": _only_or_all(outputs)}
 
 
@@ -142,7 +150,8 @@ def _handler(count: Count, api: str, call: Call) -> Handler:
                 document = call(_model_spec(name, request.captures), request, labels)
         except ServingError as error:
             return error_response(HTTP_STATUS[error.code], error.message)
-        return Response(HTTPStatus.OK, (json.dumps(document, ensure_ascii=False, indent=2) + "\n").encode("utf-8"))
+        return Response(HTTPStatus.OK, (json.dumps(document, ensure_ascii=False,
+                                                   indent=2) + "\n").encode("utf-8"))
 
     return handle
 
@@ -170,7 +179,8 @@ def _model_spec(name: str, captures: dict[str, str]) -> model_pb2.ModelSpec:
 
 def _proto_json(message: Message) -> dict:
     """A message as TF Serving renders it: proto field names, fields at their defaults included."""
-    return json_format.MessageToDict(message, preserving_proto_field_name=True, including_default_value_fields=True)
+    return json_format.MessageToDict(message, preserving_proto_field_name=True,
+                                     including_default_value_fields=True)
 
 
 def _shown(value: Any) -> str:
@@ -200,8 +210,8 @@ def _names_inputs(value: Any) -> bool:
 
 def _only_input(signature: meta_graph_pb2.SignatureDef, field: str) -> str:
     if len(signature.inputs) != 1:
-        raise invalid(f"'{field}' holds plain values, but the signature has the inputs {sorted(signature.inputs)}: "
-                      "name each in an object")
+        raise invalid(f"'{field}' holds plain values, but the signature has the inputs "
+                      f"{sorted(signature.inputs)}: name each in an object")
     (alias,) = signature.inputs
     return alias
 
@@ -260,7 +270,8 @@ def _tensor(alias: str, value: Any, signature: meta_graph_pb2.SignatureDef,
     except (TypeError, ValueError, RecursionError) as error:
         raise invalid(f"input '{alias}' is not a {dtype.name} tensor: {_shown(str(error))}") from error
     if dtype.is_integer and not np.array_equal(tf.make_ndarray(tensor), np.asarray(plain)):
-        raise invalid(f"input '{alias}' has values outside {dtype.name}'s range")  # make_tensor_proto wraps them
+        # make_tensor_proto wraps them
+        raise invalid(f"input '{alias}' has values outside {dtype.name}'s range")
     return tensor
 
 
@@ -268,7 +279,8 @@ def _json_value(name: str, array: np.ndarray) -> Any:
     """An output as JSON: strings as text (binary strings if the name ends in _bytes, as TF Serving does),
     floats at their own precision (0.1, not float32's 0.10000000149011612)."""
     if array.dtype.kind == "f":
-        return array.astype(str).astype(np.float64).tolist()  # numpy prints the shortest decimal that reads back
+        # numpy prints the shortest decimal that reads back
+        return array.astype(str).astype(np.float64).tolist()
     if array.dtype != object:
         return array.tolist()
     convert = _binary_string if name.endswith(BYTES_SUFFIX) else functools.partial(_text, name)
@@ -295,7 +307,7 @@ def _rows(outputs: dict[str, Any]) -> list:
                       "send 'inputs' for the columnar format")
     if len(outputs) == 1:
         return next(iter(outputs.values()))
-    return [dict(zip(outputs, row)) for row in zip(*outputs.values())]
+    return [dict(zip(outputs, row, strict=True)) for row in zip(*outputs.values(), strict=True)]
 
 
 def _only_or_all(outputs: dict[str, Any]) -> Any:

@@ -29,7 +29,7 @@ def check_config(config: ModelServerConfig) -> None:
 class ServedModels:
     """Maps a request's ModelSpec to a loaded version of one of the configured models."""
 
-    def __init__(self, config: ModelServerConfig, new_manager: NewManager):
+    def __init__(self, config: ModelServerConfig, new_manager: NewManager) -> None:
         check_config(config)
         self._new_manager = new_manager
         self._apply_lock = threading.Lock()  # one config change at a time
@@ -70,8 +70,9 @@ class ServedModels:
     def versions(self, model_name: str) -> VersionManager:
         manager = self._managers.get(model_name)
         if manager is None:
+            served = ", ".join(repr(name) for name in sorted(self._managers))
             raise not_found(f"Servable not found for request: model '{model_name}' is not served "
-                            f"(this server serves {', '.join(repr(name) for name in sorted(self._managers))})")
+                            f"(this server serves {served})")
         return manager
 
     def resolve(self, spec: model_pb2.ModelSpec) -> LoadedModel:

@@ -20,8 +20,10 @@ from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_p
 from enja.serving import memory
 from enja.serving.batcher import Batcher
 from enja.serving.batching_config import BatchOptions, batch_options
+from enja.serving.config import RequestLimits
 from enja.serving.config_poller import ConfigFilePoller
 from enja.serving.draining import Draining
+from enja.serving.errors import ServingError
 from enja.serving.health import HealthReporter
 from enja.serving.http_server import MAX_CONNECTIONS, HttpServer, Request, Response, Route
 from enja.serving.loader import LoadedModel
@@ -34,8 +36,6 @@ from enja.serving.model_config import (
     read_model_config,
     resolve_base_paths,
 )
-from enja.serving.config import RequestLimits
-from enja.serving.errors import ServingError
 from enja.serving.rest_api import RestApi
 from enja.serving.served_models import ServedModels
 from enja.serving.servicer import ModelServicer, PredictionServicer
@@ -56,7 +56,7 @@ class ServerOptions:
     port: int = 8500  # 0 picks a free port
     rest_api_port: int | None = None  # the HTTP port (REST API, metrics); None: none, 0 picks a free port
     poll_interval_s: float = 1.0  # TF Serving's --file_system_poll_wait_seconds
-    num_versions: int = 1  # the newest N versions are served (servers built from a config follow its policies)
+    num_versions: int = 1  # the newest N versions are served (a config's models follow their policies)
     max_load_retries: int = 5  # TF Serving's --max_num_load_retries
     load_retry_interval_s: float = 60.0  # TF Serving's --load_retry_interval_micros
     enable_model_warmup: bool = True  # replay a version's warm-up requests before serving it
@@ -83,9 +83,11 @@ class ServerOptions:
 class ModelServer:
     """The gRPC server, its models' version managers and its batcher, started and stopped together."""
 
-    def __init__(self, model_base_path: str, model_name: str, options: ServerOptions = ServerOptions()):
+    def __init__(self, model_base_path: str, model_name: str,
+                 options: ServerOptions = ServerOptions()) -> None:
         """Serve the newest `options.num_versions` versions in <model_base_path>/<model_name>/."""
-        self._build(model_server_config(model_name, os.path.join(model_base_path, model_name), options.num_versions),
+        self._build(model_server_config(model_name, os.path.join(model_base_path, model_name),
+                                        options.num_versions),
                     options, config_dir=os.getcwd())
 
     @classmethod
@@ -114,7 +116,8 @@ class ModelServer:
         return server
 
     def _build(self, config: ModelServerConfig, options: ServerOptions, config_dir: str) -> None:
-        memory.cap_malloc_arenas(os.cpu_count() or 1)  # before the RPC and session threads make arenas of their own
+        # before the RPC and session threads make arenas of their own
+        memory.cap_malloc_arenas(os.cpu_count() or 1)
         self.options = options
         self._config_dir = config_dir
         self._config_poller: ConfigFilePoller | None = None
@@ -162,7 +165,8 @@ class ModelServer:
         with self.metrics.load(model_name):
             model = LoadedModel(path, version, self.options.intra_op_threads, self.options.inter_op_threads)
             if self.options.enable_model_warmup:
-                log.info("version %d answered %d warm-up requests", version, model.warm_up(self.options.limits))
+                log.info("version %d answered %d warm-up requests", version,
+                         model.warm_up(self.options.limits))
         return model
 
     def _report_availability(self) -> None:
@@ -206,12 +210,13 @@ class ModelServer:
         if not self.options.enable_reload_config:
             raise ServingError(grpc.StatusCode.PERMISSION_DENIED,
                                "this server takes no model config over the network")
+        resolved_config = resolve_base_paths(config, self._config_dir)
         for model, resolved in zip(config.model_config_list.config,
-                                   resolve_base_paths(config, self._config_dir).model_config_list.config):
+                                   resolved_config.model_config_list.config, strict=True):
             if not any(_within(_canonical(resolved.base_path), root) for root in self._reload_roots):
                 raise ServingError(grpc.StatusCode.PERMISSION_DENIED,
-                                   f"model '{model.name}': base path '{model.base_path}' is outside the folders "
-                                   "this server may load from")
+                                   f"model '{model.name}': base path '{model.base_path}' is outside the "
+                                   "folders this server may load from")
         self.reload_config(config)
 
     def start(self) -> None:
@@ -279,7 +284,8 @@ def _listen_http(options: ServerOptions, routes: list[Route]) -> HttpServer:
 
 
 def batching(enable: bool, parameters_file: str | None) -> BatchOptions | None:
-    """What --enable_batching and --batching_parameters_file ask for: TF Serving's defaults unless the file says."""
+    """What --enable_batching and --batching_parameters_file ask for: TF Serving's defaults unless
+    the file says."""
     if not enable:
         return None
     return batch_options(parameters_file) if parameters_file else BatchOptions()

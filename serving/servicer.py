@@ -10,10 +10,13 @@ import functools
 import logging
 import time
 from collections.abc import Callable
-from typing import ContextManager
+from contextlib import AbstractContextManager
+from typing import Any
 
 import grpc
+import numpy as np
 import tensorflow as tf
+from google.protobuf.message import Message
 from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
@@ -41,11 +44,15 @@ UNKNOWN_MODEL = "<unknown>"  # what requests for a model the server does not ser
 SERVER_WIDE = ""  # the model label of calls about no one model (a config reload)
 
 
-def _rpc(method):
-    """Turn ServingErrors into their status, and anything else into INTERNAL, without killing the server."""
+_Method = Callable[[Any, Message, grpc.ServicerContext], Message]
+
+
+def _rpc(method: _Method) -> _Method:
+    """Turn ServingErrors into their status, and anything else into INTERNAL, without killing the
+    server."""
 
     @functools.wraps(method)
-    def wrapper(self, request, context: grpc.ServicerContext):
+    def wrapper(self: Any, request: Message, context: grpc.ServicerContext) -> Message:
         try:
             return method(self, request, context)
         except ServingError as error:
@@ -57,19 +64,20 @@ def _rpc(method):
     return wrapper
 
 
-def _unimplemented(self, request, context: grpc.ServicerContext):
+def _unimplemented(self: Any, request: Message, context: grpc.ServicerContext) -> None:
     context.abort(grpc.StatusCode.UNIMPLEMENTED,
-                  "this server implements Predict, GetModelMetadata, GetModelStatus and HandleReloadConfigRequest")
+                  "this server implements Predict, GetModelMetadata, GetModelStatus and "
+                  "HandleReloadConfigRequest")
 
 
 class _CountedService:
     """Counts each call in the server's metrics (see metrics.py for the `api` label's values)."""
 
-    def __init__(self, models: ServedModels, metrics: ServerMetrics):
+    def __init__(self, models: ServedModels, metrics: ServerMetrics) -> None:
         self._models = models
         self._metrics = metrics
 
-    def count(self, api: str, model_name: str) -> ContextManager[RequestLabels]:
+    def count(self, api: str, model_name: str) -> AbstractContextManager[RequestLabels]:
         """Count and time the block as one call; calls for models the server does not serve are counted
         together, so clients cannot grow the metrics without bound."""
         known = model_name in self._models.managers
@@ -80,7 +88,8 @@ def _signature_name(spec: model_pb2.ModelSpec) -> str:
     return spec.signature_name or tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY
 
 
-def _signature(model: LoadedModel, spec: model_pb2.ModelSpec, labels: RequestLabels) -> meta_graph_pb2.SignatureDef:
+def _signature(model: LoadedModel, spec: model_pb2.ModelSpec,
+               labels: RequestLabels) -> meta_graph_pb2.SignatureDef:
     """The signature a spec names, noting the version and signature the call is counted under."""
     labels.version = str(model.version)
     signature_name = _signature_name(spec)
@@ -93,13 +102,14 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer, 
     """The gRPC methods count and answer a call; `predict` and `metadata` answer, for REST calls too."""
 
     def __init__(self, models: ServedModels, limits: RequestLimits, batcher: Batcher | None,
-                 metrics: ServerMetrics):
+                 metrics: ServerMetrics) -> None:
         super().__init__(models, metrics)
         self.limits = limits
         self._batcher = batcher
 
     @_rpc
-    def Predict(self, request: predict_pb2.PredictRequest, context) -> predict_pb2.PredictResponse:
+    def Predict(self, request: predict_pb2.PredictRequest,
+                context: grpc.ServicerContext) -> predict_pb2.PredictResponse:
         remaining = context.time_remaining()  # None when the caller set no deadline
         deadline = None if remaining is None else time.monotonic() + remaining
         with self.count("Predict", request.model_spec.name) as labels:
@@ -126,12 +136,13 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer, 
             response.outputs[key].CopyFrom(tf.make_tensor_proto(array))
         return response
 
-    def _run(self, model: LoadedModel, model_name: str, signature_name: str, parsed: request_lib.ParsedRequest,
-             deadline: float | None):
-        def run(inputs, deadline):
+    def _run(self, model: LoadedModel, model_name: str, signature_name: str,
+             parsed: request_lib.ParsedRequest,
+             deadline: float | None) -> dict[str, np.ndarray]:
+        def run(inputs: dict[str, np.ndarray], deadline: float | None) -> dict[str, np.ndarray]:
             return model.run(signature_name, inputs, parsed.output_keys, timeout_s=seconds_left(deadline))
 
-        def run_batch(inputs, deadline):
+        def run_batch(inputs: dict[str, np.ndarray], deadline: float | None) -> dict[str, np.ndarray]:
             self._metrics.batch(model_name, model.version, signature_name, len(next(iter(inputs.values()))))
             return run(inputs, deadline)
 
@@ -143,7 +154,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer, 
 
     @_rpc
     def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest,
-                         context) -> get_model_metadata_pb2.GetModelMetadataResponse:
+                         context: grpc.ServicerContext) -> get_model_metadata_pb2.GetModelMetadataResponse:
         with self.count("GetModelMetadata", request.model_spec.name) as labels:
             return self.metadata(request, labels)
 
@@ -167,13 +178,14 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer, 
 class ModelServicer(model_service_pb2_grpc.ModelServiceServicer, _CountedService):
     """The gRPC methods count and answer a call; `model_status` answers, for REST calls too."""
 
-    def __init__(self, models: ServedModels, reload: Callable[[ModelServerConfig], None], metrics: ServerMetrics):
+    def __init__(self, models: ServedModels, reload: Callable[[ModelServerConfig], None],
+                 metrics: ServerMetrics) -> None:
         super().__init__(models, metrics)
         self._reload = reload
 
     @_rpc
     def GetModelStatus(self, request: get_model_status_pb2.GetModelStatusRequest,
-                       context) -> get_model_status_pb2.GetModelStatusResponse:
+                       context: grpc.ServicerContext) -> get_model_status_pb2.GetModelStatusResponse:
         with self.count("GetModelStatus", request.model_spec.name):
             return self.model_status(request)
 
@@ -200,7 +212,7 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer, _CountedService
 
     @_rpc
     def HandleReloadConfigRequest(self, request: model_management_pb2.ReloadConfigRequest,
-                                  context) -> model_management_pb2.ReloadConfigResponse:
+                                  context: grpc.ServicerContext) -> model_management_pb2.ReloadConfigResponse:
         """Apply the config (not written anywhere); one that cannot be applied leaves the old in force."""
         with self._metrics.request(RequestLabels("HandleReloadConfigRequest", SERVER_WIDE)):
             try:

@@ -48,13 +48,17 @@ def check_served_labels(model: ModelConfig) -> None:
 
 
 class VersionManager:
-    """Loads, publishes and drops versions of one model as its ModelConfig asks; lookups are lock-protected."""
+    """Loads, publishes and drops versions of one model as its ModelConfig asks; lookups are
+    lock-protected."""
 
-    def __init__(self, config: ModelConfig, load: Callable[[str, int], LoadedModel], poll_interval_s: float = 1.0,
+    def __init__(self, config: ModelConfig, load: Callable[[str, int], LoadedModel],
+                 poll_interval_s: float = 1.0,
                  max_load_retries: int = 5, load_retry_interval_s: float = 60.0,
-                 on_round: Callable[[], None] = lambda: None):
-        """`on_round` is called after each poll or reconfiguration, so health and metrics follow availability."""
-        self._config = config  # what is asked for; its labels go live once the round that loads their versions ends
+                 on_round: Callable[[], None] = lambda: None) -> None:
+        """`on_round` is called after each poll or reconfiguration, so health and metrics follow
+        availability."""
+        # What is asked for; its labels go live once the round that loads their versions ends.
+        self._config = config
         self._load = load
         self._max_failures = 1 + max_load_retries
         self._retry_interval_s = load_retry_interval_s
@@ -77,7 +81,8 @@ class VersionManager:
         return self._config.base_path
 
     def configure(self, config: ModelConfig) -> None:
-        """Follow a new base path, policy and labels; returns once newly aspired versions serve (or failed)."""
+        """Follow a new base path, policy and labels; returns once newly aspired versions serve (or
+        failed)."""
         with self._round_lock:
             self._config = config
             self._round()

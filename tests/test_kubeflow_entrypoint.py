@@ -87,7 +87,7 @@ def test_a_failed_execution_result_fails_the_task(tmp_path, outcome):
     arguments = ["--executor_class_path", f"{__name__}.GateExecutor",
                  "--json_serialized_invocation_args", json_format.MessageToJson(executor_input)]
     if outcome == "bad":
-        with pytest.raises(kubeflow_entrypoint.ExecutionStopped, match="^train span 2: en_script"):
+        with pytest.raises(kubeflow_entrypoint.ExecutionStoppedError, match="^train span 2: en_script"):
             kubeflow_entrypoint.main(arguments)
         assert not (tmp_path / "executor_output.json").exists()
     else:

@@ -8,6 +8,8 @@ beam search repeats and reorders them leaf by leaf, whatever the architecture.
 """
 from __future__ import annotations
 
+import functools
+
 import tensorflow as tf
 
 from enja.models.architectures.seq2seq import EncoderDecoder, State
@@ -179,6 +181,6 @@ def beam_search_decode(model: EncoderDecoder, source_ids: tf.Tensor, beam_width:
         alive_scores = tf.where(ends, _NEG_INF, scores)
         alive_ids = ids
         rows = tf.reshape(origin + beam_offsets, [-1])
-        state = tf.nest.map_structure(lambda leaf: tf.gather(leaf, rows), state)
+        state = tf.nest.map_structure(functools.partial(tf.gather, indices=rows), state)
         token = tf.reshape(token, [-1])
     return finished_ids[:, 0], finished_scores[:, 0]

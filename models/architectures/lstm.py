@@ -20,7 +20,7 @@ _ATTENTION_LAYERS = {"luong": layers.Attention, "bahdanau": layers.AdditiveAtten
 
 
 class LstmEncoderDecoder(seq2seq.EncoderDecoder):
-    def __init__(self, trainer: keras.Model, encoder: keras.Model, decoder_step: keras.Model):
+    def __init__(self, trainer: keras.Model, encoder: keras.Model, decoder_step: keras.Model) -> None:
         super().__init__(trainer)
         # source_ids [B, S] -> encoder_outputs [B, S, U], h [B, U], c [B, U]
         self.encoder = encoder
@@ -71,14 +71,15 @@ def build(config: ModelConfig, source_vocab_size: int, target_vocab_size: int
     target_dropout = layers.Dropout(config.dropout, name="target_dropout")
     output_dropout = layers.Dropout(config.dropout, name="output_dropout")
 
-    def encode(source_ids):
+    def encode(source_ids: Any) -> tuple[Any, ...]:
         outputs, *states = encoder_lstm(source_dropout(source_embedding(source_ids)))
         if config.bidirectional:  # [forward h, forward c, backward h, backward c]
             states = [layers.Concatenate()([states[0], states[2]]),
                       layers.Concatenate()([states[1], states[3]])]
         return outputs, *states
 
-    def decode(target_ids, state, encoder_outputs, source_mask):
+    def decode(target_ids: Any, state: list[Any], encoder_outputs: Any, source_mask: Any
+               ) -> tuple[Any, Any, Any, Any]:
         outputs, h, c = decoder_lstm(target_dropout(target_embedding(target_ids)),
                                      initial_state=state)
         if attention is None:

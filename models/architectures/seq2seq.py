@@ -1,9 +1,9 @@
 """What every encoder–decoder here shares: its interface, output layers, loss and compile.
 
-An architecture (`models/architectures/lstm.py`, `models/architectures/transformer.py`; `models/architectures/registry.py`
-picks one) builds a Keras Functional teacher-forcing model and decodes one token at a
-time through `encode` and `step`. Decoding (models/architectures/decoding.py) treats the decoder's
-state and the encoder's memory as opaque nested tensors: an LSTM's (h, c) and a
+An architecture (`lstm.py`, `transformer.py`; `registry.py` picks one) builds a Keras
+Functional teacher-forcing model and decodes one token at a time through `encode` and
+`step`. Decoding (`decoding.py`) treats the decoder's state and the encoder's memory as
+opaque nested tensors: an LSTM's (h, c) and a
 Transformer's key/value cache go through the same greedy and beam search.
 """
 from __future__ import annotations
@@ -35,7 +35,7 @@ class EncoderDecoder(abc.ABC):
     axis from step to step (a key/value cache) but keeps the size of its last one.
     """
 
-    def __init__(self, trainer: keras.Model):
+    def __init__(self, trainer: keras.Model) -> None:
         # {source_ids [B, S], target_in [B, T]} -> logits [B, T, V]
         self.trainer = trainer
 
@@ -82,7 +82,7 @@ class TiedLogits(layers.Layer):
     words learn from both ends. Multiplies as one 2-D matmul, like SequenceDense.
     """
 
-    def __init__(self, embedding: layers.Embedding, **kwargs: Any):
+    def __init__(self, embedding: layers.Embedding, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.embedding = embedding
         # As with Dense, the target padding mask passes through to the loss and metrics.
@@ -131,7 +131,7 @@ class TokenCrossentropy(keras.losses.Loss):
     large, so on all but perhaps an epoch's last.)
     """
 
-    def __init__(self, label_smoothing: float = 0.0):
+    def __init__(self, label_smoothing: float = 0.0) -> None:
         # The call already averages over real tokens; "sum" keeps that mean.
         super().__init__(name="token_crossentropy", reduction="sum")
         self.label_smoothing = label_smoothing
@@ -156,7 +156,7 @@ class TokenAccuracy(keras.metrics.Mean):
     LSTM's embeddings do, the Transformer's do not).
     """
 
-    def __init__(self, name: str = "accuracy", **kwargs: Any):
+    def __init__(self, name: str = "accuracy", **kwargs: Any) -> None:
         super().__init__(name=name, **kwargs)
 
     def update_state(self, labels: Any, logits: Any, sample_weight: Any = None) -> None:

@@ -52,7 +52,7 @@ class Attention(layers.Layer):
     """Multi-head scaled dot-product attention whose key/value projection can run apart,
     so that decoding projects each key and value once."""
 
-    def __init__(self, units: int, heads: int, dropout: float, **kwargs: Any):
+    def __init__(self, units: int, heads: int, dropout: float, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.units, self.heads = units, heads
         self.query = seq2seq.SequenceDense(units, name="query")
@@ -98,7 +98,7 @@ class Attention(layers.Layer):
 
 
 class FeedForward(layers.Layer):
-    def __init__(self, units: int, feedforward_dim: int, dropout: float, **kwargs: Any):
+    def __init__(self, units: int, feedforward_dim: int, dropout: float, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.units = units
         self.expand = seq2seq.SequenceDense(feedforward_dim, activation="relu", name="expand")
@@ -116,7 +116,7 @@ class FeedForward(layers.Layer):
 class _Block(layers.Layer):
     """Residual sublayers, each applied to the layer-normalised input."""
 
-    def __init__(self, config: ModelConfig, sublayers: list[str], **kwargs: Any):
+    def __init__(self, config: ModelConfig, sublayers: list[str], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.config = config
         self.units = config.units
@@ -150,7 +150,7 @@ class _Block(layers.Layer):
 
 
 class EncoderBlock(_Block):
-    def __init__(self, config: ModelConfig, **kwargs: Any):
+    def __init__(self, config: ModelConfig, **kwargs: Any) -> None:
         super().__init__(config, ["self_attention", "feedforward"], **kwargs)
         self.self_attention = Attention(config.units, config.heads, config.dropout,
                                         name="self_attention")
@@ -166,7 +166,7 @@ class EncoderBlock(_Block):
 
 
 class DecoderBlock(_Block):
-    def __init__(self, config: ModelConfig, **kwargs: Any):
+    def __init__(self, config: ModelConfig, **kwargs: Any) -> None:
         super().__init__(config, ["self_attention", "cross_attention", "feedforward"],
                          **kwargs)
         self.self_attention = Attention(config.units, config.heads, config.dropout,
@@ -212,7 +212,7 @@ class DecoderBlock(_Block):
 
 
 class TransformerEncoderDecoder(seq2seq.EncoderDecoder):
-    def __init__(self, trainer: keras.Model, encoder: keras.Model, units: int):
+    def __init__(self, trainer: keras.Model, encoder: keras.Model, units: int) -> None:
         super().__init__(trainer)
         # source_ids [B, S] -> the last encoder block's normalised output [B, S, U]
         self.encoder = encoder
@@ -236,9 +236,9 @@ class TransformerEncoderDecoder(seq2seq.EncoderDecoder):
         cross, source_visible = memory
         x = self.target_positions(self.target_embedding(token), start=tf.shape(state[0][0])[1])
         next_state = []
-        for block, cache, block_cross in zip(self.decoder_blocks, state, cross):
-            x, cache, weights = block.step(x, cache, block_cross, source_visible)
-            next_state.append(cache)
+        for block, cache, block_cross in zip(self.decoder_blocks, state, cross, strict=True):
+            x, next_cache, weights = block.step(x, cache, block_cross, source_visible)
+            next_state.append(next_cache)
         logits = self.logits(self.decoder_norm(x))
         return logits[:, 0], tuple(next_state), weights[:, 0]
 

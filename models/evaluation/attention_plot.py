@@ -8,7 +8,8 @@ note maps ids to tokens.
 from __future__ import annotations
 
 import functools
-from typing import BinaryIO, Iterable, NamedTuple
+from collections.abc import Iterable
+from typing import BinaryIO, NamedTuple
 
 import numpy as np
 import tensorflow as tf
@@ -17,8 +18,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ft2font import FT2Font
 
-from enja.serving import contract
 from enja.preprocessing import features
+from enja.serving import contract
 
 
 class Alignment(NamedTuple):
@@ -45,7 +46,7 @@ def align(model_dir: str, sentence: str) -> Alignment:
                      [int(ids[i]) for i in rows], weights)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _codepoints(font_file: str) -> frozenset[int]:
     try:
         return frozenset(FT2Font(font_file).get_charmap())
@@ -76,7 +77,7 @@ def _labels(alignment: Alignment) -> tuple[list[str], list[str], str, str | None
     source = [token if {ord(c) for c in token} <= drawable else ascii(token)
               for token in alignment.source_tokens]
     target, replaced = [], {}
-    for token, token_id in zip(alignment.target_tokens, alignment.target_ids):
+    for token, token_id in zip(alignment.target_tokens, alignment.target_ids, strict=True):
         if {ord(c) for c in token} <= drawable:
             target.append(token)
         else:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import statistics
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 from nltk.translate import bleu_score
 from sacrebleu.metrics import BLEU
@@ -37,7 +37,8 @@ def seed_bleu(hypotheses: Sequence[str], references: Sequence[str]) -> float:
     warns about each of them, which we silence.
     """
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"\s*The hypothesis contains 0 counts", category=UserWarning)
+        warnings.filterwarnings("ignore", message=r"\s*The hypothesis contains 0 counts",
+                                category=UserWarning)
         return statistics.fmean(
             bleu_score.sentence_bleu([reference], hypothesis)
             for hypothesis, reference in zip(hypotheses, references, strict=True)

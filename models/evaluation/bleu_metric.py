@@ -9,7 +9,7 @@ addition. Reference it from an EvalConfig as
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import apache_beam as beam
 import numpy as np
@@ -40,7 +40,7 @@ class _CorpusBleuCombiner(beam.CombineFn):
         eval_config: tfma.EvalConfig | None,
         model_name: str,
         output_name: str,
-    ):
+    ) -> None:
         self._key = key
         self._eval_config = eval_config
         self._model_name = model_name
@@ -112,5 +112,5 @@ class CorpusBleu(metric_types.Metric):
     is not an average over examples.
     """
 
-    def __init__(self, name: str = BLEU_NAME):
+    def __init__(self, name: str = BLEU_NAME) -> None:
         super().__init__(metric_util.merge_per_key_computations(_corpus_bleu), name=name)

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import functools
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import tensorflow as tf
 
@@ -40,7 +41,8 @@ def _load(model_dir: str, signature_name: str) -> Any:
     return model
 
 
-def translate(signature: Callable[..., dict[str, tf.Tensor]], sentences: Sequence[str], batch_size: int) -> list[str]:
+def translate(signature: Callable[..., dict[str, tf.Tensor]], sentences: Sequence[str],
+              batch_size: int) -> list[str]:
     """Translates `sentences` through a serving signature, `batch_size` at a time."""
     translations: list[str] = []
     for start in range(0, len(sentences), batch_size):
@@ -72,7 +74,8 @@ def evaluate_saved_model(model_dir: str, src_file: str, ref_file: str, batch_siz
     model = _load(model_dir, name)  # Keep a reference: the signature uses the model's resources.
     signature = model.signatures[name]
     if beam_width is not None:
-        signature = functools.partial(signature, **{contract.BEAM_WIDTH_INPUT: tf.constant(beam_width, tf.int32)})
+        signature = functools.partial(signature, **{contract.BEAM_WIDTH_INPUT: tf.constant(beam_width,
+                                                                                           tf.int32)})
     start = time.perf_counter()
     hypotheses = translate(signature, sources, batch_size)
     seconds = time.perf_counter() - start

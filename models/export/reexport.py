@@ -12,10 +12,10 @@ import dataclasses
 import tensorflow_transform as tft
 
 from enja.models.architectures import registry
+from enja.models.architectures.seq2seq import EncoderDecoder
+from enja.models.config import DecodingConfig, ModelConfig
 from enja.models.export import translator
 from enja.models.training import warm_start_state
-from enja.models.config import DecodingConfig, ModelConfig
-from enja.models.architectures.seq2seq import EncoderDecoder
 from enja.models.training.warm_start_state import State, Vocabularies
 from enja.preprocessing import transform
 from enja.serving import warmup

@@ -12,17 +12,17 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from enja.models.architectures import decoding
-from enja.serving import contract
 from enja.models.architectures.seq2seq import EncoderDecoder
 from enja.models.config import DecodingConfig
 from enja.preprocessing import features, transform
+from enja.serving import contract
 
 
 class Translator(tf.Module):
     """Translates batches of raw English sentences, the way the serving signatures do."""
 
     def __init__(self, model: EncoderDecoder, tf_transform_output: tft.TFTransformOutput,
-                 decoding_config: DecodingConfig):
+                 decoding_config: DecodingConfig) -> None:
         super().__init__()
         self._model = model
         # Only English comes in, so only the source side of preprocessing is served: the

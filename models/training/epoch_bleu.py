@@ -10,15 +10,15 @@ comparing a warm start with a cold one needs.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from enja.models.evaluation import bleu
 from enja.models.architectures import decoding, seq2seq
 from enja.models.architectures.seq2seq import EncoderDecoder
+from enja.models.evaluation import bleu
 from enja.preprocessing import features
 
 LOG_KEY = "val_bleu"
@@ -46,7 +46,7 @@ class EpochBleu(keras.callbacks.Callback):
     """Adds `val_bleu` (greedy, 0–100) to each epoch's logs, beside `val_loss`."""
 
     def __init__(self, model: EncoderDecoder, dev_batches: tf.data.Dataset,
-                 target_vocabulary: Sequence[bytes], max_length: int):
+                 target_vocabulary: Sequence[bytes], max_length: int) -> None:
         """`target_vocabulary`: Transform's target tokens, without the reserved ones."""
         super().__init__()
         sources, labels = [], []

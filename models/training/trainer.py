@@ -25,9 +25,16 @@ from tfx.components.trainer.fn_args_utils import DataAccessor, FnArgs
 from tfx_bsl.public import tfxio
 
 from enja.models.architectures import registry, seq2seq
-from enja.models.training import (distribution, epoch_bleu, length_buckets, training_clock,
-                                  training_summary, warm_start, warm_start_state)
 from enja.models.config import ModelConfig, TrainingConfig
+from enja.models.training import (
+    distribution,
+    epoch_bleu,
+    length_buckets,
+    training_clock,
+    training_summary,
+    warm_start,
+    warm_start_state,
+)
 from enja.preprocessing import features, transform
 
 
@@ -95,7 +102,7 @@ class WarmupAndSchedule(keras.callbacks.Callback):
     """Sets each step's learning rate: its epoch's rate under the schedule, scaled up
     linearly over the first `training.warmup_steps` steps of the run."""
 
-    def __init__(self, training: TrainingConfig):
+    def __init__(self, training: TrainingConfig) -> None:
         super().__init__()
         self._training = training
         self._epoch_rate = training.learning_rate

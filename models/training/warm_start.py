@@ -39,9 +39,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from enja.models.config import WEIGHT_NEUTRAL_SETTINGS, ModelConfig, TrainingConfig
 from enja.models.training import warm_start_state
 from enja.models.training.training_summary import COLD, REUSED, WARM
-from enja.models.config import WEIGHT_NEUTRAL_SETTINGS, ModelConfig, TrainingConfig
 from enja.models.training.warm_start_state import State, Vocabularies
 from enja.preprocessing import features
 

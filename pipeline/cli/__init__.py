@@ -1,7 +1,7 @@
 """The `enja` command: run the pipeline, follow its history, serve, roll back and translate."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from enja.pipeline.cli import arguments, commands, terminal
 

@@ -131,8 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     translate.add_argument("--server", default="localhost:8500")
     translate.add_argument("--model-name", default=ServingConfig.model_name)
     translate.add_argument("--timeout", type=float, default=30.0,
-                           help="seconds each request may take, including the retries (with exponential backoff) "
-                                "of one the server refuses as UNAVAILABLE or RESOURCE_EXHAUSTED "
+                           help="seconds each request may take, including the retries (with exponential "
+                                "backoff) of one the server refuses as UNAVAILABLE or RESOURCE_EXHAUSTED "
                                 "(default: %(default)s)")
     translate.add_argument("--wait", type=float, default=0.0,
                            help="seconds to wait for the server to come up first")

@@ -10,7 +10,8 @@ import argparse
 import json
 import os
 import sys
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from enja.pipeline import configs
@@ -44,8 +45,8 @@ def _config(args: argparse.Namespace, command: str) -> configs.PipelineConfig | 
 
 def _run(args: argparse.Namespace) -> int:
     from enja.pipeline import local_runner
-    from enja.pipeline.operations import history
     from enja.pipeline.layout import OutputLayout
+    from enja.pipeline.operations import history
 
     config = _config(args, "run")
     if config is None:
@@ -90,8 +91,8 @@ def _kubeflow(args: argparse.Namespace) -> int:
 
 def _history(args: argparse.Namespace) -> int:
     from enja.pipeline import configs
-    from enja.pipeline.operations import history
     from enja.pipeline.layout import OutputLayout
+    from enja.pipeline.operations import history
 
     layout = OutputLayout(args.output_dir, configs.PRESETS[configs.DEFAULT_PRESET])
     if not os.path.exists(layout.metadata_path):
@@ -131,8 +132,8 @@ def _report(args: argparse.Namespace) -> int:
 
 def _rollback(args: argparse.Namespace) -> int:
     from enja.pipeline import configs
-    from enja.pipeline.operations import rollback, rollback_kubernetes
     from enja.pipeline.layout import OutputLayout
+    from enja.pipeline.operations import rollback, rollback_kubernetes
     from enja.serving.model_config import ModelConfigError
 
     config = configs.PRESETS[configs.DEFAULT_PRESET]
@@ -168,8 +169,8 @@ def _rollback(args: argparse.Namespace) -> int:
 
 def _continuous(args: argparse.Namespace) -> int:
     from enja.pipeline import continuous, data
-    from enja.pipeline.operations import history
     from enja.pipeline.layout import OutputLayout
+    from enja.pipeline.operations import history
 
     config = _config(args, "continuous")
     if config is None:

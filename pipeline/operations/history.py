@@ -205,7 +205,7 @@ def history(connection_config: metadata_store_pb2.ConnectionConfig) -> list[RunR
     starts = [run.started_ms for run in runs]
     for rollback in store.rollbacks():
         made = rollback.create_time_since_epoch
-        earlier = [record for record, started in zip(records, starts) if started <= made]
+        earlier = [record for record, started in zip(records, starts, strict=True) if started <= made]
         if earlier:
             earlier[-1].rollbacks.append(Rollback(
                 _iso(made), lineage.custom(rollback, names.TO_VERSION),
@@ -291,6 +291,6 @@ def format_table(records: list[RunRecord]) -> str:
             notes.append(f"after run {number}: rollback at {rollback.at} to {to} "
                          f"(was serving {_cell(rollback.from_version)})")
     widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
              for row in (header, *rows)]
-    return "\n".join(lines + ([""] + notes if notes else []))
+    return "\n".join(lines + (["", *notes] if notes else []))

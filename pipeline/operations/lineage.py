@@ -39,7 +39,7 @@ def custom(item: Artifact | Execution, name: str, default: Any = None) -> Any:
 def _from_struct(struct: Any) -> Any:
     """A JSON value as TFX stores it: a dict as itself, anything else wrapped in `__value__`."""
     value = json_format.MessageToDict(struct)
-    return value["__value__"] if "__value__" in value else value
+    return value.get("__value__", value)
 
 
 @dataclasses.dataclass
@@ -88,7 +88,7 @@ class PipelineRun:
 class Lineage:
     """The lineage of the pipelines in one ML Metadata store."""
 
-    def __init__(self, connection_config: metadata_store_pb2.ConnectionConfig):
+    def __init__(self, connection_config: metadata_store_pb2.ConnectionConfig) -> None:
         self.store = metadata_store.MetadataStore(connection_config)
         self._context_type_names = {context_type.id: context_type.name
                                     for context_type in self.store.get_context_types()}
@@ -124,6 +124,18 @@ class Lineage:
                 by_node = {node.node_id: node for node in self._node_runs(executions).values()}
                 runs.append(PipelineRun(context.name, by_node))
         return runs
+
+    def last_seconds(self) -> dict[str, float]:
+        """Seconds each node took the last time it ran (rather than reused its cache): what the
+        next run's progress estimates from."""
+        seconds = {}
+        for run in self.runs():
+            for node_id, node in run.nodes.items():
+                execution = node.execution
+                if execution.last_known_state == Execution.COMPLETE:
+                    seconds[node_id] = (execution.last_update_time_since_epoch
+                                        - execution.create_time_since_epoch) / 1000
+        return seconds
 
     def producer(self, artifact_id: int) -> NodeRun | None:
         """The execution that wrote an artifact (not the cached ones that reused it)."""

@@ -13,7 +13,7 @@ import html
 import io
 import math
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -34,7 +34,8 @@ body { font-family: "Noto Sans CJK JP", sans-serif; margin: 24px; color: #222; f
 h1 { font-size: 22px; } h2 { font-size: 18px; margin-top: 32px; border-bottom: 1px solid #ccc; }
 table { border-collapse: collapse; } th, td { border: 1px solid #ccc; padding: 4px 6px;
   vertical-align: top; text-align: left; } th { background: #f2f2f2; }
-td.number { text-align: right; } td.number, td.when { white-space: nowrap; } td ul { margin: 0; padding-left: 16px; }
+td.number { text-align: right; } td.number, td.when { white-space: nowrap; } td ul { margin: 0; padding-left:
+16px; }
 .bad { color: #b00020; } .good { color: #006d2c; } .note { color: #666; font-size: 12px; }
 img { max-width: 100%; display: block; margin: 8px 0; }
 """
@@ -86,7 +87,8 @@ def _data_verdict(record: RunRecord) -> str:
         return "–"
     verdict = '<span class="good">passed</span>' if record.data_passed else '<span class="bad">failed</span>'
     if record.reference_spans:
-        verdict += f'<div class="note">against spans {_text(",".join(map(str, record.reference_spans)))}</div>'
+        spans = ",".join(map(str, record.reference_spans))
+        verdict += f'<div class="note">against spans {_text(spans)}</div>'
     return verdict + _items(record.data_anomalies)
 
 
@@ -132,7 +134,8 @@ def _runs_table(records: Sequence[RunRecord]) -> str:
     return f'<table id="runs"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
 
-def _grouped_bars(axes: Axes, labels: Sequence[str], series: dict[str, tuple[list[float | None], str]]) -> None:
+def _grouped_bars(axes: Axes, labels: Sequence[str], series: dict[str, tuple[list[float | None],
+                                                                             str]]) -> None:
     """Side-by-side bars a label, each bar labelled with its value; None leaves a gap."""
     width = 0.8 / len(series)
     for index, (name, (values, colour)) in enumerate(series.items()):
@@ -187,7 +190,7 @@ def _length_chart(records: Sequence[RunRecord]) -> str:
     if baseline:
         series["baseline"] = ([baseline.get(bucket) for bucket in buckets], BASELINE_COLOUR)
     _grouped_bars(axes, buckets, series)
-    axes.set_ylim(0, max(max(candidate.values()), *baseline.values(), 1.0) * 1.25)
+    axes.set_ylim(0, max(*candidate.values(), *baseline.values(), 1.0) * 1.25)
     axes.set_xlabel("source length (tokens)")
     axes.set_title(f"run {number}: BLEU by source length", fontsize=10)
     return _image(figure, f"BLEU by source length, run {number}")
@@ -202,7 +205,7 @@ def _training_chart(records: Sequence[RunRecord]) -> str:
     rows = math.ceil(len(trained) / columns)
     figure = Figure(figsize=(4.0 * columns, 2.8 * rows), layout="constrained")
     panels = figure.subplots(rows, columns, sharey=True, squeeze=False).flat
-    for (number, record), axes in zip(trained, panels):
+    for (number, record), axes in zip(trained, panels, strict=False):  # the grid may have empty cells
         for name, values, style in (("loss", record.loss, "o-"), ("val_loss", record.val_loss, "s--")):
             axes.plot(range(1, len(values) + 1), values, style, label=name, markersize=3)
         axes.set_title(f"run {number} ({record.start_mode or '?'} start)", fontsize=10)
@@ -240,7 +243,7 @@ def _samples(records: Sequence[RunRecord], sentences: Sequence[str], served: Ser
     translations = saved_model_bleu.translate(model.signatures[contract.SERVING_SIGNATURE], sentences,
                                         batch_size=len(sentences))
     rows = "".join(f"<tr><td>{_text(source)}</td><td>{_text(target)}</td></tr>"
-                   for source, target in zip(sentences, translations))
+                   for source, target in zip(sentences, translations, strict=True))
     table = (f'<table id="samples"><thead><tr><th>English</th><th>translation</th></tr></thead>'
              f"<tbody>{rows}</tbody></table>")
     try:

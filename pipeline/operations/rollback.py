@@ -51,7 +51,8 @@ def _apply(config_file: str, model_name: str, policy: model_config.VersionPolicy
     sends. Each copy gets the change made to its own config, not the other's text: the
     ConfigMap may hold what the file does not (another model, an overlay's base path).
     """
-    config = model_config.with_policy(model_config.read_model_config(config_file), model_name, policy, config_file)
+    config = model_config.with_policy(model_config.read_model_config(config_file), model_name, policy,
+                                      config_file)
 
     def change(text: str, where: str) -> str:
         with model_config.naming_file(where):

@@ -96,8 +96,8 @@ def recipe_config_map(config_file: str, config_text: str) -> dict[str, Any]:
     (generator,) = listing
     dropped = sorted({"literals", "envs"} & set(generator))
     if dropped:
-        raise KubernetesError(f"{kustomization}: ConfigMap {generator['name']} also has {', '.join(dropped)}, "
-                              "which a manifest of its files would drop")
+        raise KubernetesError(f"{kustomization}: ConfigMap {generator['name']} also has "
+                              f"{', '.join(dropped)}, which a manifest of its files would drop")
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": generator["name"]},
             "data": {name: config_text if name == key else _read(os.path.join(folder, name))
                      for name in generator["files"]}}
@@ -195,12 +195,14 @@ class LiveConfigMap:
         api, namespace = _core_api(kubeconfig)
         ref = dataclasses.replace(ref, namespace=ref.namespace or namespace)
         with _reported(ref, api.api_client.configuration.host):
-            found = api.read_namespaced_config_map(ref.name, ref.namespace, _request_timeout=REQUEST_TIMEOUT_S)
+            found = api.read_namespaced_config_map(ref.name, ref.namespace,
+                                                   _request_timeout=REQUEST_TIMEOUT_S)
         return cls(api, ref, dict(found.data or {}), found.metadata.resource_version)
 
     def text(self, key: str) -> str:
         if key not in self.data:
-            raise KubernetesError(f"{self.ref} has no key {key} (keys: {', '.join(sorted(self.data)) or 'none'})")
+            keys = ", ".join(sorted(self.data)) or "none"
+            raise KubernetesError(f"{self.ref} has no key {key} (keys: {keys})")
         return self.data[key]
 
     def patch(self, key: str, text: str) -> str:
