@@ -64,7 +64,7 @@ def trainer_input_tokens_per_second(output_dir: str, config: configs.PipelineCon
     data = trainer.teacher_forcing_batches(train_files(output_dir), example_data_accessor(),
                                            transform_output, config.training, shuffle=True,
                                            bucket=config.training.bucket_by_length)
-    tokens = training_clock.count_tokens(data)  # one pass, as the first epoch: fills the cache
+    _, tokens = training_clock.count_batches_and_tokens(data)  # one pass, as the first epoch: fills the cache
     return tokens / timed_fit(config, transform_output, data.take(WARMUP_STEPS), data)
 
 
@@ -88,7 +88,7 @@ def plain_keras_tokens_per_second(output_dir: str, config: configs.PipelineConfi
     data = plain_dataset(output_dir, transform_output, config.training.batch_size,
                          config.training.bucket_by_length).repeat()
     timed = data.skip(WARMUP_STEPS).take(steps).cache()
-    tokens = training_clock.count_tokens(timed)  # also fills the cache: reading is not timed
+    _, tokens = training_clock.count_batches_and_tokens(timed)  # also fills the cache: reading is not timed
     return tokens / timed_fit(config, transform_output, data.take(WARMUP_STEPS), timed)
 
 

@@ -48,8 +48,8 @@ from tfx.utils import io_utils, path_utils
 from enja.components import names
 from enja.serving import contract, ops
 from enja.serving.loader import LoadedModel
+from enja.serving.predict_api import predict_request
 from enja.serving.server import ModelServer, ServerOptions
-from enja.serving.warmup import predict_request
 
 MODEL_KEY = standard_component_specs.MODEL_KEY
 BLESSING_KEY = standard_component_specs.BLESSING_KEY

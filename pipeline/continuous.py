@@ -27,7 +27,7 @@ from enja.models.training.progress import duration
 from enja.pipeline import configs, local_runner
 from enja.pipeline.operations import history
 from enja.serving import contract, model_config
-from enja.serving.warmup import predict_request
+from enja.serving.predict_api import predict_request
 
 SERVER_START_TIMEOUT_S = 120.0
 ADOPTION_TIMEOUT_S = 300.0

@@ -5,9 +5,9 @@ import os
 
 from tfx import v1 as tfx
 
-from enja.pipeline import beam, configs, data
+from enja.pipeline import beam, configs, data, progress
 from enja.pipeline.layout import OutputLayout
-from enja.pipeline.operations import history
+from enja.pipeline.operations import history, lineage
 from enja.pipeline.pipeline import create_pipeline
 from enja.serving import model_config
 
@@ -30,8 +30,10 @@ def run(preset: str = configs.DEFAULT_PRESET, data_root: str | None = None,
         metadata_connection_config=layout.metadata_connection(),
         beam_pipeline_args=beam.pipeline_args(config.beam),
         model_config_file=layout.model_config_file)
+    estimates = lineage.Lineage(layout.metadata_connection()).last_seconds()
     try:
-        tfx.orchestration.LocalDagRunner().run(pipeline)
+        with progress.reporting([component.id for component in pipeline.components], estimates):
+            tfx.orchestration.LocalDagRunner().run(pipeline)
     except Exception:
         # The data gate ends a run on anomalies by failing: an outcome, not an error.
         record = history.latest_run(layout.metadata_connection())

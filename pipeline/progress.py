@@ -14,6 +14,8 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 
+from absl import logging as absl_logging
+
 from enja.components import names
 from enja.models.training.progress import ProgressLine, duration
 
@@ -40,18 +42,23 @@ class StageProgress(logging.Handler):
         node_id = str(record.args[0])
         if record.msg == _RUNNING:
             self._running, self._started = node_id, time.monotonic()
-            self._line.done(self._describe(node_id, started=True))
+            # A step that reports itself starts on a line of its own, below this one.
+            show = self._line.done if node_id in SELF_REPORTING else self._line.show
+            show(self._describe(node_id, started=True))
         else:
             self._finished.add(node_id)
             self._running = None
             self._line.done(self._describe(node_id, took=time.monotonic() - self._started))
 
-    def _left(self, node_id: str, elapsed: float) -> float | None:
-        """Seconds the run has left after `elapsed` in `node_id`, if every step left has an estimate."""
+    def _left(self, node_id: str, elapsed: float | None = None) -> float | None:
+        """Seconds the run has left: after `node_id` finished, or `elapsed` into it; None unless
+        every step left has an estimate."""
         later = [n for n in self._node_ids if n not in self._finished and n != node_id]
-        if node_id not in self._estimates or any(n not in self._estimates for n in later):
+        running = [node_id] if elapsed is not None else []
+        if any(n not in self._estimates for n in running + later):
             return None
-        return max(0.0, self._estimates[node_id] - elapsed) + sum(self._estimates[n] for n in later)
+        now = max(0.0, self._estimates[node_id] - elapsed) if running else 0.0
+        return now + sum(self._estimates[n] for n in later)
 
     def _describe(self, node_id: str, started: bool = False, took: float | None = None,
                   elapsed: float = 0.0) -> str:
@@ -59,7 +66,7 @@ class StageProgress(logging.Handler):
         text = f"[{number:>2}/{len(self._node_ids)}] {node_id}"
         if took is not None:
             text += f" took {duration(took)}"
-            left = self._left(node_id, took)
+            left = self._left(node_id)
             return text + (f" · the run about {duration(left)} left" if left else "")
         estimate = self._estimates.get(node_id)
         if started:
@@ -89,11 +96,13 @@ def reporting(node_ids: Sequence[str], estimates: dict[str, float],
     """Shows the run's progress while the block runs the pipeline."""
     stages = StageProgress(node_ids, estimates, line or ProgressLine())
     # TFX logs the components' start and end at INFO, which the absl logger drops by default:
-    # it takes INFO for the progress alone, and hands on only what it showed before.
+    # it takes INFO for the progress alone, and hands on only what it showed before. The level is
+    # set through absl's verbosity, which TensorFlow saves and restores around a SavedModel save.
     absl_logger = logging.getLogger("absl")
-    saved = absl_logger.level, absl_logger.propagate
+    saved = absl_logging.get_verbosity(), absl_logger.propagate
     pass_on = _PassOn(absl_logger.getEffectiveLevel())
-    absl_logger.setLevel(min(logging.INFO, absl_logger.getEffectiveLevel()))
+    if absl_logger.getEffectiveLevel() > logging.INFO:
+        absl_logging.set_verbosity(absl_logging.INFO)
     absl_logger.propagate = False
     absl_logger.addHandler(stages)
     absl_logger.addHandler(pass_on)
@@ -112,5 +121,5 @@ def reporting(node_ids: Sequence[str], estimates: dict[str, float],
         ticker.join()
         absl_logger.removeHandler(stages)
         absl_logger.removeHandler(pass_on)
-        absl_logger.setLevel(saved[0])
+        absl_logging.set_verbosity(saved[0])
         absl_logger.propagate = saved[1]

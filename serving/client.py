@@ -12,11 +12,9 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 
 import grpc
-import tensorflow as tf
-from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from enja.serving import contract
-from enja.serving.warmup import predict_request
+from enja.serving.predict_api import predict_request, prediction_service_pb2_grpc, strings
 
 BATCH_SIZE = 32  # sentences per request when reading stdin
 # gRPC's retry policy (its service config's names); gRPC waits a random time up to the current
@@ -46,8 +44,7 @@ def translate_batches(stub: prediction_service_pb2_grpc.PredictionServiceStub, s
         request = predict_request(batch, model_name)
         request.output_filter.append(contract.TRANSLATIONS_OUTPUT)
         response = stub.Predict(request, timeout=timeout)
-        for translation in tf.make_ndarray(response.outputs[contract.TRANSLATIONS_OUTPUT]):
-            yield translation.decode("utf-8")
+        yield from strings(response.outputs[contract.TRANSLATIONS_OUTPUT])
 
 
 def translate(sentences: Sequence[str], server: str = "localhost:8500", model_name: str = "enja",

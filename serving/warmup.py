@@ -8,20 +8,11 @@ import os
 from collections.abc import Iterator, Sequence
 
 import tensorflow as tf
-from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+from tensorflow_serving.apis import prediction_log_pb2
 
-from enja.serving import contract
+from enja.serving.predict_api import predict_request
 
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
-
-
-def predict_request(sentences: Sequence[str], model_name: str) -> predict_pb2.PredictRequest:
-    """The Predict call of the serving signature for a batch of sentences."""
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = model_name
-    request.model_spec.signature_name = contract.SERVING_SIGNATURE
-    request.inputs[contract.TEXT_INPUT].CopyFrom(tf.make_tensor_proto(list(sentences), dtype=tf.string))
-    return request
 
 
 def write_warmup_requests(saved_model_dir: str, sentences: Sequence[str], model_name: str) -> str:

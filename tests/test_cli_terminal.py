@@ -91,6 +91,22 @@ def test_operator_commands_answer_without_loading_tensorflow(command, unloaded, 
             .model_version_policy.specific.versions == [1]
 
 
+def test_translate_answers_without_loading_tensorflow(standin_model_base):
+    """`enja translate` needs only TF Serving's protos, which it loads without TensorFlow."""
+    from enja.serving.server import ModelServer, ServerOptions
+
+    server = ModelServer(standin_model_base, MODEL, ServerOptions(port=0))
+    server.start()
+    try:
+        result = enja("translate", "--server", server.address, "hello", "thank you",
+                      python_flags=("-X", "importtime"))
+    finally:
+        server.stop()
+    assert (result.returncode, result.stdout) == (0, "こんにちは\nありがとう\n"), result.stderr[-2000:]
+    assert not [module for module in ("tensorflow", "tensorflow.python", "tfx")
+                if imported(result.stderr, module)]
+
+
 MISTAKES = {
     "evaluate, a missing source file": (
         ["evaluate", "--model", "{tmp}/model", "--src", "{tmp}/missing.en", "--ref", "{tmp}/ref.ja"],

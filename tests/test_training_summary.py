@@ -10,13 +10,13 @@ from enja.models.architectures import seq2seq
 from enja.models.training import training_clock
 
 
-def test_count_tokens_leaves_out_padding():
+def test_counts_batches_and_tokens_leaving_out_padding():
     inputs = {seq2seq.SOURCE_INPUT: np.array([[5, 6, 0], [7, 0, 0]]),
               seq2seq.TARGET_INPUT: np.array([[2, 8, 0], [2, 0, 0]])}
     labels = np.array([[8, 3, 0], [3, 0, 0]])
     dataset = tf.data.Dataset.from_tensors((inputs, labels)).repeat(2)
     # 3 source tokens and 3 labels per batch; the shifted decoder input is not counted.
-    assert training_clock.count_tokens(dataset) == 12
+    assert training_clock.count_batches_and_tokens(dataset) == (2, 12)
 
 
 @pytest.mark.parametrize("kept_best, kept_epoch", [(True, 2), (False, 3)])

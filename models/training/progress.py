@@ -42,32 +42,33 @@ class ProgressLine:
         self._log_interval_s = log_interval_s
         self._clock = clock
         self._last_written = -float("inf")
-        self._shown = ""  # what the terminal's current line holds
         self._lock = threading.Lock()  # a ticker thread and the work may both write
 
     def update(self, text: str) -> None:
-        """Shows `text` in place of the last update: at once on a terminal, in a log only if the
-        last line is `log_interval_s` old."""
+        """Shows `text` in place of the last update: on a terminal a few times a second at
+        most, in a log only if the last line is `log_interval_s` old."""
         with self._lock:
-            now = self._clock()
             interval = REDRAW_INTERVAL_S if self._terminal else self._log_interval_s
-            if now - self._last_written < interval:
-                return
-            self._last_written = now
-            if self._terminal:
-                self._stream.write(f"\r\x1b[K{text}")
-                self._shown = text
-            else:
-                self._stream.write(f"{text}\n")
-            self._stream.flush()
+            if self._clock() - self._last_written >= interval:
+                self._write(text)
+
+    def show(self, text: str) -> None:
+        """Shows `text` at once, in place of the last update (in a log, as a line)."""
+        with self._lock:
+            self._write(text)
+
+    def _write(self, text: str) -> None:
+        self._last_written = self._clock()
+        self._stream.write(f"\r\x1b[K{text}" if self._terminal else f"{text}\n")
+        self._stream.flush()
 
     def done(self, text: str) -> None:
         """Writes `text` as a line of its own, replacing the update a terminal shows."""
         with self._lock:
-            self._stream.write(f"\r\x1b[K{text}\n" if self._terminal else f"{text}\n")
-            self._stream.flush()
-            self._shown = ""
-            self._last_written = self._clock()
+            self._write(text)
+            if self._terminal:
+                self._stream.write("\n")
+                self._stream.flush()
 
 
 class EpochProgress(keras.callbacks.Callback):
@@ -84,32 +85,38 @@ class EpochProgress(keras.callbacks.Callback):
         self._epochs, self._steps = epochs, steps_per_epoch
         self._line, self._clock = line, clock
         self._epoch = 0
-        self._epoch_started = self._train_started = 0.0
+        self._epoch_started = 0.0
+        self._paced_from = (0.0, 0)  # (time, step) the epoch's pace is measured from
         self._epoch_seconds: list[float] = []
-
-    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
-        self._train_started = self._clock()
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._epoch, self._epoch_started = epoch, self._clock()
+        self._paced_from = (self._epoch_started, 0)
 
     def _left_after_this_epoch(self) -> float | None:
+        """From the epochs after the first once there are some: the first also builds the step."""
         if not self._epoch_seconds:
             return None
-        return sum(self._epoch_seconds) / len(self._epoch_seconds) * (self._epochs - self._epoch - 1)
+        typical = self._epoch_seconds[1:] or self._epoch_seconds
+        return sum(typical) / len(typical) * (self._epochs - self._epoch - 1)
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-        step = batch + 1
-        elapsed = self._clock() - self._epoch_started
-        epoch_left = elapsed / step * (self._steps - step)
+        step, now = batch + 1, self._clock()
+        loss = (logs or {}).get("loss")
+        text = (f"training: epoch {self._epoch + 1}/{self._epochs}, step {step}/{self._steps}"
+                + (f", loss {loss:.3f}" if loss is not None else ""))
+        if self._epoch == 0 and step == 1:  # the very first step also builds the graph
+            self._paced_from = (now, 1)
+            self._line.update(text)
+            return
+        since, from_step = self._paced_from
+        per_step = (now - since) / (step - from_step)
+        epoch_left = per_step * (self._steps - step)
         later = self._left_after_this_epoch()
         if later is None:  # the first epoch: its own pace, validation not yet measured
-            later = (elapsed / step * self._steps) * (self._epochs - self._epoch - 1)
-        loss = (logs or {}).get("loss")
-        self._line.update(
-            f"training: epoch {self._epoch + 1}/{self._epochs}, step {step}/{self._steps}"
-            + (f", loss {loss:.3f}" if loss is not None else "")
-            + f" · epoch {duration(epoch_left)} left, training about {duration(epoch_left + later)} left")
+            later = per_step * self._steps * (self._epochs - self._epoch - 1)
+        self._line.update(f"{text} · epoch {duration(epoch_left)} left, "
+                          f"training about {duration(epoch_left + later)} left")
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         seconds = self._clock() - self._epoch_started

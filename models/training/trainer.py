@@ -15,7 +15,6 @@ device, and a run on several replicas takes the steps a run on one would.
 from __future__ import annotations
 
 import math
-import sys
 from typing import Any
 
 import keras
@@ -30,6 +29,7 @@ from enja.models.training import (
     distribution,
     epoch_bleu,
     length_buckets,
+    progress,
     training_clock,
     training_summary,
     warm_start,
@@ -122,15 +122,17 @@ class WarmupAndSchedule(keras.callbacks.Callback):
 
 
 def _callbacks(training: TrainingConfig, log_dir: str, clock: training_clock.TrainingClock,
-               dev_bleu: epoch_bleu.EpochBleu) -> list[keras.callbacks.Callback]:
+               dev_bleu: epoch_bleu.EpochBleu, shown: progress.EpochProgress
+               ) -> list[keras.callbacks.Callback]:
     # With weight averaging the averaged weights are swapped in before validation and
     # kept in for the epoch-end callbacks that follow (dev BLEU, early stopping's best
     # weights), and they are what training leaves in the model.
     averaging = ([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)]
                  if training.weight_averaging else [])
-    # The clock stops before validation and the BLEU pass; TensorBoard logs val_bleu too.
+    # The clock stops before validation and the BLEU pass; TensorBoard and the progress line
+    # show val_bleu too.
     callbacks: list[keras.callbacks.Callback] = [
-        *averaging, clock, dev_bleu, keras.callbacks.TensorBoard(log_dir=log_dir),
+        *averaging, clock, dev_bleu, shown, keras.callbacks.TensorBoard(log_dir=log_dir),
         WarmupAndSchedule(training)]
     if training.early_stopping_patience:
         callbacks.append(keras.callbacks.EarlyStopping(
@@ -152,19 +154,24 @@ def label_length(tf_transform_output: tft.TFTransformOutput) -> int:
 def _train(model: seq2seq.EncoderDecoder, training: TrainingConfig, train_data: tf.data.Dataset,
            eval_data: tf.data.Dataset, target_vocabulary: list[bytes], max_output_length: int,
            model_run_dir: str) -> dict[str, Any]:
-    """Fits the teacher-forcing model and returns the training summary of the run."""
+    """Fits the teacher-forcing model and returns the training summary of the run.
+
+    A first pass over the data counts its batches (and fills the example cache, which the
+    first epoch would do): with the count, the progress line knows each epoch's length, and
+    Keras knows where the data ends.
+    """
+    batches, tokens = training_clock.count_batches_and_tokens(train_data)
+    train_data = train_data.apply(tf.data.experimental.assert_cardinality(batches))
+    eval_batches, _ = training_clock.count_batches_and_tokens(eval_data)
+    eval_data = eval_data.apply(tf.data.experimental.assert_cardinality(eval_batches))
     clock = training_clock.TrainingClock()
     dev_bleu = epoch_bleu.EpochBleu(model, eval_data, target_vocabulary, max_output_length)
+    shown = progress.EpochProgress(training.epochs, batches, progress.ProgressLine())
     history = model.trainer.fit(
-        train_data,
-        validation_data=eval_data,
-        epochs=training.epochs,
-        callbacks=_callbacks(training, model_run_dir, clock, dev_bleu),
-        # A progress bar on a terminal, one line per epoch in logs.
-        verbose=1 if sys.stdout.isatty() else 2)
-    return training_clock.summarize(
-        history, clock, training_clock.count_tokens(train_data),
-        kept_best=training.early_stopping_patience > 0)
+        train_data, validation_data=eval_data, epochs=training.epochs,
+        callbacks=_callbacks(training, model_run_dir, clock, dev_bleu, shown), verbose=0)
+    return training_clock.summarize(history, clock, tokens,
+                                    kept_best=training.early_stopping_patience > 0)
 
 
 def _keep(start: warm_start.Start, state: warm_start_state.State, fn_args: FnArgs,

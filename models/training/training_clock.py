@@ -13,15 +13,18 @@ from enja.models.training import epoch_bleu
 from enja.preprocessing import features
 
 
-def count_tokens(dataset: tf.data.Dataset) -> int:
-    """Non-padding source tokens and target labels (</s> included) over (inputs, labels)."""
-    def add(total: tf.Tensor, batch: tuple[dict[str, tf.Tensor], tf.Tensor]) -> tf.Tensor:
+def count_batches_and_tokens(dataset: tf.data.Dataset) -> tuple[int, int]:
+    """Batches, and non-padding source tokens and target labels (</s> included), over
+    (inputs, labels) batches: one pass over the data."""
+    def add(totals: tuple[tf.Tensor, tf.Tensor], batch: tuple[dict[str, tf.Tensor], tf.Tensor]
+            ) -> tuple[tf.Tensor, tf.Tensor]:
         inputs, labels = batch
-        return (total
-                + tf.math.count_nonzero(inputs[seq2seq.SOURCE_INPUT] != features.PAD_ID)
-                + tf.math.count_nonzero(labels != features.PAD_ID))
+        tokens = (tf.math.count_nonzero(inputs[seq2seq.SOURCE_INPUT] != features.PAD_ID)
+                  + tf.math.count_nonzero(labels != features.PAD_ID))
+        return totals[0] + 1, totals[1] + tokens
 
-    return int(dataset.reduce(tf.constant(0, tf.int64), add))
+    batches, tokens = dataset.reduce((tf.constant(0, tf.int64), tf.constant(0, tf.int64)), add)
+    return int(batches), int(tokens)
 
 
 class TrainingClock(keras.callbacks.Callback):
