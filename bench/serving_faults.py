@@ -72,7 +72,7 @@ from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_p
 
 from enja.serving import contract  # noqa: E402
 from enja.serving.warmup import predict_request  # noqa: E402
-from serving import SENTENCES, percentile  # noqa: E402
+from serving_latency import SENTENCES, percentile  # noqa: E402
 from serving_load import (  # noqa: E402
     GRPC_CHANNELS,
     METRICS_PATH,
@@ -129,7 +129,7 @@ def server_threads(pid: int) -> int:
 
 class ServeCommand:
     """`enja serve` in a child process on free loopback ports, batching on, logging to `log_path`; it has
-    bench/serving.py's ServerProcess's address, rest_api_address, pid and alive(), so serving_load's
+    bench/serving_latency.py's ServerProcess's address, rest_api_address, pid and alive(), so serving_load's
     clients take it. The block returns once both ports answer; leaving it ends the server with SIGTERM."""
 
     def __init__(self, model_dir: str, model_name: str, log_path: str, *flags: str):

@@ -4,7 +4,7 @@
     .venv/bin/python bench/serving_load.py --model-base-path pipeline_output/serving_model --clients 20 \\
         --duration 20 --swaps 1 2 --swap-seconds 1 --malformed 200 --requests 40   # a smoke run, about 2 min
 
-One server (bench/serving.py's ServerProcess: its own process, batching and the REST API on) serves a
+One server (bench/serving_latency.py's ServerProcess: its own process, batching and the REST API on) serves a
 temporary base path holding a copy of the given model's newest version; the given folder is never
 written. A push copies the served version to a temporary name in the model folder and renames it to
 the next number, so the server never sees half a version.
@@ -26,7 +26,7 @@ the next number, so the server never sees half a version.
    with a JSON {"error": ...} body unless it is a 200 or answers HEAD; the server must still be running
    and answer good requests at the end. HandleReloadConfigRequest is left out: a random config that
    parses is a legitimate order to serve something else.
-4. Overhead, with bench/serving.py's measurements while nothing else calls: gRPC p50 for one sentence
+4. Overhead, with bench/serving_latency.py's measurements while nothing else calls: gRPC p50 for one sentence
    over the in-process p50 (target: less than 10 % more), and throughput with batching at concurrency
    32 over one in-process call on a batch of 32 (target: at least 90 %).
 
@@ -72,7 +72,7 @@ from enja.serving import contract  # noqa: E402
 from enja.serving.metrics import REST_API_PREFIX  # noqa: E402
 from enja.serving.server import METRICS_PATH, ServerOptions  # noqa: E402
 from enja.serving.warmup import predict_request  # noqa: E402
-from serving import (  # noqa: E402
+from serving_latency import (  # noqa: E402
     SENTENCES,
     ServerProcess,
     grpc_latencies,

@@ -1,6 +1,6 @@
 """Serving latency and throughput for one pushed model, as a markdown table.
 
-    .venv/bin/python bench/serving.py --model-base-path pipeline_output/serving_model
+    .venv/bin/python bench/serving_latency.py --model-base-path pipeline_output/serving_model
 
 Rows: the in-process SavedModel call (the floor every server adds to), gRPC
 Predict latency for one sentence, and sentences/second at several client
