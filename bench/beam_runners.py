@@ -1,9 +1,10 @@
 """ExampleGen → StatisticsGen → Transform on each local Beam runner: seconds per component.
 
-    ENJA_DATA_ROOT=/work/shared/data/small_parallel_enja .venv/bin/python bench/beam_runners.py \
+    ENJA_DATA_ROOT=CORPUS_DIR .venv/bin/python bench/beam_runners.py \
         [--runners in_memory multi_process dask] [--workers 2] [--output-dir bench_output/beam_runners]
 
-Runs the real pipeline (`create_pipeline`, default preset: all five spans and dev) cut
+CORPUS_DIR is the small_parallel_enja corpus with its spans (`enja download-data --dest CORPUS_DIR`
+makes one). Runs the real pipeline (`create_pipeline`, default preset: all five spans and dev) cut
 after Transform — ExampleGen, StatisticsGen, ImportSchemaGen, DataGate, Transform; no
 training — once per runner, uncached, each in its own folder
 under --output-dir. `multi_process` runs --workers DirectRunner worker processes; `dask`

@@ -1,7 +1,11 @@
 """Four runs of the compiled smoke spec, every task through a launcher as strict as open-source KFP.
 
-    ENJA_DATA_ROOT=/work/shared/data/small_parallel_enja .venv/bin/python bench/kubeflow_runs.py \
+    ENJA_DATA_ROOT=CORPUS_DIR .venv/bin/python bench/kubeflow_runs.py \
         [--output-dir bench_output/kubeflow_runs]
+
+CORPUS_DIR is the small_parallel_enja corpus with its spans (`enja download-data --dest CORPUS_DIR`
+makes one); the runs' pushed models end up in <output-dir>/serving_model/, which
+bench/serving_faults.py and the other serving benches take as --model-base-path.
 
 `enja kubeflow` compiles the smoke preset to YAML, reading a landing folder where spans
 arrive and a model config file that our model server polls. Each run creates a run in

@@ -1,15 +1,17 @@
 """The model server under hostile and unlucky conditions (issue #22), as markdown tables; exits 1 if a target is missed.
 
-    .venv/bin/python bench/serving_faults.py --model-base-path /tmp/kfr/serving_model
-    .venv/bin/python bench/serving_faults.py --trickle 100 --phase-seconds 10 --burst 50 \\
-        --sigterm-clients 20 --push-clients 6 --push-seconds 8   # a smoke run, about 2 min
+    .venv/bin/python bench/serving_faults.py --model-base-path SERVING_DIR
+    .venv/bin/python bench/serving_faults.py --model-base-path SERVING_DIR --trickle 100 --phase-seconds 10 \\
+        --burst 50 --sigterm-clients 20 --push-clients 6 --push-seconds 8   # a smoke run, about 2 min
 
-Each scenario starts its own server, as a user would: `enja serve` (this venv's) in a child process, with
-batching on (--enable_batching=true, TF Serving's default parameters, as serving/deploy's recipes ask), on
-free loopback ports, serving a temporary copy of the given model's newest version; the given folder is
-never written. The bench talks to it over the network only (gRPC, HTTP, raw sockets) and reads its thread
-count from /proc. The figures in the docs come from whichever model the run used, named in the first line
-the bench prints (by default the smoke-preset model pushed to /tmp/kfr/serving_model/enja, when present).
+SERVING_DIR is the folder holding <model-name>/<version>/: an `enja run` output's serving_model/
+(pipeline_output/serving_model after `make run`). Each scenario starts its own server, as a user would:
+`enja serve` (this venv's; serving_harness.EnjaServe) in a child process, with batching on
+(--enable_batching=true, TF Serving's default parameters, as serving/deploy's recipes ask), on free
+loopback ports, serving a temporary copy of the given model's newest version; the given folder is never
+written. The bench talks to it over the network only (gRPC, HTTP, raw sockets) and reads its thread count
+from /proc. The figures in the docs come from whichever model the run used, named in the first line the
+bench prints.
 
 1. Slow clients. --real-clients REST clients (a kept-alive connection each, one sentence a predict) call
    for --phase-seconds without anything else, then as long again while --trickle more connections to the
@@ -41,60 +43,60 @@ the bench prints (by default the smoke-preset model pushed to /tmp/kfr/serving_m
    copy ends) and TF Serving's 5 retries, which must span the copy. Target: the new version AVAILABLE
    (GetModelStatus) only once the copy is complete, and answering; 0 failed requests during it.
 5. The earlier figures (200 clients across a push, memory over 20 swaps, malformed-request fuzz, overhead
-   over the in-process model) are bench/serving_load.py's: the bench prints the command to run it.
+   over the in-process model) are bench/serving_push_load.py's, serving_swap_memory.py's, serving_fuzz.py's
+   and serving_overhead.py's: the bench prints the commands to run them.
 """
 import argparse
 import asyncio
 import collections
 import contextlib
 import dataclasses
-import http.client
 import itertools
 import os
 import random
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator
 from concurrent import futures
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import grpc  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc  # noqa: E402
 
 from enja.serving import contract  # noqa: E402
 from enja.serving.warmup import predict_request  # noqa: E402
-from serving import SENTENCES, percentile  # noqa: E402
-from serving_load import (  # noqa: E402
+from serving_harness import (  # noqa: E402
     GRPC_CHANNELS,
-    METRICS_PATH,
+    SENTENCES,
     TIMEOUT_S,
     GrpcPredict,
     ModelFolder,
     Outcome,
     RestPredict,
+    argument_parser,
     available_versions,
-    call_once,
+    call_for,
+    call_until,
+    calling,
+    enja_serve_on_copy,
     failures,
+    grpc_channels,
     load_clients,
-    model_folder_copy,
+    metric_samples,
+    ms,
+    percentile,
     print_errors,
     rest_versions,
-    run_clients,
     served_requests,
+    server_threads,
+    success_latencies,
 )
 
-DEFAULT_MODEL_BASE_PATH = "/tmp/kfr/serving_model"
-ENJA = os.path.join(os.path.dirname(sys.executable), "enja")  # this venv's console script
-START_TIMEOUT_S = 300.0
 MAX_P99_RATIO = 1.5
 WARM_UP_S = 5.0  # of the real clients, before the phases
 THREADS_PER_TRICKLE = 0.1  # the most server threads one trickling connection may add
@@ -109,123 +111,6 @@ SIGTERM_GIVE_UP_S = 60.0  # after the signal, on top of the server's exit
 LOAD_RETRIES = 5  # TF Serving's --max_num_load_retries, which the slow push keeps
 SERVED_AFTER_PUSH_S = 10.0  # clients go on calling this long once the pushed version serves
 REFUSED_GRPC = (grpc.StatusCode.UNAVAILABLE,)
-
-
-# --- the server -----------------------------------------------------------------------------------
-
-def free_ports(count: int) -> list[int]:
-    """Ports nothing listens on now (held open together, so they differ)."""
-    with contextlib.ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-
-
-def server_threads(pid: int) -> int:
-    with open(f"/proc/{pid}/status", encoding="ascii") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("Threads:"))
-
-
-class ServeCommand:
-    """`enja serve` in a child process on free loopback ports, batching on, logging to `log_path`; it has
-    bench/serving.py's ServerProcess's address, rest_api_address, pid and alive(), so serving_load's
-    clients take it. The block returns once both ports answer; leaving it ends the server with SIGTERM."""
-
-    def __init__(self, model_dir: str, model_name: str, log_path: str, *flags: str):
-        port, rest_port = free_ports(2)
-        self.model_name = model_name
-        self.address, self.rest_api_address = f"127.0.0.1:{port}", f"127.0.0.1:{rest_port}"
-        self.command = [ENJA, "serve", f"--model_base_path={model_dir}", f"--model_name={model_name}",
-                        f"--port={port}", f"--rest_api_port={rest_port}", "--enable_batching=true", *flags]
-        self.log_path = log_path
-        self._process: subprocess.Popen | None = None
-
-    @property
-    def pid(self) -> int:
-        return self._process.pid
-
-    def alive(self) -> bool:
-        return self._process.poll() is None
-
-    def shown(self) -> str:
-        """The command line, the temporary folder left out."""
-        return " ".join(["enja", *self.command[1:]])
-
-    def __enter__(self) -> "ServeCommand":
-        with open(self.log_path, "wb") as log:
-            self._process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT,
-                                             stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        with grpc.insecure_channel(self.address) as channel:
-            status = model_service_pb2_grpc.ModelServiceStub(channel)
-            while not self._ready(status):
-                if not self.alive() or time.monotonic() > deadline:
-                    self.__exit__()
-                    raise RuntimeError(f"the model server did not come up (exit code {self._process.returncode}); "
-                                       f"its log ends:\n{self.log_tail()}")
-                time.sleep(0.5)
-        return self
-
-    def _ready(self, status_stub) -> bool:
-        try:
-            if not available_versions(status_stub, self.model_name):
-                return False
-            connection = http.client.HTTPConnection(*self.rest_api_address.rsplit(":", 1), timeout=5)
-            try:
-                connection.request("GET", f"/v1/models/{self.model_name}")
-                return connection.getresponse().status == 200
-            finally:
-                connection.close()
-        except (grpc.RpcError, OSError, http.client.HTTPException):
-            return False
-
-    def terminate(self) -> None:
-        os.kill(self.pid, signal.SIGTERM)
-
-    def wait(self, timeout: float | None = None) -> int:
-        return self._process.wait(timeout)
-
-    def __exit__(self, *exc) -> None:
-        if self.alive():
-            self.terminate()
-            try:
-                self._process.wait(60)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-
-    def log_tail(self, lines: int = 20) -> str:
-        with open(self.log_path, encoding="utf-8", errors="replace") as log:
-            return "".join(collections.deque(log, lines))
-
-
-@contextlib.contextmanager
-def served_copy(args: argparse.Namespace, *flags: str) -> Iterator[tuple[ServeCommand, ModelFolder]]:
-    """A server on a temporary copy of the model's newest version, and that copy's folder."""
-    with model_folder_copy(os.path.join(args.model_base_path, args.model_name)) as (base, folder), \
-            ServeCommand(folder.path, args.model_name, os.path.join(base, "server.log"), *flags) as server:
-        print(f"server pid {server.pid}: {server.shown()}\n")
-        yield server, folder
-
-
-@contextlib.contextmanager
-def grpc_channels(address: str, count: int = GRPC_CHANNELS) -> Iterator[list[grpc.Channel]]:
-    """`count` channels, each its own connection (a subchannel pool apiece)."""
-    with contextlib.ExitStack() as stack:
-        yield [stack.enter_context(grpc.insecure_channel(address, [("grpc.use_local_subchannel_pool", 1)]))
-               for _ in range(count)]
-
-
-def metric_samples(rest_address: str) -> list:
-    """Every sample on the server's Prometheus page."""
-    connection = http.client.HTTPConnection(*rest_address.rsplit(":", 1), timeout=TIMEOUT_S)
-    try:
-        connection.request("GET", METRICS_PATH)
-        text = connection.getresponse().read().decode("utf-8")
-    finally:
-        connection.close()
-    return [sample for family in text_string_to_metric_families(text) for sample in family.samples]
 
 
 # --- the report -----------------------------------------------------------------------------------
@@ -246,13 +131,9 @@ def print_rows(rows: list[Row]) -> None:
     print()
 
 
-def ms(seconds: float) -> str:
-    return f"{seconds * 1e3:.0f} ms"
-
-
 def latency_summary(outcomes: list[Outcome], seconds: float) -> tuple[float, str]:
     """The p99 of the successful calls, and a line of their figures."""
-    latencies = [outcome.seconds for outcome in outcomes if outcome.error is None] or [float("nan")]
+    latencies = success_latencies(outcomes)
     p99 = percentile(latencies, 99)
     return p99, (f"p50 {ms(percentile(latencies, 50))}, p99 {ms(p99)}; {len(outcomes)} requests "
                  f"({len(outcomes) / seconds:.1f}/s), {len(failures(outcomes))} failed")
@@ -379,31 +260,21 @@ class Trickle:
                     self.answered += 1
 
 
-def real_clients_phase(clients: list[RestPredict], seconds: float) -> tuple[list[Outcome], float]:
-    """The clients calling for `seconds`: their outcomes, and the seconds it took."""
-    stop = threading.Event()
-    timer = threading.Timer(seconds, stop.set)
-    start = time.monotonic()
-    timer.start()
-    outcomes = run_clients(clients, stop)
-    return outcomes, time.monotonic() - start
-
-
 def slow_clients(args: argparse.Namespace) -> list[Row]:
     print(f"## 1. Slow clients\n\n{args.real_clients} REST clients for {args.phase_seconds:g} s without, then with "
           f"{args.trickle} connections trickling a header byte every {args.trickle_interval:g} s\n")
-    with served_copy(args) as (server, _):
+    with enja_serve_on_copy(args) as (server, _):
         clients = [RestPredict(server.rest_api_address, args.model_name) for _ in range(args.real_clients)]
         try:
-            real_clients_phase(clients, min(WARM_UP_S, args.phase_seconds))  # connect, reach a steady state
+            call_for(clients, min(WARM_UP_S, args.phase_seconds))  # connect, reach a steady state
             with ThreadPeak(server.pid) as quiet_peak:
-                quiet, quiet_s = real_clients_phase(clients, args.phase_seconds)
+                quiet, quiet_s = call_for(clients, args.phase_seconds)
             quiet_threads = server_threads(server.pid)
             path = f"/v1/models/{args.model_name}:predict"
             with Trickle(server.rest_api_address, args.trickle, args.trickle_interval, path) as trickle, \
                     ThreadPeak(server.pid) as trickle_peak:
                 opened_threads = server_threads(server.pid)
-                trickled, trickled_s = real_clients_phase(clients, args.phase_seconds)
+                trickled, trickled_s = call_for(clients, args.phase_seconds)
                 trickle_threads, still_open = server_threads(server.pid), trickle.open
                 closed_after, answered, opened = sorted(trickle.closed_after), trickle.answered, trickle.opened
         finally:
@@ -500,7 +371,7 @@ def until_quiet(rest_address: str, give_up_s: float = 120.0) -> collections.Coun
 def deadlines(args: argparse.Namespace) -> list[Row]:
     print(f"## 2. Deadlines under overload\n\n{args.burst} gRPC Predicts at beam {args.beam_width}, "
           f"{args.deadline:g} s deadline each, issued at once over {GRPC_CHANNELS} channels\n")
-    with served_copy(args) as (server, _), grpc_channels(server.address) as channels:
+    with enja_serve_on_copy(args) as (server, _), grpc_channels(server.address) as channels:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channels[0])
         probe_latencies(stub, args.model_name, 5)  # warm up the signature
         before_p50 = percentile(probe_latencies(stub, args.model_name, args.probes), 50)
@@ -540,16 +411,6 @@ def deadlines(args: argparse.Namespace) -> list[Row]:
 
 # --- 3. SIGTERM under load ------------------------------------------------------------------------
 
-def call_until_refused(client, first: int, stop: threading.Event, signalled: threading.Event) -> list[Outcome]:
-    """One client's calls, back to back, until `stop` or its first error after the signal."""
-    outcomes = []
-    while not stop.is_set():
-        outcomes.append(call_once(client, SENTENCES[(first + len(outcomes)) % len(SENTENCES)]))
-        if outcomes[-1].error is not None and signalled.is_set():
-            break
-    return outcomes
-
-
 def error_kinds(outcomes: list[Outcome]) -> str:
     kinds = collections.Counter(outcome.error.split(":", 1)[0] for outcome in outcomes)
     return ", ".join(f"{count} {kind}" for kind, count in kinds.most_common(3))
@@ -565,10 +426,10 @@ def sigterm(args: argparse.Namespace) -> list[Row]:
     print(f"## 3. SIGTERM under load\n\n{args.sigterm_clients} gRPC and {args.sigterm_clients} REST clients calling; "
           f"SIGTERM after {args.sigterm_after:g} s\n")
     stop, signalled = threading.Event(), threading.Event()
-    with served_copy(args) as (server, _), grpc_channels(server.address) as channels, \
+    with enja_serve_on_copy(args) as (server, _), grpc_channels(server.address) as channels, \
             load_clients(server, channels, args.model_name, 2 * args.sigterm_clients) as clients, \
             futures.ThreadPoolExecutor(len(clients)) as pool:
-        calls = [pool.submit(call_until_refused, client, i, stop, signalled) for i, client in enumerate(clients)]
+        calls = [pool.submit(call_until, client, i, stop, signalled) for i, client in enumerate(clients)]
         time.sleep(args.sigterm_after)
         signalled_at = time.monotonic()
         server.terminate()
@@ -635,19 +496,17 @@ def push_slowly(args: argparse.Namespace) -> list[Row]:
           f"{args.push_seconds:g} s; the server runs with --load_retry_interval_micros {retry_s * 1e6:.0f} "
           f"(TF Serving's 60 s default would serve the version up to a minute after the copy ends) and "
           f"--max_num_load_retries {LOAD_RETRIES}\n")
-    stop = threading.Event()
-    with served_copy(args, f"--load_retry_interval_micros={retry_s * 1e6:.0f}",
-                     f"--max_num_load_retries={LOAD_RETRIES}") as (server, folder), \
+    with enja_serve_on_copy(args, f"--load_retry_interval_micros={retry_s * 1e6:.0f}",
+                            f"--max_num_load_retries={LOAD_RETRIES}") as (server, folder), \
             grpc_channels(server.address) as channels, \
             load_clients(server, channels, args.model_name, args.push_clients) as clients, \
-            futures.ThreadPoolExecutor(2) as background:
+            futures.ThreadPoolExecutor(1) as background:
         status = model_service_pb2_grpc.ModelServiceStub(channels[0])
         old, before = folder.version, served_requests(server.rest_api_address)
-        calling = background.submit(run_clients, clients, stop)
-        start = time.monotonic()
-        pushing = background.submit(slow_push, folder, args.push_seconds)
-        served_at, early = None, False  # when the new version was first seen available; whether before it was whole
-        try:
+        with calling(clients) as outcomes:
+            start = time.monotonic()
+            pushing = background.submit(slow_push, folder, args.push_seconds)
+            served_at, early = None, False  # when the new version was first seen available; whether before it was whole
             give_up = start + args.push_seconds + (LOAD_RETRIES + 1) * retry_s + 60
             while time.monotonic() < give_up:
                 available = available_versions(status, args.model_name)
@@ -658,9 +517,6 @@ def push_slowly(args: argparse.Namespace) -> list[Row]:
             new, whole = pushing.result()
             if served_at is not None:
                 time.sleep(SERVED_AFTER_PUSH_S)
-        finally:
-            stop.set()
-        outcomes = calling.result()
         versions = {GrpcPredict.protocol: {o.version for o in outcomes if o.protocol == GrpcPredict.protocol
                                            and o.error is None},
                     RestPredict.protocol: rest_versions(before, served_requests(server.rest_api_address))}
@@ -687,11 +543,7 @@ SCENARIOS = {"slow-clients": slow_clients, "deadlines": deadlines, "sigterm": si
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    have_default = os.path.isdir(DEFAULT_MODEL_BASE_PATH)
-    parser.add_argument("--model-base-path", required=not have_default, default=DEFAULT_MODEL_BASE_PATH,
-                        help="folder holding <model-name>/<version>/, read only (default: %(default)s, when it exists)")
-    parser.add_argument("--model-name", default="enja")
+    parser = argument_parser(__doc__)
     parser.add_argument("--scenarios", nargs="+", choices=list(SCENARIOS), default=list(SCENARIOS))
     parser.add_argument("--trickle", type=int, default=1000, help="1: trickling connections")
     parser.add_argument("--trickle-interval", type=float, default=10, help="1: seconds between a connection's bytes")
@@ -725,7 +577,10 @@ def main() -> int:
         print_rows(rows)
         verdicts += [(name, row) for row in rows if row.met is not None]
     print("## 5. The earlier figures\n\n200 clients across a push, memory over 20 swaps, the malformed-request fuzz "
-          f"and the overhead: `.venv/bin/python bench/serving_load.py --model-base-path {args.model_base_path}`\n")
+          "and the overhead:\n")
+    for bench in ("serving_push_load", "serving_swap_memory", "serving_fuzz", "serving_overhead"):
+        print(f"    .venv/bin/python bench/{bench}.py --model-base-path {args.model_base_path}")
+    print()
     missed = [f"{name}: {row.measurement} ({row.value})" for name, row in verdicts if not row.met]
     print("all targets met" if not missed else "TARGETS MISSED:\n" + "\n".join(f"- {line}" for line in missed))
     return 1 if missed else 0

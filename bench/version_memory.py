@@ -8,7 +8,7 @@
 Each cycle loads the version as the server does (`LoadedModel`, the TF1 session loader),
 replays its warm-up requests, answers --requests one-sentence Predicts from --threads
 threads, then drops it the way the server's version manager does (`DroppedVersions`). The
-switches isolate the causes bench/serving_load.py's server-level measurement cannot: the
+switches isolate the causes bench/serving_swap_memory.py's server-level measurement cannot: the
 threads that ran requests (glibc gives each its own malloc arena), the trim after a drop,
 and the cap on arenas that the server sets as it is built.
 """
