@@ -23,17 +23,17 @@ import contextlib
 import glob
 import os
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import tensorflow as tf  # noqa: E402
-from ml_metadata.proto import metadata_store_pb2  # noqa: E402
-from tfx import v1 as tfx  # noqa: E402
-from tfx.orchestration import metadata  # noqa: E402
+import tensorflow as tf
+from ml_metadata.proto import metadata_store_pb2
+from tfx import v1 as tfx
+from tfx.orchestration import metadata
 
-from enja.pipeline import beam, configs, data, local_runner  # noqa: E402
-from enja.pipeline.pipeline import create_pipeline  # noqa: E402
+from enja.pipeline import beam, configs, data, local_runner
+from enja.pipeline.pipeline import create_pipeline
 
 THROUGH_TRANSFORM = ("ParallelCorpusExampleGen", "StatisticsGen", "ImportSchemaGen", "DataGate",
                      "Transform")

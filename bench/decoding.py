@@ -19,12 +19,12 @@ import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from enja.components import serving_export  # noqa: E402
-from enja.models.evaluation import saved_model_bleu  # noqa: E402
-from enja.pipeline import configs, data  # noqa: E402
+from enja.components import serving_export
+from enja.models.evaluation import saved_model_bleu
+from enja.pipeline import configs, data
 from enja.pipeline.cli import arguments
-from enja.serving.config import ServingConfig  # noqa: E402
-from pipeline_runs import latest_output  # noqa: E402
+from enja.serving.config import ServingConfig
+from pipeline_runs import latest_output
 
 COLUMNS = ("length penalty", "beam width", "dev BLEU", "seed_bleu", "translation s")
 

@@ -27,21 +27,21 @@ import argparse
 import os
 import tempfile
 import time
-from typing import Callable
+from collections.abc import Callable
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-import tensorflow_transform as tft  # noqa: E402
+import numpy as np
+import tensorflow as tf
+import tensorflow_transform as tft
 
+from enja.models.config import DecodingConfig
 from enja.models.export import reexport
 from enja.models.training import warm_start_state
-from enja.serving import contract  # noqa: E402
-from enja.models.config import DecodingConfig  # noqa: E402
-from enja.pipeline import data  # noqa: E402
-from enja.serving.config import ServingConfig  # noqa: E402
-from enja.serving.loader import LoadedModel  # noqa: E402
+from enja.pipeline import data
+from enja.serving import contract
+from enja.serving.config import ServingConfig
+from enja.serving.loader import LoadedModel
 
 # One sentence in, its translation and score out.
 Translate = Callable[[str], tuple[bytes, float]]

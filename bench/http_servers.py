@@ -35,8 +35,9 @@ HEADER_BUDGET_S = 10
 
 
 def _serve_shipped(port: int) -> None:
-    from enja.serving.http_server import HttpServer, Response, Route
     import re
+
+    from enja.serving.http_server import HttpServer, Response, Route
 
     routes = [Route("POST", re.compile("/v1/echo"), lambda request: Response(200, request.body))]
     server = HttpServer("127.0.0.1", port, routes, max_body_bytes=4 << 20, read_timeout_s=HEADER_BUDGET_S)
@@ -85,7 +86,8 @@ def _free_port() -> int:
 
 def _proc(pid: int) -> tuple[int, float]:
     """Threads and resident MiB of a process."""
-    fields = dict(line.split(":", 1) for line in open(f"/proc/{pid}/status", encoding="utf-8"))
+    with open(f"/proc/{pid}/status", encoding="utf-8") as status:
+        fields = dict(line.split(":", 1) for line in status)
     return int(fields["Threads"]), int(fields["VmRSS"].split()[0]) / 1024
 
 

@@ -37,16 +37,16 @@ from typing import Any
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
 
-import grpc  # noqa: E402
-from tensorflow_serving.apis import prediction_service_pb2_grpc  # noqa: E402
+import grpc
+from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-import kfp_launcher  # noqa: E402  (tests/)
-from corpus_spans import BAD_SPANS, real_pairs, write_dev, write_span  # noqa: E402  (tests/)
-from enja.components import names  # noqa: E402
-from enja.models.training import training_summary  # noqa: E402
+import kfp_launcher
+from corpus_spans import BAD_SPANS, real_pairs, write_dev, write_span
+from enja.components import names
+from enja.models.training import training_summary
 from enja.pipeline import cli, configs, pipeline
-from enja.serving import model_config, warmup  # noqa: E402
-from enja.serving.server import ModelServer, ServerOptions  # noqa: E402
+from enja.serving import model_config, warmup
+from enja.serving.server import ModelServer, ServerOptions
 
 SMOKE = configs.PRESETS["smoke"]
 PAIRS = 300

@@ -1,5 +1,5 @@
-"""Malformed gRPC and HTTP requests for bench/serving_fuzz.py, and what a server's answer to each must be; not a
-bench itself.
+"""Malformed gRPC and HTTP requests for bench/serving_fuzz.py, and what a server's answer to each
+must be; not a bench itself.
 
 gRPC: random bytes to the services' methods, mutated serialized PredictRequests, and plausible-but-wrong
 PredictRequests (wrong dtypes, ranks, shapes, names, sizes, versions, signatures, beam widths). A call must
@@ -23,8 +23,8 @@ from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2
 from tensorflow_serving.apis import predict_pb2
 
 from enja.serving import contract
+from enja.serving.predict_api import predict_request
 from enja.serving.server import METRICS_PATH
-from enja.serving.warmup import predict_request
 from serving_harness import SENTENCES, TIMEOUT_S, describe
 
 # A gRPC status no bad request should get: an unhandled exception, or a server that died or hangs.
@@ -44,7 +44,8 @@ class Answer:
 Fault = Callable[[random.Random, str], predict_pb2.PredictRequest]
 
 
-def _request(model_name: str, inputs: dict, signature: str = contract.SERVING_SIGNATURE) -> predict_pb2.PredictRequest:
+def _request(model_name: str, inputs: dict,
+             signature: str = contract.SERVING_SIGNATURE) -> predict_pb2.PredictRequest:
     request = predict_pb2.PredictRequest()
     request.model_spec.name = model_name
     request.model_spec.signature_name = signature
@@ -63,7 +64,8 @@ def _odd_shape(rng: random.Random) -> tensor_pb2.TensorProto:
     sizes = rng.choice([[3], [-1], [-5], [2**24], [2**40], [0, 2**40], [2**31, 2**31]])
     return tensor_pb2.TensorProto(dtype=tf.string.as_datatype_enum, string_val=[b"i like cats ."],
                                   tensor_shape=tensor_shape_pb2.TensorShapeProto(
-                                      dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=size) for size in sizes]))
+                                      dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=size)
+                                           for size in sizes]))
 
 
 def _with_spec(rng: random.Random, model_name: str) -> predict_pb2.PredictRequest:
@@ -89,7 +91,8 @@ def _beam_width(rng: random.Random, model_name: str) -> predict_pb2.PredictReque
     """Beam widths the contract refuses. (Huge ones it allows: 2**31 - 1 holds 8 GB for a minute.)"""
     beam_width = rng.choice([tf.make_tensor_proto(rng.choice([0, -1, -2**31]), dtype=tf.int32),
                              tf.make_tensor_proto([2, 3], dtype=tf.int32), tf.make_tensor_proto(4.0)])
-    return _request(model_name, {contract.TEXT_INPUT: _text(["i like cats ."]), contract.BEAM_WIDTH_INPUT: beam_width},
+    return _request(model_name, {contract.TEXT_INPUT: _text(["i like cats ."]),
+                                 contract.BEAM_WIDTH_INPUT: beam_width},
                     contract.OPTIONS_SIGNATURE)
 
 
@@ -100,16 +103,19 @@ PLAUSIBLE_FAULTS: dict[str, Fault] = {
         ["i like cats .", [["i like cats ."]], [["a", "b", "c"], ["d", "e", "f"]]]))}),
     "odd shape": lambda rng, name: _request(name, {contract.TEXT_INPUT: _odd_shape(rng)}),
     "empty batch": lambda rng, name: _request(name, {contract.TEXT_INPUT: _text(np.array([], dtype=object))}),
-    "too many rows": lambda rng, name: _request(name, {contract.TEXT_INPUT: _text(["i like cats ."] * rng.choice(
-        [257, 5000]))}),
+    "too many rows": lambda rng, name: _request(name, {contract.TEXT_INPUT: _text(
+        ["i like cats ."] * rng.choice([257, 5000]))}),
     "long string": lambda rng, name: _request(name, {contract.TEXT_INPUT: _text(["cats " * rng.choice(
         [201, 20_000, 800_000, 1_000_000])])}),  # 1 kB over the limit, to over gRPC's 4 MB
-    "not UTF-8": lambda rng, name: _request(name, {contract.TEXT_INPUT: _text([rng.randbytes(rng.randint(1, 50))])}),
+    "not UTF-8": lambda rng, name: _request(name, {contract.TEXT_INPUT: _text(
+        [rng.randbytes(rng.randint(1, 50))])}),
     "wrong input name": lambda rng, name: _request(name, {rng.choice(["", "txt", "examples", "TEXT"]):
                                                           _text(["hi ."])}),
-    "extra input": lambda rng, name: _request(name, {contract.TEXT_INPUT: _text(["hi ."]), "extra": _text(["x"])}),
+    "extra input": lambda rng, name: _request(name, {contract.TEXT_INPUT: _text(["hi ."]),
+                                                     "extra": _text(["x"])}),
     "no inputs": lambda rng, name: _request(name, {}),
-    "unknown model": lambda rng, name: predict_request(["hi ."], rng.choice(["", "nope", name.upper(), "x" * 10_000])),
+    "unknown model": lambda rng, name: predict_request(
+        ["hi ."], rng.choice(["", "nope", name.upper(), "x" * 10_000])),
     "unknown version, label or signature": _with_spec,
     "unknown output": _unknown_output,
     "beam width": _beam_width,
@@ -142,7 +148,8 @@ def random_grpc_call(rng: random.Random, model_name: str) -> tuple[str, str, byt
     kind = rng.choice(["random bytes", "mutated request", *PLAUSIBLE_FAULTS])
     if kind == "random bytes":
         method = rng.choice(GRPC_METHODS)
-        return f"random bytes to {method.rsplit('/', 1)[1]}", method, rng.randbytes(rng.choice([0, 1, 16, 300, 5000]))
+        garbage = rng.randbytes(rng.choice([0, 1, 16, 300, 5000]))
+        return f"random bytes to {method.rsplit('/', 1)[1]}", method, garbage
     if kind == "mutated request":
         good = predict_request(rng.sample(SENTENCES, 2), model_name).SerializeToString()
         return kind, GRPC_METHODS[0], mutated(rng, good)
@@ -183,7 +190,8 @@ def _random_path(rng: random.Random, model_name: str) -> tuple[str, str]:
         "junk model": f"/v1/models/{junk}:predict",
         "other verb": f"{model}:{rng.choice(['classify', 'regress', junk])}",
         "junk under /v1": f"/v1/{junk}", "junk": f"/{junk}", "metrics": METRICS_PATH,
-        "long path": "/v1/models/" + "x" * rng.choice([1000, 70_000]), "predict?junk": f"{model}:predict?{junk}",
+        "long path": "/v1/models/" + "x" * rng.choice([1000, 70_000]),
+        "predict?junk": f"{model}:predict?{junk}",
     }
     label = rng.choice(sorted(paths))
     return label, paths[label]
@@ -196,13 +204,16 @@ def _random_document(rng: random.Random) -> object:
         [], 5, sentence, [sentence], [[sentence]], [{contract.TEXT_INPUT: sentence}], [{"txt": sentence}],
         [{contract.TEXT_INPUT: sentence, "extra": 1}], [1, 2], [None], [True], [1e308], [{"b64": "!!!"}],
         [{"b64": base64.b64encode(rng.randbytes(30)).decode()}], [sentence] * rng.choice([256, 257]),
-        ["cats " * 200_000], [sentence, {contract.TEXT_INPUT: sentence}], [{contract.TEXT_INPUT: [sentence]}]])
+        ["cats " * 200_000], [sentence, {contract.TEXT_INPUT: sentence}],
+        [{contract.TEXT_INPUT: [sentence]}]])
     return rng.choice([
         {"instances": instances}, {"inputs": instances}, {"instances": [sentence], "inputs": [sentence]},
-        {"signature_name": rng.choice([5, None, "nope", contract.ATTENTION_SIGNATURE, contract.OPTIONS_SIGNATURE]),
+        {"signature_name": rng.choice([5, None, "nope", contract.ATTENTION_SIGNATURE,
+                                       contract.OPTIONS_SIGNATURE]),
          "instances": instances},
         {"signature_name": contract.OPTIONS_SIGNATURE,
-         "inputs": {contract.TEXT_INPUT: [sentence], contract.BEAM_WIDTH_INPUT: rng.choice([0, -1, 2**40, 4, "4"])}},
+         "inputs": {contract.TEXT_INPUT: [sentence],
+                    contract.BEAM_WIDTH_INPUT: rng.choice([0, -1, 2**40, 4, "4"])}},
         [], 5, None, "instances"])
 
 
@@ -213,7 +224,8 @@ def _random_body(rng: random.Random) -> bytes:
     if choice == 1:
         return rng.randbytes(rng.choice([1, 100, 10_000]))
     if choice == 2:
-        return rng.choice([b"{", b'{"instances": [', b"{'instances': []}", b'{"instances": ["\\ud800"]}', b"NaN"])
+        return rng.choice([b"{", b'{"instances": [', b"{'instances': []}", b'{"instances": ["\\ud800"]}',
+                           b"NaN"])
     if choice == 3:
         depth = rng.choice([100, 100_000])
         return b'{"instances": ' + b"[" * depth + b"]" * depth + b"}"

@@ -17,11 +17,11 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from enja.models.evaluation import saved_model_bleu
-from enja.models.training import training_summary  # noqa: E402
+from enja.models.training import training_summary
 from enja.pipeline import configs, data, local_runner
 from enja.pipeline.cli import arguments
-from enja.pipeline.operations import history  # noqa: E402
-from pipeline_runs import latest_output, pipeline_seconds  # noqa: E402
+from enja.pipeline.operations import history
+from pipeline_runs import latest_output, pipeline_seconds
 
 COLUMNS = ("preset", "pipeline min", "training min", "epochs (kept)", "tokens/s",
            "greedy BLEU", "greedy seed_bleu", "beam BLEU", "beam seed_bleu", "pushed")

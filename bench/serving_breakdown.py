@@ -16,13 +16,13 @@ from collections.abc import Callable
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import grpc  # noqa: E402
-from tensorflow_serving.apis import prediction_service_pb2_grpc  # noqa: E402
+import grpc
+from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from enja.serving import servicer  # noqa: E402
-from enja.serving.batching_config import BatchOptions  # noqa: E402
-from enja.serving.server import ModelServer, ServerOptions  # noqa: E402
-from enja.serving.warmup import predict_request  # noqa: E402
+from enja.serving import servicer
+from enja.serving.batching_config import BatchOptions
+from enja.serving.predict_api import predict_request
+from enja.serving.server import ModelServer, ServerOptions
 
 WARMUP_CALLS = 5
 
@@ -43,7 +43,8 @@ def breakdown(base: str, model_name: str, batching: bool, calls: int) -> dict[st
     handler: list[float] = []
     predict_method = servicer.PredictionServicer.Predict
     servicer.PredictionServicer.Predict = timed(predict_method, handler)  # before the server registers it
-    server = ModelServer(base, model_name, ServerOptions(port=0, batching=BatchOptions() if batching else None))
+    server = ModelServer(base, model_name, ServerOptions(port=0,
+                                                         batching=BatchOptions() if batching else None))
     server.start()
     try:
         model, run = server.versions.get(), []
@@ -62,7 +63,8 @@ def breakdown(base: str, model_name: str, batching: bool, calls: int) -> dict[st
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-base-path", required=True, help="folder holding <model-name>/<version>/")
     parser.add_argument("--model-name", default="enja")
     parser.add_argument("--calls", type=int, default=100)
@@ -72,7 +74,8 @@ def main() -> None:
     for batching in (False, True):
         ms = breakdown(args.model_base_path, args.model_name, batching, args.calls)
         print(f"| {'on' if batching else 'off'} | {ms['run']:.1f} ms | {ms['handler']:.1f} ms "
-              f"(+{ms['handler'] - ms['run']:.1f}) | {ms['client']:.1f} ms (+{ms['client'] - ms['handler']:.1f}) |")
+              f"(+{ms['handler'] - ms['run']:.1f}) | {ms['client']:.1f} ms "
+              f"(+{ms['client'] - ms['handler']:.1f}) |")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The model server under hostile and unlucky conditions (issue #22), as markdown tables; exits 1 if a target is missed.
+"""The model server under hostile and unlucky conditions (issue #22), as markdown tables; exits 1
+if a target is missed.
 
     .venv/bin/python bench/serving_faults.py --model-base-path SERVING_DIR
     .venv/bin/python bench/serving_faults.py --model-base-path SERVING_DIR --trickle 100 --phase-seconds 10 \\
@@ -64,13 +65,13 @@ from concurrent import futures
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import grpc  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc  # noqa: E402
+import grpc
+import tensorflow as tf
+from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
-from enja.serving import contract  # noqa: E402
-from enja.serving.warmup import predict_request  # noqa: E402
-from serving_harness import (  # noqa: E402
+from enja.serving import contract
+from enja.serving.predict_api import predict_request
+from serving_harness import (
     GRPC_CHANNELS,
     SENTENCES,
     TIMEOUT_S,
@@ -210,7 +211,8 @@ class Trickle:
     async def _connect(self, connecting: asyncio.Semaphore):
         async with connecting:
             try:
-                connection = await asyncio.wait_for(asyncio.open_connection(self._host, self._port), CONNECT_TIMEOUT_S)
+                connection = await asyncio.wait_for(asyncio.open_connection(self._host, self._port),
+                                                    CONNECT_TIMEOUT_S)
             except (OSError, asyncio.TimeoutError) as error:
                 self.failed[type(error).__name__] += 1
                 return None
@@ -225,7 +227,8 @@ class Trickle:
             await self._trickle(*connection)
             lived = time.monotonic() - opened
             self.closed_after.append(lived)
-            await asyncio.sleep(max(self._interval_s - lived, 0))  # a server that closes at once is not hammered
+            # a server that closes at once is not hammered
+            await asyncio.sleep(max(self._interval_s - lived, 0))
             connection = await self._connect(connecting)
         if connection:
             connection[1].close()
@@ -261,8 +264,9 @@ class Trickle:
 
 
 def slow_clients(args: argparse.Namespace) -> list[Row]:
-    print(f"## 1. Slow clients\n\n{args.real_clients} REST clients for {args.phase_seconds:g} s without, then with "
-          f"{args.trickle} connections trickling a header byte every {args.trickle_interval:g} s\n")
+    print(f"## 1. Slow clients\n\n{args.real_clients} REST clients for {args.phase_seconds:g} s "
+          f"without, then with {args.trickle} connections trickling a header byte every "
+          f"{args.trickle_interval:g} s\n")
     with enja_serve_on_copy(args) as (server, _):
         clients = [RestPredict(server.rest_api_address, args.model_name) for _ in range(args.real_clients)]
         try:
@@ -276,7 +280,8 @@ def slow_clients(args: argparse.Namespace) -> list[Row]:
                 opened_threads = server_threads(server.pid)
                 trickled, trickled_s = call_for(clients, args.phase_seconds)
                 trickle_threads, still_open = server_threads(server.pid), trickle.open
-                closed_after, answered, opened = sorted(trickle.closed_after), trickle.answered, trickle.opened
+                closed_after = sorted(trickle.closed_after)
+                answered, opened = trickle.answered, trickle.opened
         finally:
             for client in clients:
                 client.close()
@@ -287,19 +292,22 @@ def slow_clients(args: argparse.Namespace) -> list[Row]:
     limit = THREADS_PER_TRICKLE * args.trickle
     refused = ", ".join(f"{count} {error}" for error, count in trickle.failed.items()) or "none"
     closed_when = (f" after {closed_after[0]:.1f}-{closed_after[-1]:.1f} s (median "
-                   f"{percentile(closed_after, 50):.1f} s), answering {answered} of them first" if closed_after else "")
+                   f"{percentile(closed_after, 50):.1f} s), answering {answered} of them first"
+                   if closed_after else "")
     print_errors(quiet + trickled)
     return [
         Row("real clients, no trickle", quiet_line),
         Row("real clients, with the trickle", trickle_line),
         Row("p99 with the trickle / without", f"{ratio:.2f}x ({ms(trickle_p99)} / {ms(quiet_p99)})",
             f"<= {MAX_P99_RATIO:g}x", ratio <= MAX_P99_RATIO),
-        Row("real requests failed with the trickle", str(len(failures(trickled))), "0", not failures(trickled)),
+        Row("real requests failed with the trickle", str(len(failures(trickled))), "0",
+            not failures(trickled)),
         Row("server threads at the end of each phase", f"{quiet_threads} without, {trickle_threads} with "
             f"({opened_threads} once the trickle had connected)"),
         Row("server threads, peak with the trickle - peak without", f"{growth:+d} ({trickle_peak.peak} vs "
             f"{quiet_peak.peak})", f"< +{limit:g} (a tenth of a thread a connection)", growth < limit),
-        Row("trickling connections", f"{opened} opened ({args.trickle} at first, then again as the server closed "
+        Row("trickling connections",
+            f"{opened} opened ({args.trickle} at first, then again as the server closed "
             f"them; could not connect: {refused}); the server closed {len(closed_after)} during the phase"
             f"{closed_when}; {still_open} open at its end"),
     ]
@@ -395,15 +403,18 @@ def deadlines(args: argparse.Namespace) -> list[Row]:
     shown = ", ".join(f"{seconds:.1f} s: {ms(p50)}" for seconds, p50 in groups[:8])
     return [
         Row("beam-1 p50 before the burst", f"{ms(before_p50)} ({args.probes} calls)"),
-        Row("burst: client calls by status", ", ".join(f"{status} {n}" for status, n in statuses.most_common()) +
+        Row("burst: client calls by status", ", ".join(f"{status} {n}" for status,
+                                                       n in statuses.most_common()) +
             f"; the last answered {ended - start:.2f} s after the first was sent"),
         Row("burst: the server's Predict count by status", ", ".join(f"{status} {n:.0f}" for status, n in
                                                                       counted.most_common()) or "none"),
-        Row("wasted share: (server OK - client OK) / server OK", f"{wasted:.1%} ({server_ok:.0f} - {client_ok}) / "
+        Row("wasted share: (server OK - client OK) / server OK",
+            f"{wasted:.1%} ({server_ok:.0f} - {client_ok}) / "
             f"{server_ok:.0f}", f"< {MAX_WASTED_SHARE:.0%}", wasted < MAX_WASTED_SHARE),
         Row("beam-1 p50 after the burst's end (groups of "
             f"{args.probe_group})", shown + (" ..." if len(groups) > 8 else "")),
-        Row(f"back within {MAX_RECOVERY_P50_RATIO:g}x of the p50 before", f"{recovered:.1f} s after the burst's end",
+        Row(f"back within {MAX_RECOVERY_P50_RATIO:g}x of the p50 before",
+            f"{recovered:.1f} s after the burst's end",
             f"<= {MAX_RECOVERY_S:g} s", recovered <= MAX_RECOVERY_S),
         Row("server threads after", str(threads)),
     ]
@@ -423,8 +434,8 @@ def sent_before(outcomes: list[Outcome], signalled_at: float) -> str:
 
 
 def sigterm(args: argparse.Namespace) -> list[Row]:
-    print(f"## 3. SIGTERM under load\n\n{args.sigterm_clients} gRPC and {args.sigterm_clients} REST clients calling; "
-          f"SIGTERM after {args.sigterm_after:g} s\n")
+    print(f"## 3. SIGTERM under load\n\n{args.sigterm_clients} gRPC and {args.sigterm_clients} REST "
+          f"clients calling; SIGTERM after {args.sigterm_after:g} s\n")
     stop, signalled = threading.Event(), threading.Event()
     with enja_serve_on_copy(args) as (server, _), grpc_channels(server.address) as channels, \
             load_clients(server, channels, args.model_name, 2 * args.sigterm_clients) as clients, \
@@ -454,24 +465,29 @@ def sigterm(args: argparse.Namespace) -> list[Row]:
         rows += [
             Row(f"{protocol}: sent before the signal", f"{len(before) - len(failed)} completed OK, of them "
                 f"{len(in_flight) - len(failures(in_flight))} in flight at the signal"),
-            Row(f"{protocol}: failed in flight", f"{len(failed)}" + (f" ({error_kinds(failed)}; sent "
-                f"{sent_before(failed, signalled_at)} before the signal)" if failed else ""), "0", not failed),
-            Row(f"{protocol}: sent after the signal", f"{len(after) - len(refused)} OK, {len(refused)} refused" +
+            Row(f"{protocol}: failed in flight",
+                f"{len(failed)}" + (f" ({error_kinds(failed)}; sent "
+                                    f"{sent_before(failed, signalled_at)} before the signal)"
+                                    if failed else ""), "0", not failed),
+            Row(f"{protocol}: sent after the signal",
+                f"{len(after) - len(refused)} OK, {len(refused)} refused" +
                 (f" ({error_kinds(refused)})" if refused else "")),
         ]
     print_errors([outcome for outcome in outcomes if outcome.error and
                   outcome.finished - outcome.seconds < signalled_at])
     if code is None:
         print(f"the server had not exited {SIGTERM_GIVE_UP_S:g} s after SIGTERM; its log ends:\n\n{log}")
-    return rows + [Row("server exit", f"code {code}, {exited:.1f} s after SIGTERM"
-                       if code is not None else f"still running after {SIGTERM_GIVE_UP_S:g} s")]
+    exit_ = (f"code {code}, {exited:.1f} s after SIGTERM" if code is not None
+             else f"still running after {SIGTERM_GIVE_UP_S:g} s")
+    return [*rows, Row("server exit", exit_)]
 
 
 # --- 4. slow push ---------------------------------------------------------------------------------
 
 def slow_push(folder: ModelFolder, seconds: float) -> tuple[int, float]:
     """Copy the newest version to the next number file by file, straight into the numbered folder, spread over
-    `seconds` (sorted, so the variables come last); the new version, and when (time.monotonic()) it was whole."""
+    `seconds` (sorted, so the variables come last); the new version, and when (time.monotonic()) it was
+    whole."""
     source, new = os.path.join(folder.path, str(folder.version)), folder.version + 1
     target = os.path.join(folder.path, str(new))
     files = sorted(os.path.relpath(os.path.join(root, name), source)
@@ -506,7 +522,8 @@ def push_slowly(args: argparse.Namespace) -> list[Row]:
         with calling(clients) as outcomes:
             start = time.monotonic()
             pushing = background.submit(slow_push, folder, args.push_seconds)
-            served_at, early = None, False  # when the new version was first seen available; whether before it was whole
+            # when the new version was first seen available; whether before it was whole
+            served_at, early = None, False
             give_up = start + args.push_seconds + (LOAD_RETRIES + 1) * retry_s + 60
             while time.monotonic() < give_up:
                 available = available_versions(status, args.model_name)
@@ -529,24 +546,28 @@ def push_slowly(args: argparse.Namespace) -> list[Row]:
     when = ("never" if served_at is None else
             f"{served_at - whole:+.1f} s after the copy was whole ({served_at - start:.1f} s after it began)")
     return [
-        Row("push", f"version {new} copied over {whole - start:.1f} s; {failed_loads:.0f} failed load attempts"),
+        Row("push",
+            f"version {new} copied over {whole - start:.1f} s; {failed_loads:.0f} failed load attempts"),
         Row(f"version {new} available (GetModelStatus)", when, "once the copy is whole, not before", served),
         Row(f"version {new} answered", "; ".join(f"{protocol}: versions {', '.join(map(str, sorted(found)))}"
                                                  for protocol, found in versions.items()) +
             f"; served now: {final}", "both protocols", answered),
-        Row("requests during the push", f"{len(outcomes)} in {seconds:.0f} s, {len(failures(outcomes))} failed",
+        Row("requests during the push",
+            f"{len(outcomes)} in {seconds:.0f} s, {len(failures(outcomes))} failed",
             "0 failed", not failures(outcomes)),
     ]
 
 
-SCENARIOS = {"slow-clients": slow_clients, "deadlines": deadlines, "sigterm": sigterm, "slow-push": push_slowly}
+SCENARIOS = {"slow-clients": slow_clients, "deadlines": deadlines, "sigterm": sigterm,
+             "slow-push": push_slowly}
 
 
 def main() -> int:
     parser = argument_parser(__doc__)
     parser.add_argument("--scenarios", nargs="+", choices=list(SCENARIOS), default=list(SCENARIOS))
     parser.add_argument("--trickle", type=int, default=1000, help="1: trickling connections")
-    parser.add_argument("--trickle-interval", type=float, default=10, help="1: seconds between a connection's bytes")
+    parser.add_argument("--trickle-interval", type=float, default=10,
+                        help="1: seconds between a connection's bytes")
     parser.add_argument("--real-clients", type=int, default=32, help="1: REST clients sending real requests")
     parser.add_argument("--phase-seconds", type=float, default=60, help="1: seconds of each phase")
     parser.add_argument("--burst", type=int, default=500, help="2: gRPC calls issued at once")
@@ -559,13 +580,13 @@ def main() -> int:
     parser.add_argument("--push-clients", type=int, default=20, help="4: clients calling, half of them REST")
     parser.add_argument("--push-seconds", type=float, default=20, help="4: seconds the copy takes")
     parser.add_argument("--load-retry-seconds", type=float, default=None,
-                        help="4: the server's --load_retry_interval_micros, in seconds (default: a quarter of "
-                             "--push-seconds, so that its 5 retries span the copy)")
+                        help="4: the server's --load_retry_interval_micros, in seconds (default: a quarter "
+                             "of --push-seconds, so that its 5 retries span the copy)")
     args = parser.parse_args()
 
     model_dir = os.path.join(args.model_base_path, args.model_name)
-    print(f"model {os.path.realpath(model_dir)}, versions {sorted(os.listdir(model_dir))} (a copy of the newest is "
-          f"served); {os.cpu_count()} CPUs; {time.strftime('%Y-%m-%d %H:%M')}\n\n"
+    print(f"model {os.path.realpath(model_dir)}, versions {sorted(os.listdir(model_dir))} (a copy of "
+          f"the newest is served); {os.cpu_count()} CPUs; {time.strftime('%Y-%m-%d %H:%M')}\n\n"
           f"    {' '.join(['.venv/bin/python', 'bench/serving_faults.py', *sys.argv[1:]])}\n")
     verdicts = []
     for name in args.scenarios:
@@ -576,13 +597,14 @@ def main() -> int:
             rows = [Row(name, "did not run (see the error above)", "runs", False)]
         print_rows(rows)
         verdicts += [(name, row) for row in rows if row.met is not None]
-    print("## 5. The earlier figures\n\n200 clients across a push, memory over 20 swaps, the malformed-request fuzz "
-          "and the overhead:\n")
+    print("## 5. The earlier figures\n\n200 clients across a push, memory over 20 swaps, the "
+          "malformed-request fuzz and the overhead:\n")
     for bench in ("serving_push_load", "serving_swap_memory", "serving_fuzz", "serving_overhead"):
         print(f"    .venv/bin/python bench/{bench}.py --model-base-path {args.model_base_path}")
     print()
     missed = [f"{name}: {row.measurement} ({row.value})" for name, row in verdicts if not row.met]
-    print("all targets met" if not missed else "TARGETS MISSED:\n" + "\n".join(f"- {line}" for line in missed))
+    print("all targets met" if not missed
+          else "TARGETS MISSED:\n" + "\n".join(f"- {line}" for line in missed))
     return 1 if missed else 0
 
 

@@ -24,9 +24,9 @@ from concurrent import futures
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import grpc  # noqa: E402
+import grpc
 
-from malformed_requests import (  # noqa: E402
+from malformed_requests import (
     BAD_GRPC_CODES,
     Answer,
     grpc_answer,
@@ -34,7 +34,7 @@ from malformed_requests import (  # noqa: E402
     random_grpc_call,
     random_http_call,
 )
-from serving_harness import (  # noqa: E402
+from serving_harness import (
     ModelFolder,
     ServerProcess,
     argument_parser,
@@ -66,7 +66,8 @@ def print_answers(protocol: str, results: list[tuple[int, str, Answer]]) -> None
         kinds[answer.answer][kind] += 1
     print(f"| {protocol} answer | count | most from |\n|---|---|---|")
     for answer, counts in sorted(kinds.items(), key=lambda item: -sum(item[1].values())):
-        print(f"| {answer} | {sum(counts.values())} | {'; '.join(kind for kind, _ in counts.most_common(3))} |")
+        kinds = "; ".join(kind for kind, _ in counts.most_common(3))
+        print(f"| {answer} | {sum(counts.values())} | {kinds} |")
     print()
 
 
@@ -76,10 +77,12 @@ def problems(results: list[tuple[int, str, Answer]]) -> list[str]:
     for index, kind, answer in results:
         if answer.problem:
             cases[answer.answer, answer.problem].append(f"case {index}, {kind}: {answer.detail[:200]}")
-    return [f"{len(found)} x {answer}, {problem}; first: {found[0]}" for (answer, problem), found in cases.items()]
+    return [f"{len(found)} x {answer}, {problem}; first: {found[0]}"
+            for (answer, problem), found in cases.items()]
 
 
-def good_requests(server: ServerProcess, channels: list[grpc.Channel], model_name: str) -> dict[str, str | None]:
+def good_requests(server: ServerProcess, channels: list[grpc.Channel],
+                  model_name: str) -> dict[str, str | None]:
     """One good predict by each protocol: the error of each, None if it succeeded."""
     with load_clients(server, channels, model_name, 2) as clients:
         outcomes = [call_once(client) for client in clients]
@@ -112,14 +115,16 @@ def malformed_requests(server: ServerProcess, _: ModelFolder, channels: list[grp
     print()
     return all([check(not grpc_problems, "every gRPC call got a status, none of "
                       f"{', '.join(code.name for code in BAD_GRPC_CODES)}"),
-                check(not http_problems, "every HTTP call got a response, with a JSON error unless 200 or HEAD"),
+                check(not http_problems,
+                      "every HTTP call got a response, with a JSON error unless 200 or HEAD"),
                 check(alive and good and not any(good.values()),
                       f"the server is still up and answers gRPC and REST predict ({good or 'it died'})")])
 
 
 def main() -> int:
     parser = argument_parser(__doc__, thread_flags=True)
-    parser.add_argument("--calls", type=int, default=2000, help="malformed gRPC calls, and as many HTTP requests")
+    parser.add_argument("--calls", type=int, default=2000,
+                        help="malformed gRPC calls, and as many HTTP requests")
     parser.add_argument("--seed", type=int, default=0, help="for the random calls")
     return check_on_copy(parser.parse_args(), malformed_requests)
 

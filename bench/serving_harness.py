@@ -33,18 +33,18 @@ from concurrent import futures
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import grpc  # noqa: E402
-from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
-from tensorflow_serving.apis import (  # noqa: E402
+import grpc
+from prometheus_client.parser import text_string_to_metric_families
+from tensorflow_serving.apis import (
     get_model_status_pb2,
     model_service_pb2_grpc,
     prediction_service_pb2_grpc,
 )
 
-from enja.serving import contract  # noqa: E402
-from enja.serving.metrics import REST_API_PREFIX  # noqa: E402
-from enja.serving.server import METRICS_PATH, ServerOptions  # noqa: E402
-from enja.serving.warmup import predict_request  # noqa: E402
+from enja.serving import contract
+from enja.serving.metrics import REST_API_PREFIX
+from enja.serving.predict_api import predict_request
+from enja.serving.server import METRICS_PATH, ServerOptions
 
 SENTENCES = [
     "i like cats .", "this is a pen .", "it is raining today .", "i read a book .",
@@ -78,8 +78,8 @@ def argument_parser(doc: str, thread_flags: bool = False) -> argparse.ArgumentPa
     the server's TensorFlow thread pools (for server_process_on_copy)."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-base-path", required=True,
-                        help="folder holding <model-name>/<version>/, e.g. an `enja run` output's serving_model/ "
-                             "(read only: a copy of its newest version is served)")
+                        help="folder holding <model-name>/<version>/, e.g. an `enja run` output's "
+                             "serving_model/ (read only: a copy of its newest version is served)")
     parser.add_argument("--model-name", default="enja")
     for name in ("intra", "inter") if thread_flags else ():
         parser.add_argument(f"--tensorflow_{name}_op_parallelism", type=int, default=0, metavar="N",
@@ -202,18 +202,20 @@ class ServerProcess:
         return self._process.is_alive()
 
     def __enter__(self) -> "ServerProcess":
-        """Returns once the server listens; raises if it died on the way, rather than waiting out the timeout."""
+        """Returns once the server listens; raises if it died on the way, rather than waiting out
+        the timeout."""
         self._process.start()
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             try:
                 self.address, self.rest_api_address = self._addresses.get(timeout=1)
                 return self
-            except queue.Empty:
+            except queue.Empty as empty:
                 if not self.alive() or time.monotonic() > deadline:
                     self._process.kill()  # a no-op if it died
                     self._process.join()
-                    raise RuntimeError(f"the model server did not come up (exit code {self._process.exitcode})")
+                    raise RuntimeError("the model server did not come up (exit code "
+                                       f"{self._process.exitcode})") from empty
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
@@ -264,7 +266,8 @@ class EnjaServe:
             while not self._ready(status):
                 if not self.alive() or time.monotonic() > deadline:
                     self.__exit__()
-                    raise RuntimeError(f"the model server did not come up (exit code {self._process.returncode}); "
+                    raise RuntimeError("the model server did not come up (exit code "
+                                       f"{self._process.returncode}); "
                                        f"its log ends:\n{self.log_tail()}")
                 time.sleep(0.5)
         return self
@@ -318,9 +321,10 @@ def server_process_on_copy(args: argparse.Namespace) -> Iterator[tuple[ServerPro
     options = ServerOptions(port=0, rest_api_port=0, intra_op_threads=args.tensorflow_intra_op_parallelism,
                             inter_op_threads=args.tensorflow_inter_op_parallelism)
     with model_folder_copy(os.path.join(args.model_base_path, args.model_name)) as (base, folder), \
-            ServerProcess(base, args.model_name, options) as server, grpc_channels(server.address) as channels:
-        print(f"server pid {server.pid} on {server.address} (REST {server.rest_api_address}), serving a copy of "
-              f"version {folder.version}; {os.cpu_count()} CPUs; RSS {rss_mib(server.pid):.0f} MiB")
+            ServerProcess(base, args.model_name,
+                          options) as server, grpc_channels(server.address) as channels:
+        print(f"server pid {server.pid} on {server.address} (REST {server.rest_api_address}), serving a "
+              f"copy of version {folder.version}; {os.cpu_count()} CPUs; RSS {rss_mib(server.pid):.0f} MiB")
         yield server, folder, channels
 
 
@@ -351,7 +355,8 @@ def available_versions(status_stub, model_name: str) -> list[int]:
     request = get_model_status_pb2.GetModelStatusRequest()
     request.model_spec.name = model_name
     response = status_stub.GetModelStatus(request, timeout=TIMEOUT_S)
-    return sorted(status.version for status in response.model_version_status if status.state == State.AVAILABLE)
+    return sorted(status.version for status in response.model_version_status
+                  if status.state == State.AVAILABLE)
 
 
 def metric_samples(rest_address: str) -> list:
@@ -420,7 +425,8 @@ class CpuUse:
         return cls(time.process_time(), cpu_seconds(server_pid), (sum(ticks) - idle) / hz, idle / hz)
 
     def __sub__(self, other: "CpuUse") -> "CpuUse":
-        return CpuUse(*(a - b for a, b in zip(dataclasses.astuple(self), dataclasses.astuple(other))))
+        return CpuUse(*(a - b for a, b in zip(dataclasses.astuple(self), dataclasses.astuple(other),
+                                                strict=True)))
 
 
 # --- load clients ---------------------------------------------------------------------------------

@@ -13,12 +13,12 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import grpc  # noqa: E402
-from tensorflow_serving.apis import prediction_service_pb2_grpc  # noqa: E402
+import grpc
+from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from enja.serving.batching_config import BatchOptions  # noqa: E402
-from enja.serving.server import ServerOptions  # noqa: E402
-from serving_harness import (  # noqa: E402
+from enja.serving.batching_config import BatchOptions
+from enja.serving.server import ServerOptions
+from serving_harness import (
     ServerProcess,
     argument_parser,
     grpc_latencies,

@@ -20,10 +20,10 @@ import statistics
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import grpc  # noqa: E402
-from tensorflow_serving.apis import prediction_service_pb2_grpc  # noqa: E402
+import grpc
+from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from serving_harness import (  # noqa: E402
+from serving_harness import (
     ModelFolder,
     ServerProcess,
     argument_parser,
@@ -43,7 +43,8 @@ BATCH = 32
 ROUNDS = 5
 
 
-def overhead(_: ServerProcess, folder: ModelFolder, channels: list[grpc.Channel], args: argparse.Namespace) -> bool:
+def overhead(_: ServerProcess, folder: ModelFolder, channels: list[grpc.Channel],
+             args: argparse.Namespace) -> bool:
     signature = serving_signature(os.path.join(folder.path, str(folder.version)))
     stub = prediction_service_pb2_grpc.PredictionServiceStub(channels[0])
     requests = predict_requests(args.requests, args.model_name)
@@ -58,15 +59,16 @@ def overhead(_: ServerProcess, folder: ModelFolder, channels: list[grpc.Channel]
     floor, served = percentile(floor, 50), percentile(served, 50)
     batch_rate, rate = BATCH / percentile(batches, 50), statistics.median(rates)
     print(f"\n## Overhead over the in-process model\n\n{ROUNDS} alternating rounds of {per_round} single "
-          f"calls each way, {len(batches) // ROUNDS} in-process batch(es) of {BATCH} and {args.requests} requests "
-          f"at concurrency {BATCH}; nothing else calls the server\n")
+          f"calls each way, {len(batches) // ROUNDS} in-process batch(es) of {BATCH} and {args.requests} "
+          f"requests at concurrency {BATCH}; nothing else calls the server\n")
     print("| measurement | value |\n|---|---|")
     print(f"| in-process call, 1 sentence, p50 | {floor * 1e3:.1f} ms |")
     print(f"| gRPC Predict, 1 sentence, batching on, p50 | {served * 1e3:.1f} ms |")
     print(f"| in-process call on a batch of {BATCH}, p50 | {BATCH / batch_rate * 1e3:.0f} ms "
           f"({batch_rate:.0f} sentences/s) |")
     print(f"| gRPC throughput, concurrency {BATCH}, batching on | {rate:.0f} sentences/s |\n")
-    return all([check(served / floor - 1 < MAX_LATENCY_OVERHEAD, f"gRPC p50 overhead {served / floor - 1:+.1%} "
+    return all([check(served / floor - 1 < MAX_LATENCY_OVERHEAD,
+                      f"gRPC p50 overhead {served / floor - 1:+.1%} "
                       f"over the in-process p50 (target < {MAX_LATENCY_OVERHEAD:.0%})"),
                 check(rate / batch_rate >= MIN_THROUGHPUT_RATIO, f"throughput at concurrency {BATCH} is "
                       f"{rate / batch_rate:.0%} of one in-process batch of {BATCH} "

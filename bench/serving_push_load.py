@@ -1,7 +1,9 @@
-"""Load across a push: whether the server fails a request while a new version arrives; exits 1 if a check fails.
+"""Load across a push: whether the server fails a request while a new version arrives; exits 1
+if a check fails.
 
     .venv/bin/python bench/serving_push_load.py --model-base-path SERVING_DIR
-    .venv/bin/python bench/serving_push_load.py --model-base-path SERVING_DIR --clients 4 --duration 20  # a smoke run
+    # a smoke run:
+    .venv/bin/python bench/serving_push_load.py --model-base-path SERVING_DIR --clients 4 --duration 20
 
 SERVING_DIR is the folder holding <model-name>/<version>/: an `enja run` output's serving_model/
 (pipeline_output/serving_model after `make run`); it is never written. One server
@@ -27,9 +29,9 @@ from concurrent import futures
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import grpc  # noqa: E402
+import grpc
 
-from serving_harness import (  # noqa: E402
+from serving_harness import (
     CpuUse,
     GrpcPredict,
     ModelFolder,
@@ -61,7 +63,8 @@ def delayed_push(folder: ModelFolder, delay_s: float) -> float:
 def protocol_row(protocol: str, outcomes: list[Outcome], seconds: float, versions: set[int]) -> str:
     latencies = success_latencies(outcomes)
     shown = ", ".join(str(version) for version in sorted(versions))
-    return (f"| {protocol} | {len(outcomes)} | {len(failures(outcomes))} | {percentile(latencies, 50) * 1e3:.0f} | "
+    return (f"| {protocol} | {len(outcomes)} | {len(failures(outcomes))} | "
+            f"{percentile(latencies, 50) * 1e3:.0f} | "
             f"{percentile(latencies, 99) * 1e3:.0f} | {len(outcomes) / seconds:.1f} | {shown} |")
 
 
@@ -82,22 +85,27 @@ def load_during_push(server: ServerProcess, folder: ModelFolder, channels: list[
     first_new = min((o.finished for o in grpc_outcomes if o.version == folder.version), default=float("nan"))
 
     print(f"\n## Load during a push\n\n{args.clients} clients ({(args.clients + 1) // 2} gRPC over "
-          f"{len(channels)} channels, {args.clients // 2} REST) for {seconds:.0f} s; version {folder.version} "
+          f"{len(channels)} channels, {args.clients // 2} REST) for {seconds:.0f} s; version "
+          f"{folder.version} "
           f"pushed at {pushed.result() - start:.0f} s (served: {old}), first answered (gRPC) "
           f"{first_new - pushed.result():.1f} s after the push\n")
     print("| protocol | requests | failed | p50 ms | p99 ms | requests/s | versions answered |\n"
           "|---|---|---|---|---|---|---|")
     for protocol, selected in ((GrpcPredict.protocol, grpc_outcomes), (RestPredict.protocol, rest_outcomes)):
         print(protocol_row(protocol, selected, seconds, answered[protocol]))
-    print(protocol_row("all", outcomes, seconds, answered[GrpcPredict.protocol] | answered[RestPredict.protocol]))
+    print(protocol_row("all", outcomes, seconds,
+                       answered[GrpcPredict.protocol] | answered[RestPredict.protocol]))
     print(f"\n(REST versions from the server's request counter.) CPU seconds over the run, of "
-          f"{os.cpu_count()} cores x {seconds:.0f} s: client {cpu.client:.1f} ({cpu.client / seconds:.0%} of one "
-          f"core), server {cpu.server:.1f}, other processes {cpu.machine - cpu.client - cpu.server:.1f}, idle "
-          f"{cpu.idle:.1f}; server RSS now {rss_mib(server.pid):.0f} MiB")
+          f"{os.cpu_count()} cores x {seconds:.0f} s: client {cpu.client:.1f} ({cpu.client / seconds:.0%} "
+          f"of one core), server {cpu.server:.1f}, other processes "
+          f"{cpu.machine - cpu.client - cpu.server:.1f}, idle {cpu.idle:.1f}; server RSS now "
+          f"{rss_mib(server.pid):.0f} MiB")
     print_errors(outcomes)
     print()
-    return all([check(not failures(outcomes), f"no failed requests ({len(failures(outcomes))} of {len(outcomes)})"),
-                *(check({old, folder.version} <= versions, f"versions {old} and {folder.version} both answered "
+    return all([check(not failures(outcomes),
+                      f"no failed requests ({len(failures(outcomes))} of {len(outcomes)})"),
+                *(check({old, folder.version} <= versions,
+                        f"versions {old} and {folder.version} both answered "
                         f"{protocol} requests") for protocol, versions in answered.items())])
 
 

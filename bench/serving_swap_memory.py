@@ -1,9 +1,10 @@
-"""The server's memory over version swaps: whether a dropped version's memory is given back; exits 1 if a check
-fails.
+"""The server's memory over version swaps: whether a dropped version's memory is given back; exits
+1 if a check fails.
 
     .venv/bin/python bench/serving_swap_memory.py --model-base-path SERVING_DIR
-    .venv/bin/python bench/serving_swap_memory.py --model-base-path SERVING_DIR --swaps 1 2 3 --swap-clients 2 \\
-        --swap-seconds 1   # a smoke run
+    # a smoke run:
+    .venv/bin/python bench/serving_swap_memory.py --model-base-path SERVING_DIR --swaps 1 2 3 \\
+        --swap-clients 2 --swap-seconds 1
 
 SERVING_DIR is the folder holding <model-name>/<version>/: an `enja run` output's serving_model/
 (pipeline_output/serving_model after `make run`); it is never written. One server
@@ -22,10 +23,10 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import grpc  # noqa: E402
-from tensorflow_serving.apis import model_service_pb2_grpc  # noqa: E402
+import grpc
+from tensorflow_serving.apis import model_service_pb2_grpc
 
-from serving_harness import (  # noqa: E402
+from serving_harness import (
     Client,
     ModelFolder,
     Outcome,
@@ -88,7 +89,8 @@ def memory_over_swaps(server: ServerProcess, folder: ModelFolder, channels: list
     print()
     growth = rss[last] / rss[baseline] - 1
     return all([check(not failures(outcomes), f"no failed requests during swaps ({len(failures(outcomes))})"),
-                check(growth <= MAX_RSS_GROWTH, f"RSS after {last} swaps within {MAX_RSS_GROWTH:.0%} of after "
+                check(growth <= MAX_RSS_GROWTH,
+                      f"RSS after {last} swaps within {MAX_RSS_GROWTH:.0%} of after "
                       f"{baseline} ({rss[last]:.0f} vs {rss[baseline]:.0f} MiB, {growth:+.1%})")])
 
 
@@ -97,7 +99,8 @@ def main() -> int:
     parser.add_argument("--swaps", type=int, nargs="+", default=[1, 2, 5, 20],
                         help="checkpoints (numbers of swaps); the last is held to the second's RSS")
     parser.add_argument("--swap-clients", type=int, default=32, help="clients calling, half of them REST")
-    parser.add_argument("--swap-seconds", type=float, default=5, help="calls to each new version once it serves")
+    parser.add_argument("--swap-seconds", type=float, default=5,
+                        help="calls to each new version once it serves")
     args = parser.parse_args()
     if len(set(args.swaps)) < 2:
         parser.error("--swaps needs at least two checkpoints")

@@ -23,15 +23,15 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import keras
+import numpy as np
+import tensorflow as tf
 
-from enja.models.architectures import registry, seq2seq  # noqa: E402
-from enja.pipeline import configs  # noqa: E402
+from enja.models.architectures import registry, seq2seq
+from enja.pipeline import configs
 from enja.pipeline.cli import arguments
-from enja.preprocessing import features  # noqa: E402
-from flops import peak_matmul_flops, training_flops  # noqa: E402
+from enja.preprocessing import features
+from flops import peak_matmul_flops, training_flops
 
 SOURCE_LENGTH, TARGET_LENGTH = 16, 17
 WARMUP_STEPS = 3

@@ -18,18 +18,18 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
-import tensorflow_transform as tft  # noqa: E402
-from tfx import v1 as tfx  # noqa: E402
-from tfx_bsl.public import tfxio  # noqa: E402
+import keras
+import tensorflow as tf
+import tensorflow_transform as tft
+from tfx import v1 as tfx
+from tfx_bsl.public import tfxio
 
 from enja.models.architectures import registry, seq2seq
-from enja.models.training import length_buckets, trainer, training_clock, training_summary  # noqa: E402
-from enja.pipeline import configs  # noqa: E402
+from enja.models.training import length_buckets, trainer, training_clock, training_summary
+from enja.pipeline import configs
 from enja.pipeline.cli import arguments
-from enja.preprocessing import transform  # noqa: E402
-from pipeline_runs import latest_output  # noqa: E402
+from enja.preprocessing import transform
+from pipeline_runs import latest_output
 
 WARMUP_STEPS = 5
 

@@ -18,12 +18,14 @@ from concurrent import futures
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from enja.serving import contract  # noqa: E402
-from enja.serving import memory  # noqa: E402
-from enja.serving.loader import LoadedModel  # noqa: E402
-from enja.serving.config import RequestLimits  # noqa: E402
+from enja.serving import (
+    contract,
+    memory,
+)
+from enja.serving.config import RequestLimits
+from enja.serving.loader import LoadedModel
 
 
 def rss_mib() -> float:
@@ -31,7 +33,8 @@ def rss_mib() -> float:
         return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
 
 
-def cycle(version_dir: str, pool: futures.ThreadPoolExecutor, requests: int, dropped: memory.DroppedVersions) -> None:
+def cycle(version_dir: str, pool: futures.ThreadPoolExecutor, requests: int,
+          dropped: memory.DroppedVersions) -> None:
     """Load, warm up, serve `requests` calls from the pool, drop."""
     model = LoadedModel(version_dir, 1)
     model.warm_up(RequestLimits())
@@ -44,19 +47,21 @@ def cycle(version_dir: str, pool: futures.ThreadPoolExecutor, requests: int, dro
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("version_dir", help="one version of a pushed model")
     parser.add_argument("--swaps", type=int, default=20)
     parser.add_argument("--threads", type=int, default=32)
     parser.add_argument("--requests", type=int, default=64, help="per cycle")
     parser.add_argument("--keep-memory", action="store_true", help="do not malloc_trim after a drop")
     parser.add_argument("--arena-max", type=int, default=os.cpu_count() or 1,
-                        help="glibc malloc arenas at most (0: glibc's default, 8 a core); default: one a core, "
-                             "as the server sets")
+                        help="glibc malloc arenas at most (0: glibc's default, 8 a core); default: one a "
+                             "core, as the server sets")
     args = parser.parse_args()
     if args.arena_max:
         memory.cap_malloc_arenas(args.arena_max)
-    dropped = memory.DroppedVersions(release=(lambda: None) if args.keep_memory else memory.release_free_memory)
+    release = (lambda: None) if args.keep_memory else memory.release_free_memory
+    dropped = memory.DroppedVersions(release=release)
     print("| swaps | RSS MiB |\n|---|---|")
     with futures.ThreadPoolExecutor(args.threads) as pool:
         for swap in range(1, args.swaps + 1):

@@ -22,16 +22,16 @@ import shutil
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from enja.models.training import training_summary  # noqa: E402
+from enja.models.training import training_summary
 from enja.pipeline import configs, local_runner
-from enja.pipeline.operations import history, rollback  # noqa: E402
-from enja.serving import model_config  # noqa: E402
-from pipeline_runs import latest_output  # noqa: E402
+from enja.pipeline.operations import history, rollback
+from enja.serving import model_config
+from pipeline_runs import latest_output
 
 
 def minutes_to_reach(summary: dict, bleu: float) -> float | None:
     """Training minutes until the greedy dev BLEU first reached `bleu`, or None."""
-    for seconds, value in zip(summary["epoch_train_seconds"], summary["val_bleu"]):
+    for seconds, value in zip(summary["epoch_train_seconds"], summary["val_bleu"], strict=True):
         if value >= bleu:
             return seconds / 60
     return None
@@ -85,7 +85,8 @@ def main() -> None:
         if args.warm_learning_rate is not None:
             warm_settings.append(f"training.warm_start_learning_rate={args.warm_learning_rate}")
         replay_warm(continuous, record, configs.with_overrides(window, warm_settings), replays["warm"])
-        local_runner.run(data_root=os.path.join(continuous.output_dir, "incoming"), output_dir=replays["cold"],
+        local_runner.run(data_root=os.path.join(continuous.output_dir, "incoming"),
+                         output_dir=replays["cold"],
                          config=configs.with_overrides(window, ["training.warm_start=false",
                                                                 f"training.epochs={epochs}"]))
     runs = {name: history.latest_run(local_runner.OutputLayout(folder, preset).metadata_connection())
@@ -97,7 +98,8 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for name, summary in summaries.items():
         for epoch, (seconds, bleu, loss) in enumerate(zip(
-                summary["epoch_train_seconds"], summary["val_bleu"], summary["val_loss"]), start=1):
+                summary["epoch_train_seconds"], summary["val_bleu"], summary["val_loss"], strict=True),
+                start=1):
             print(f"| {name} | {epoch} | {seconds / 60:.1f} | {bleu:.2f} | {loss:.3f} |")
     for name, run in runs.items():
         print(f"{name}: Evaluator dev BLEU {run.candidate_bleu:.2f} (beam), "
