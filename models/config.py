@@ -72,17 +72,15 @@ class ModelConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainingConfig:
-    # Smaller batches reached a lower dev loss per epoch here (128 → 64 → 32) at a
-    # similar cost per sentence (README, Quality and training speed).
-    # The global batch: trained on several replicas (GPUs or workers, models/
+    # The global batch: trained on several replicas (GPUs or workers, models/training/
     # distribution.py), each takes an equal share of it (shares differ by one example
     # where it does not divide) and the loss stays the mean over all of it, so
     # learning_rate and the other settings mean what they mean on one device, unscaled.
     batch_size: int = 32
     # Train on batches of similar-length sentences trimmed to their longest member
-    # (models/training/length_buckets.py) rather than on fully padded ones. Off until it is
-    # shown to pay: most bucketed batches are still 11-14 source ids wide (of 16), and
-    # bench/train_speed.py measured no gain over 100 steps.
+    # (models/training/length_buckets.py) rather than on fully padded ones. Off: this corpus's
+    # sentences are short and alike, so most batches stay nearly full-width and little is saved
+    # (docs/quality.md).
     bucket_by_length: bool = False
     # Hold the transformed training examples in memory after the first epoch (a few
     # hundred bytes each) instead of re-reading them every epoch; turn off for a corpus
@@ -112,7 +110,7 @@ class TrainingConfig:
     # best epoch (0 trains every epoch and keeps the last).
     early_stopping_patience: int = 2
     # Seeds weight initialisation and dropout. Reruns come close but are not always
-    # bit-identical on this CPU (README, Quality and training speed).
+    # bit-identical: multi-threaded CPU kernels may sum in another order.
     seed: int = 0
     # Start from the weights of the model in production (token by token for the embeddings
     # and the output layer, models/training/warm_start.py) when it was built with the same model

@@ -38,17 +38,15 @@ class BeamConfig:
     """
 
     # in_memory      DirectRunner in this process: tests and the default (worker processes
-    #                would each pay the ~15 s TF import, which the data here does not repay).
+    #                would each pay TensorFlow's import, which data this small does not repay).
     # multi_process  DirectRunner with `direct_num_workers` worker processes on this machine.
     # dataflow       Google Cloud Dataflow: needs `project`, `region`, `temp_location` (gs://…)
     #                and `sdk_container_image`, an image holding enja and TFX (Dataflow's stock
     #                image has neither, and TFX ships only itself to workers).
     # flink, spark   PortableRunner, through the Flink or Spark job server at `job_endpoint`
     #                (host:port), SDK workers started as `environment_type` says.
-    # Not Dask: Beam's DaskRunner (2.74) translates only Create, ParDo, GroupByKey and Flatten
-    # and computes only the graph's last leaf. On it ExampleGen reports success having written
-    # no train split and an empty eval split, and StatisticsGen and Transform, which read
-    # their input with Beam's Read, fail (bench/beam_runners.py shows it).
+    # Not Dask: Beam's DaskRunner translates too few of Beam's transforms for TFX's components
+    # (bench/beam_runners.py shows which fail, and how).
     runner: str = "in_memory"
     # multi_process: worker processes (0: one per CPU core).
     direct_num_workers: int = 2
@@ -155,8 +153,8 @@ PRESETS: dict[str, PipelineConfig] = {
                   "early_stopping_patience": 0},
         evaluation={"bleu_floor": 0.01},
     ),
-    # The seed article's level (seed_bleu 0.38) in under 10 minutes of pipeline: a
-    # 192-unit model, its learning rate decayed over 2 epochs (7.8 min, seed_bleu 0.397).
+    # A first look in about ten minutes of pipeline: the default's design, narrower, its
+    # learning rate decayed over 2 epochs.
     "quick": replace(PipelineConfig(), model={"embedding_dim": 192, "units": 192},
                      training={"epochs": 2}),
     # Data arriving span by span (`enja continuous`): every run trains the default model on
@@ -165,16 +163,14 @@ PRESETS: dict[str, PipelineConfig] = {
     "continuous": replace(
         PipelineConfig(),
         training={"epochs": 6, "warm_start_epochs": 2, "warm_start_learning_rate": 5e-4}),
-    # The best translator measured within the 75 minutes on 2 CPU cores: a 384-unit model
-    # (a 2 × 192 encoder) for 8 epochs with its weights averaged (EMA 0.999: dev BLEU 41.0,
-    # 72.1 min beside the test suite) beat it without averaging (40.2, 45.9 min alone), for
-    # 6 epochs, the 256-unit one for 10 and a Transformer for 10; beam width 8 scored
-    # 0.3–0.5 dev BLEU above 4 (README, Quality and training speed).
+    # The best translator found for about an hour of pipeline on 2 CPU cores: a 384-unit model
+    # (a 2 × 192 encoder) for 8 epochs with its weights averaged, decoded with a beam of 8
+    # (docs/quality.md has every candidate and what it scored).
     "default": replace(PipelineConfig(), model={"units": 384},
                        training={"epochs": 8, "weight_averaging": 0.999},
                        decoding={"beam_width": 8}),
     # The seed article's model, the baseline users read about: no attention, 1024-unit
-    # LSTMs, no dropout, 20 epochs, greedy decoding. Not yet run on this machine.
+    # LSTMs, no dropout, 20 epochs, greedy decoding.
     "seed": replace(
         PipelineConfig(),
         model={"units": 1024, "attention": "none", "dropout": 0.0, "bidirectional": False},

@@ -63,8 +63,8 @@ class SequenceDense(layers.Dense):
     """Dense over the last axis of [batch, time, features], as one 2-D matmul.
 
     Keras's Dense multiplies 3-D inputs with a broadcast batch matmul, whose kernel
-    gradient builds one kernel-sized matrix per sequence before summing them: at a
-    4.9k-token vocabulary that doubled the CPU time of a whole training step here
+    gradient builds one kernel-sized matrix per sequence before summing them: at the output
+    layer's vocabulary width that costs more than the rest of the step
     (`bench/step_time.py --keras-dense`).
     """
 
