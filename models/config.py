@@ -17,8 +17,9 @@ PRECISIONS = ("float32", "mixed_bfloat16")
 # training only, and the rest belong to the other architecture. Changing them keeps a
 # warm start (models/warm_start.py).
 WEIGHT_NEUTRAL_SETTINGS = {
-    "lstm": frozenset({"dropout", "layers", "heads", "feedforward_dim"}),
-    "transformer": frozenset({"dropout", "embedding_dim", "attention", "bidirectional"}),
+    "lstm": frozenset({"dropout", "layers", "heads", "feedforward_dim", "unroll"}),
+    "transformer": frozenset({"dropout", "embedding_dim", "attention", "bidirectional",
+                              "unroll"}),
 }
 
 
@@ -53,6 +54,12 @@ class ModelConfig:
     # Use the target embedding matrix as the output projection (an LSTM needs
     # embedding_dim == units).
     tie_embeddings: bool = False
+    # LSTM only: unroll the recurrences into straight-line graphs (keras.layers.LSTM's
+    # `unroll`) instead of a tf.while_loop. Same math; each call traces for its static
+    # sequence length (16 source, 17 target positions here; the serving encoder's input
+    # is padded to the source length, a decoding step is one position), which suits short
+    # sentences but retraces per length with training.bucket_by_length.
+    unroll: bool = False
 
     def __post_init__(self) -> None:
         """A bad setting fails when the config is made, before any component runs."""
@@ -108,6 +115,10 @@ class TrainingConfig:
     weight_averaging: float = 0.0
     # "float32", or "mixed_bfloat16": bfloat16 computations on float32 weights.
     precision: str = "float32"
+    # Compile the training step with XLA (Keras's jit_compile; its "auto" leaves XLA off
+    # on a machine without a GPU). Same math, fused into fewer kernels. Only on one
+    # device: under a tf.distribute strategy it stays off, as Keras's "auto" has it.
+    jit_compile: bool = False
     # Stop after this many epochs without a lower dev loss and keep the weights of the
     # best epoch (0 trains every epoch and keeps the last).
     early_stopping_patience: int = 2
