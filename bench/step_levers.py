@@ -61,6 +61,7 @@ class Variant:
 
 XLA = ("training.jit_compile=true",)
 UNROLL = ("model.unroll=true",)
+PROJECTED = ("model.project_inputs_once=true",)
 BF16 = ("training.precision=mixed_bfloat16",)
 
 
@@ -85,14 +86,19 @@ def variants(group: str) -> list[Variant]:
         Variant("omp1", arch, env=(("OMP_NUM_THREADS", "1"),)),
     ]
     if group == "lstm":
-        kept = (*arch, *XLA, *UNROLL)
-        return [*common[:2], Variant("unroll", (*arch, *UNROLL)), *common[2:],
+        kept = (*arch, *PROJECTED, *UNROLL)
+        return [*common[:2], Variant("unroll", (*arch, *UNROLL)),
+                Variant("projected", (*arch, *PROJECTED)), *common[2:],
+                Variant("xla+unroll", (*arch, *XLA, *UNROLL)),
+                Variant("xla+projected", (*arch, *XLA, *PROJECTED)),
+                Variant("projected+unroll", (*arch, *PROJECTED, *UNROLL)),
+                Variant("xla+projected+unroll", (*arch, *XLA, *PROJECTED, *UNROLL)),
+                Variant("projected+unroll+bf16_keras", (*kept, *BF16)),
                 Variant("xla+bf16_keras", (*arch, *XLA, *BF16)),
-                Variant("kept:xla+unroll", kept),
-                *_batches("", arch), *_batches("kept+", kept)]
+                *_batches("", arch), *_batches("projected+unroll+", kept)]
     kept = (*arch, *XLA)
     return [*common, Variant("xla+bf16_keras", (*arch, *XLA, *BF16)),
-            Variant("kept:xla", kept), *_batches("", arch), *_batches("kept+", kept)]
+            *_batches("", arch), *_batches("xla+", kept)]
 
 
 # ---------------------------------------------------------------- the worker (one variant)

@@ -17,9 +17,10 @@ PRECISIONS = ("float32", "mixed_bfloat16")
 # training only, and the rest belong to the other architecture. Changing them keeps a
 # warm start (models/warm_start.py).
 WEIGHT_NEUTRAL_SETTINGS = {
-    "lstm": frozenset({"dropout", "layers", "heads", "feedforward_dim", "unroll"}),
+    "lstm": frozenset({"dropout", "layers", "heads", "feedforward_dim", "unroll",
+                       "project_inputs_once"}),
     "transformer": frozenset({"dropout", "embedding_dim", "attention", "bidirectional",
-                              "unroll"}),
+                              "unroll", "project_inputs_once"}),
 }
 
 
@@ -60,6 +61,10 @@ class ModelConfig:
     # is padded to the source length, a decoding step is one position), which suits short
     # sentences but retraces per length with training.bucket_by_length.
     unroll: bool = False
+    # LSTM only: multiply the inputs of all time steps by the input kernel in one matmul
+    # before the recurrence (lstm.ProjectedLSTM) rather than step by step as
+    # keras.layers.LSTM does without cuDNN. Same weights and math.
+    project_inputs_once: bool = False
 
     def __post_init__(self) -> None:
         """A bad setting fails when the config is made, before any component runs."""

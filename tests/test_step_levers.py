@@ -1,0 +1,153 @@
+"""The training-speed settings of issue #24 learn what float32 without them learns.
+
+Each setting trains a tiny model for the same steps, from the same seed, on a small
+learnable task (the target is the source reversed, in another vocabulary), with what the
+Trainer uses per step: Adam with clipnorm, weight averaging (the averaged weights are
+scored), the per-step warm-up callback and the per-epoch cosine rate. The dev loss must
+match the run without the setting within a stated tolerance, and must have fallen well
+below its start (so a setting that stopped learning fails too). bench/step_levers.py
+measures what each setting is worth.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from enja.models import architectures, lstm, seq2seq, trainer
+from enja.models.config import ModelConfig, TrainingConfig
+from enja.preprocessing import features
+
+SOURCE_VOCAB, TARGET_VOCAB = 16, 20
+SOURCE_LENGTH, TARGET_LENGTH = 7, 8
+BATCH, TRAIN_BATCHES, EPOCHS = 16, 12, 3
+
+LSTM = ModelConfig(embedding_dim=16, units=24, dropout=0.0)
+TRANSFORMER = ModelConfig(architecture="transformer", units=16, layers=1, heads=2,
+                          feedforward_dim=32, dropout=0.0)
+TRAINING = TrainingConfig(batch_size=BATCH, epochs=EPOCHS, learning_rate=1e-2, clipnorm=0.5,
+                          warmup_steps=5, weight_averaging=0.9, early_stopping_patience=0)
+# Identical math in another order of float32 additions (or XLA's fused kernels): the
+# differences measured after these 36 steps were below 1e-5 relative; a broken setting
+# (a lost bias, a frozen learning rate) moved the dev loss by more than 1e-2.
+SAME_MATH = 1e-3
+
+
+def _pairs(rng: np.random.Generator, count: int) -> tf.data.Dataset:
+    """Source ids of random lengths; the target is them reversed and shifted into the
+    target vocabulary, between <s> and </s>."""
+    lengths = rng.integers(3, SOURCE_LENGTH + 1, size=count)
+    source = np.zeros((count, SOURCE_LENGTH), np.int64)
+    target = np.zeros((count, TARGET_LENGTH + 1), np.int64)
+    for row, length in enumerate(lengths):
+        tokens = rng.integers(features.NUM_RESERVED, SOURCE_VOCAB, size=length)
+        source[row, :length] = tokens
+        target[row, 0] = features.START_ID
+        target[row, 1:length + 1] = tokens[::-1] + (TARGET_VOCAB - SOURCE_VOCAB)
+        target[row, length + 1] = features.END_ID
+    return tf.data.Dataset.from_tensor_slices((
+        {seq2seq.SOURCE_INPUT: source, seq2seq.TARGET_INPUT: target[:, :-1]}, target[:, 1:]
+    )).batch(BATCH)
+
+
+def dev_loss(model_config: ModelConfig, training: TrainingConfig) -> tuple[float, float]:
+    """The averaged weights' dev loss before and after EPOCHS epochs of TRAIN_BATCHES steps."""
+    keras.utils.set_random_seed(0)
+    train = _pairs(np.random.default_rng(1), BATCH * TRAIN_BATCHES)
+    dev = _pairs(np.random.default_rng(2), BATCH * 4)
+    model = architectures.build(model_config, SOURCE_VOCAB, TARGET_VOCAB)
+    seq2seq.compile_model(model.trainer, training)
+    before = model.trainer.evaluate(dev, verbose=0, return_dict=True)["loss"]
+    model.trainer.fit(train, epochs=training.epochs, verbose=0,
+                      callbacks=[trainer.WarmupAndSchedule(training)])
+    optimizer = model.trainer.optimizer
+    optimizer.finalize_variable_values(model.trainer.trainable_variables)  # the average
+    return before, model.trainer.evaluate(dev, verbose=0, return_dict=True)["loss"]
+
+
+@pytest.fixture(scope="module")
+def reference() -> dict[str, tuple[float, float]]:
+    """float32 without any of the settings, per architecture."""
+    return {"lstm": dev_loss(LSTM, TRAINING), "transformer": dev_loss(TRANSFORMER, TRAINING)}
+
+
+@pytest.mark.parametrize("architecture, model_changes, training_changes", [
+    ("lstm", {}, {"jit_compile": True}),
+    ("lstm", {"unroll": True}, {}),
+    ("lstm", {"project_inputs_once": True}, {}),
+    ("lstm", {"unroll": True, "project_inputs_once": True}, {"jit_compile": True}),
+    ("transformer", {}, {"jit_compile": True}),
+], ids=["lstm-xla", "lstm-unroll", "lstm-projected", "lstm-all", "transformer-xla"])
+def test_a_speed_setting_learns_what_float32_without_it_learns(
+        reference, architecture, model_changes, training_changes):
+    base = LSTM if architecture == "lstm" else TRANSFORMER
+    before, after = dev_loss(dataclasses.replace(base, **model_changes),
+                             dataclasses.replace(TRAINING, **training_changes))
+    reference_before, reference_after = reference[architecture]
+    assert reference_after < 0.8 * reference_before  # the task is learnt at all
+    assert before == pytest.approx(reference_before, rel=SAME_MATH)
+    assert after == pytest.approx(reference_after, rel=SAME_MATH)
+
+
+def test_xla_compiles_the_step_once_while_the_callback_sets_each_steps_rate():
+    """The warm-up assigns the optimizer's learning-rate variable every step; the compiled
+    step reads it rather than baking it in, so more steps at other rates trace nothing
+    new, and each step's rate is the one the callback set."""
+    training = dataclasses.replace(TRAINING, jit_compile=True, warmup_steps=8, epochs=1)
+    model = architectures.build(LSTM, SOURCE_VOCAB, TARGET_VOCAB)
+    seq2seq.compile_model(model.trainer, training)
+    assert model.trainer.jit_compile
+    schedule = trainer.WarmupAndSchedule(training)
+    data = _pairs(np.random.default_rng(1), BATCH * 6)
+    model.trainer.fit(data.take(2), verbose=0, callbacks=[schedule])
+    traced = {id(f): f.experimental_get_tracing_count()
+              for f in _tf_functions(model.trainer.train_function)}
+    assert traced
+    rates, updates = [], []
+    record = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: (
+        rates.append(float(model.trainer.optimizer.learning_rate)),
+        updates.append(int(model.trainer.optimizer.iterations))))
+    model.trainer.fit(data, verbose=0, callbacks=[schedule, record])
+    assert rates == pytest.approx([training.learning_rate * step / 8 for step in range(3, 9)])
+    assert updates == list(range(3, 9))
+    assert {id(f): f.experimental_get_tracing_count()
+            for f in _tf_functions(model.trainer.train_function)} == traced
+
+
+def _tf_functions(function) -> list:
+    """The tf.functions Keras's train function closes over (its one-step and loop functions)."""
+    found, pending, seen = [], [function], set()
+    while pending:
+        item = pending.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if hasattr(item, "experimental_get_tracing_count"):
+            found.append(item)
+            item = getattr(item, "_python_function", None)
+        for cell in getattr(item, "__closure__", None) or ():
+            try:
+                pending.append(cell.cell_contents)
+            except ValueError:
+                pass
+        wrapped = getattr(item, "__wrapped__", None)
+        if wrapped is not None:
+            pending.append(wrapped)
+    return found
+
+
+def test_the_projected_lstm_keeps_the_lstms_weights_and_outputs():
+    """Same weights in the same order (warm starts and saved states key them by layer and
+    index), and the teacher-forced logits of a plain LSTM built from them."""
+    keras.utils.set_random_seed(0)
+    plain = architectures.build(LSTM, SOURCE_VOCAB, TARGET_VOCAB).trainer
+    projected = architectures.build(dataclasses.replace(LSTM, project_inputs_once=True),
+                                    SOURCE_VOCAB, TARGET_VOCAB).trainer
+    assert isinstance(projected.get_layer("decoder_lstm"), lstm.ProjectedLSTM)
+    assert [w.shape for w in projected.weights] == [w.shape for w in plain.weights]
+    projected.set_weights(plain.get_weights())
+    inputs, _ = next(iter(_pairs(np.random.default_rng(3), 8)))
+    np.testing.assert_allclose(projected(inputs), plain(inputs), rtol=1e-5, atol=1e-6)
