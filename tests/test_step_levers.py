@@ -32,8 +32,10 @@ TRAINING = TrainingConfig(batch_size=BATCH, epochs=EPOCHS, learning_rate=1e-2, c
                           warmup_steps=5, weight_averaging=0.9, early_stopping_patience=0)
 # Identical math in another order of float32 additions (or XLA's fused kernels): the
 # differences measured after these 36 steps were below 1e-5 relative; a broken setting
-# (a lost bias, a frozen learning rate) moved the dev loss by more than 1e-2.
+# (a lost bias, a frozen learning rate, a lost mask) moved the dev loss by more.
 SAME_MATH = 1e-3
+# bfloat16 matmuls and activations: measured 1e-4 to 8e-4 relative here.
+BFLOAT16 = 0.01
 
 
 def _pairs(rng: np.random.Generator, count: int) -> tf.data.Dataset:
@@ -58,14 +60,18 @@ def dev_loss(model_config: ModelConfig, training: TrainingConfig) -> tuple[float
     keras.utils.set_random_seed(0)
     train = _pairs(np.random.default_rng(1), BATCH * TRAIN_BATCHES)
     dev = _pairs(np.random.default_rng(2), BATCH * 4)
-    model = architectures.build(model_config, SOURCE_VOCAB, TARGET_VOCAB)
-    seq2seq.compile_model(model.trainer, training)
-    before = model.trainer.evaluate(dev, verbose=0, return_dict=True)["loss"]
-    model.trainer.fit(train, epochs=training.epochs, verbose=0,
-                      callbacks=[trainer.WarmupAndSchedule(training)])
-    optimizer = model.trainer.optimizer
-    optimizer.finalize_variable_values(model.trainer.trainable_variables)  # the average
-    return before, model.trainer.evaluate(dev, verbose=0, return_dict=True)["loss"]
+    keras.mixed_precision.set_global_policy(training.precision)
+    try:
+        model = architectures.build(model_config, SOURCE_VOCAB, TARGET_VOCAB)
+        seq2seq.compile_model(model.trainer, training)
+        before = model.trainer.evaluate(dev, verbose=0, return_dict=True)["loss"]
+        model.trainer.fit(train, epochs=training.epochs, verbose=0,
+                          callbacks=[trainer.WarmupAndSchedule(training)])
+        optimizer = model.trainer.optimizer
+        optimizer.finalize_variable_values(model.trainer.trainable_variables)  # the average
+        return before, model.trainer.evaluate(dev, verbose=0, return_dict=True)["loss"]
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +96,26 @@ def test_a_speed_setting_learns_what_float32_without_it_learns(
     assert reference_after < 0.8 * reference_before  # the task is learnt at all
     assert before == pytest.approx(reference_before, rel=SAME_MATH)
     assert after == pytest.approx(reference_after, rel=SAME_MATH)
+
+
+@pytest.mark.parametrize("architecture, model_changes, training_changes", [
+    ("lstm", {}, {"precision": "mixed_bfloat16"}),
+    ("lstm", {"unroll": True, "project_inputs_once": True},
+     {"precision": "mixed_bfloat16", "jit_compile": True}),
+    ("transformer", {}, {"precision": "mixed_bfloat16", "jit_compile": True}),
+], ids=["lstm-bf16", "lstm-all-bf16", "transformer-xla-bf16"])
+def test_bfloat16_learns_within_its_tolerance_of_float32(
+        reference, architecture, model_changes, training_changes):
+    """bfloat16 changes the math (8 bits of mantissa in every matmul and activation); its
+    dev loss here stays within BFLOAT16 of float32's."""
+    base = LSTM if architecture == "lstm" else TRANSFORMER
+    before, after = dev_loss(dataclasses.replace(base, **model_changes),
+                             dataclasses.replace(TRAINING, **training_changes))
+    reference_before, reference_after = reference[architecture]
+    print(f"{architecture} bfloat16 dev loss {before:.4f} → {after:.4f}; float32 "
+          f"{reference_before:.4f} → {reference_after:.4f}")
+    assert before == pytest.approx(reference_before, rel=BFLOAT16)
+    assert after == pytest.approx(reference_after, rel=BFLOAT16)
 
 
 def test_xla_compiles_the_step_once_while_the_callback_sets_each_steps_rate():
@@ -151,3 +177,40 @@ def test_the_projected_lstm_keeps_the_lstms_weights_and_outputs():
     projected.set_weights(plain.get_weights())
     inputs, _ = next(iter(_pairs(np.random.default_rng(3), 8)))
     np.testing.assert_allclose(projected(inputs), plain(inputs), rtol=1e-5, atol=1e-6)
+
+
+def test_a_model_with_the_speed_settings_exports_and_translates_in_both_loaders(
+        transform_output_dir, tmp_path):
+    """Unrolled, projected LSTMs trained under XLA: the serving graph (the encoder on the
+    padded serving input, one-step decoding in a tf.while_loop) translates its training
+    pairs, without project code, in both loaders."""
+    import json
+    import subprocess
+    import sys
+
+    import tensorflow_transform as tft
+
+    from conftest import TINY_PAIRS, _fit_to_tiny_pairs
+    from enja.models import export
+    from enja.models.config import DecodingConfig
+    from enja.serving import contract
+    from test_export import LOADER_SCRIPT
+
+    config = ModelConfig(embedding_dim=16, units=32, unroll=True, project_inputs_once=True)
+    model = _fit_to_tiny_pairs(transform_output_dir, config, learning_rate=2e-2, epochs=60,
+                               jit_compile=True)
+    assert model.trainer.jit_compile
+    translator = export.Translator(model, tft.TFTransformOutput(transform_output_dir),
+                                   DecodingConfig(max_output_length=12))
+    outputs = translator.translate(tf.constant([en for en, _ in TINY_PAIRS]))
+    assert [t.decode() for t in outputs[contract.TRANSLATIONS_OUTPUT].numpy()] == [
+        ja for _, ja in TINY_PAIRS]
+    export_dir = str(tmp_path / "export")
+    export.save(translator, export_dir)
+    sentences = [TINY_PAIRS[0][0], TINY_PAIRS[4][0]]
+    result = subprocess.run([sys.executable, str(LOADER_SCRIPT), export_dir, *sentences],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    assert loaded["tf2"] == [TINY_PAIRS[0][1], TINY_PAIRS[4][1]]
+    assert loaded["tf1"]["translations"] == loaded["tf2"]
