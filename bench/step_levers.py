@@ -62,6 +62,7 @@ class Variant:
 XLA = ("training.jit_compile=true",)
 UNROLL = ("model.unroll=true",)
 PROJECTED = ("model.project_inputs_once=true",)
+FUSED = ("model.fused_qkv=true",)
 BF16 = ("training.precision=mixed_bfloat16",)
 
 
@@ -95,10 +96,15 @@ def variants(group: str) -> list[Variant]:
                 Variant("xla+projected+unroll", (*arch, *XLA, *PROJECTED, *UNROLL)),
                 Variant("projected+unroll+bf16_keras", (*kept, *BF16)),
                 Variant("xla+bf16_keras", (*arch, *XLA, *BF16)),
-                *_batches("", arch), *_batches("projected+unroll+", kept)]
-    kept = (*arch, *XLA)
-    return [*common, Variant("xla+bf16_keras", (*arch, *XLA, *BF16)),
-            *_batches("", arch), *_batches("xla+", kept)]
+                *_batches("", arch), *_batches("projected+unroll+", kept),
+                *_batches("projected+unroll+bf16_keras+", (*kept, *BF16))]
+    kept = (*arch, *XLA, *FUSED)
+    return [*common, Variant("fused_qkv", (*arch, *FUSED)),
+            Variant("xla+fused_qkv", kept),
+            Variant("xla+bf16_keras", (*arch, *XLA, *BF16)),
+            Variant("xla+fused_qkv+bf16_keras", (*kept, *BF16)),
+            *_batches("", arch), *_batches("xla+fused_qkv+", kept),
+            *_batches("xla+fused_qkv+bf16_keras+", (*kept, *BF16))]
 
 
 # ---------------------------------------------------------------- the worker (one variant)

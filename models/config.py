@@ -18,9 +18,9 @@ PRECISIONS = ("float32", "mixed_bfloat16")
 # warm start (models/warm_start.py).
 WEIGHT_NEUTRAL_SETTINGS = {
     "lstm": frozenset({"dropout", "layers", "heads", "feedforward_dim", "unroll",
-                       "project_inputs_once"}),
+                       "project_inputs_once", "fused_qkv"}),
     "transformer": frozenset({"dropout", "embedding_dim", "attention", "bidirectional",
-                              "unroll", "project_inputs_once"}),
+                              "unroll", "project_inputs_once", "fused_qkv"}),
 }
 
 
@@ -65,6 +65,10 @@ class ModelConfig:
     # before the recurrence (lstm.ProjectedLSTM) rather than step by step as
     # keras.layers.LSTM does without cuDNN. Same weights and math.
     project_inputs_once: bool = False
+    # Transformer only: self-attention's query, key and value projections as one matmul
+    # of their three kernels side by side (transformer.Attention.self_attend). Same
+    # weights and math.
+    fused_qkv: bool = False
 
     def __post_init__(self) -> None:
         """A bad setting fails when the config is made, before any component runs."""

@@ -86,7 +86,10 @@ def reference() -> dict[str, tuple[float, float]]:
     ("lstm", {"project_inputs_once": True}, {}),
     ("lstm", {"unroll": True, "project_inputs_once": True}, {"jit_compile": True}),
     ("transformer", {}, {"jit_compile": True}),
-], ids=["lstm-xla", "lstm-unroll", "lstm-projected", "lstm-all", "transformer-xla"])
+    ("transformer", {"fused_qkv": True}, {}),
+    ("transformer", {"fused_qkv": True}, {"jit_compile": True}),
+], ids=["lstm-xla", "lstm-unroll", "lstm-projected", "lstm-all", "transformer-xla",
+        "transformer-fused", "transformer-all"])
 def test_a_speed_setting_learns_what_float32_without_it_learns(
         reference, architecture, model_changes, training_changes):
     base = LSTM if architecture == "lstm" else TRANSFORMER
@@ -214,3 +217,20 @@ def test_a_model_with_the_speed_settings_exports_and_translates_in_both_loaders(
     loaded = json.loads(result.stdout.strip().splitlines()[-1])
     assert loaded["tf2"] == [TINY_PAIRS[0][1], TINY_PAIRS[4][1]]
     assert loaded["tf1"]["translations"] == loaded["tf2"]
+
+
+def test_fused_qkv_keeps_the_transformers_weights_and_outputs():
+    """The same weights, the teacher-forced logits of the unfused model built from them,
+    and decoding (which projects keys and values apart, into its cache) gives them too."""
+    keras.utils.set_random_seed(0)
+    plain = architectures.build(TRANSFORMER, SOURCE_VOCAB, TARGET_VOCAB)
+    fused = architectures.build(dataclasses.replace(TRANSFORMER, fused_qkv=True),
+                                SOURCE_VOCAB, TARGET_VOCAB)
+    assert [w.shape for w in fused.trainer.weights] == [w.shape for w in plain.trainer.weights]
+    fused.trainer.set_weights(plain.trainer.get_weights())
+    inputs, _ = next(iter(_pairs(np.random.default_rng(3), 8)))
+    logits = fused.trainer(inputs)
+    np.testing.assert_allclose(logits, plain.trainer(inputs), rtol=1e-5, atol=1e-6)
+    memory, state = fused.encode(inputs[seq2seq.SOURCE_INPUT])
+    step_logits, _, _ = fused.step(inputs[seq2seq.TARGET_INPUT][:, :1], state, memory)
+    np.testing.assert_allclose(step_logits, logits[:, 0], rtol=1e-4, atol=1e-5)
