@@ -101,9 +101,11 @@ def variants(group: str) -> list[Variant]:
     kept = (*arch, *XLA, *FUSED)
     return [*common, Variant("fused_qkv", (*arch, *FUSED)),
             Variant("xla+fused_qkv", kept),
+            Variant("fused_qkv+bf16_keras", (*arch, *FUSED, *BF16)),
             Variant("xla+bf16_keras", (*arch, *XLA, *BF16)),
             Variant("xla+fused_qkv+bf16_keras", (*kept, *BF16)),
             *_batches("", arch), *_batches("xla+fused_qkv+", kept),
+            *_batches("fused_qkv+bf16_keras+", (*arch, *FUSED, *BF16)),
             *_batches("xla+fused_qkv+bf16_keras+", (*kept, *BF16))]
 
 
