@@ -10,7 +10,9 @@ shuffle, batching, the teacher-forcing map, prefetch). Interleaved over several 
 times: the input alone (batches a second, after the first pass filled the cache), `fit`
 over the Trainer's input, and `fit` over one batch replayed from memory (the step alone,
 as bench/step_levers.py measures it). When the two fits take the same time a step, the
-input overlaps the step and costs nothing; the input alone shows the margin.
+input overlaps the step and costs nothing; the input alone shows the margin. Each `fit`
+starts a fresh iterator, whose shuffle first fills its 50,000-example buffer (about 0.6 s,
+once an epoch in the Trainer), so the timed fits need enough steps (--steps) to amortise it.
 """
 import argparse
 import os
@@ -69,7 +71,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default=configs.DEFAULT_PRESET, choices=sorted(configs.PRESETS))
     parser.add_argument("--examples", type=int, default=50_000)
-    parser.add_argument("--steps", type=int, default=40, help="steps a timed fit")
+    parser.add_argument("--steps", type=int, default=150, help="steps a timed fit")
     parser.add_argument("--rounds", type=int, default=5)
     cli.add_settings_argument(parser)
     args = parser.parse_args()
