@@ -4,7 +4,7 @@
     .venv/bin/python bench/decode_levers.py --architecture transformer --requests 200
 
 Builds the default preset's model (or the Transformer candidate) once plainly and once
-per setting (model.unroll, model.project_inputs_once; model.fused_qkv), copies the plain
+per setting (model.project_inputs_once; model.fused_qkv), copies the plain
 model's weights into each, and times the in-graph beam search the exported SavedModel
 runs (`decoding.beam_search_decode`, width 8, GNMT length penalty 1.0, the default
 DecodingConfig's length limits) on one 16-id sentence at a time, the variants taking
@@ -42,9 +42,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = [] if args.architecture == "lstm" else TRANSFORMER
     base = configs.with_overrides(configs.PRESETS["default"], settings).model
-    variants = ({"plain": {}, "unroll": {"unroll": True},
-                 "project_inputs_once": {"project_inputs_once": True},
-                 "unroll+project_inputs_once": {"unroll": True, "project_inputs_once": True}}
+    variants = ({"plain": {}, "project_inputs_once": {"project_inputs_once": True}}
                 if args.architecture == "lstm" else {"plain": {}, "fused_qkv": {"fused_qkv": True}})
     decoding_config = DecodingConfig(beam_width=args.beam_width)
     keras.utils.set_random_seed(0)

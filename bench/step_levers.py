@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/step_levers.py                        # every lever, both architectures
     .venv/bin/python bench/step_levers.py --group lstm --rounds 7
-    .venv/bin/python bench/step_levers.py --only base xla xla+unroll --group lstm
+    .venv/bin/python bench/step_levers.py --only base projected projected+bf16_keras --group lstm
     .venv/bin/python bench/step_levers.py --kernels --group lstm   # oneDNN's kernels per variant
     .venv/bin/python bench/step_levers.py --list
 
@@ -60,7 +60,6 @@ class Variant:
 
 
 XLA = ("training.jit_compile=true",)
-UNROLL = ("model.unroll=true",)
 PROJECTED = ("model.project_inputs_once=true",)
 FUSED = ("model.fused_qkv=true",)
 BF16 = ("training.precision=mixed_bfloat16",)
@@ -87,17 +86,13 @@ def variants(group: str) -> list[Variant]:
         Variant("omp1", arch, env=(("OMP_NUM_THREADS", "1"),)),
     ]
     if group == "lstm":
-        kept = (*arch, *PROJECTED, *UNROLL)
-        return [*common[:2], Variant("unroll", (*arch, *UNROLL)),
-                Variant("projected", (*arch, *PROJECTED)), *common[2:],
-                Variant("xla+unroll", (*arch, *XLA, *UNROLL)),
+        kept = (*arch, *PROJECTED)
+        return [*common[:2], Variant("projected", kept), *common[2:],
                 Variant("xla+projected", (*arch, *XLA, *PROJECTED)),
-                Variant("projected+unroll", (*arch, *PROJECTED, *UNROLL)),
-                Variant("xla+projected+unroll", (*arch, *XLA, *PROJECTED, *UNROLL)),
-                Variant("projected+unroll+bf16_keras", (*kept, *BF16)),
+                Variant("projected+bf16_keras", (*kept, *BF16)),
                 Variant("xla+bf16_keras", (*arch, *XLA, *BF16)),
-                *_batches("", arch), *_batches("projected+unroll+", kept),
-                *_batches("projected+unroll+bf16_keras+", (*kept, *BF16))]
+                *_batches("", arch), *_batches("projected+", kept),
+                *_batches("projected+bf16_keras+", (*kept, *BF16))]
     kept = (*arch, *XLA, *FUSED)
     return [*common, Variant("fused_qkv", (*arch, *FUSED)),
             Variant("xla+fused_qkv", kept),

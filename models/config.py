@@ -17,10 +17,10 @@ PRECISIONS = ("float32", "mixed_bfloat16")
 # training only, and the rest belong to the other architecture. Changing them keeps a
 # warm start (models/warm_start.py).
 WEIGHT_NEUTRAL_SETTINGS = {
-    "lstm": frozenset({"dropout", "layers", "heads", "feedforward_dim", "unroll",
+    "lstm": frozenset({"dropout", "layers", "heads", "feedforward_dim",
                        "project_inputs_once", "fused_qkv"}),
     "transformer": frozenset({"dropout", "embedding_dim", "attention", "bidirectional",
-                              "unroll", "project_inputs_once", "fused_qkv"}),
+                              "project_inputs_once", "fused_qkv"}),
 }
 
 
@@ -55,12 +55,6 @@ class ModelConfig:
     # Use the target embedding matrix as the output projection (an LSTM needs
     # embedding_dim == units).
     tie_embeddings: bool = False
-    # LSTM only: unroll the recurrences into straight-line graphs (keras.layers.LSTM's
-    # `unroll`) instead of a tf.while_loop. Same math; each call traces for its static
-    # sequence length (16 source, 17 target positions here; the serving encoder's input
-    # is padded to the source length, a decoding step is one position), which suits short
-    # sentences but retraces per length with training.bucket_by_length.
-    unroll: bool = False
     # LSTM only: multiply the inputs of all time steps by the input kernel in one matmul
     # before the recurrence (lstm.ProjectedLSTM) rather than step by step as
     # keras.layers.LSTM does without cuDNN. Same weights and math.

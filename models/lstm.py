@@ -91,15 +91,14 @@ def build(config: ModelConfig, source_vocab_size: int, target_vocab_size: int
     if config.bidirectional:
         # Two half-width directions: outputs and states keep the decoder's width.
         encoder_lstm = layers.Bidirectional(lstm_layer(
-            config.units // 2, return_sequences=True, return_state=True, unroll=config.unroll),
-            name="encoder_lstm")
+            config.units // 2, return_sequences=True, return_state=True), name="encoder_lstm")
     else:
-        encoder_lstm = lstm_layer(config.units, return_sequences=True, return_state=True,
-                                  unroll=config.unroll, name="encoder_lstm")
+        encoder_lstm = lstm_layer(
+            config.units, return_sequences=True, return_state=True, name="encoder_lstm")
     target_embedding = layers.Embedding(
         target_vocab_size, config.embedding_dim, mask_zero=True, name="target_embedding")
-    decoder_lstm = lstm_layer(config.units, return_sequences=True, return_state=True,
-                              unroll=config.unroll, name="decoder_lstm")
+    decoder_lstm = lstm_layer(
+        config.units, return_sequences=True, return_state=True, name="decoder_lstm")
     attention = (_ATTENTION_LAYERS[config.attention](name="attention")
                  if config.attention != "none" else None)
     attention_output = seq2seq.SequenceDense(config.units, activation="tanh",
