@@ -17,8 +17,10 @@ PRECISIONS = ("float32", "mixed_bfloat16")
 # training only, and the rest belong to the other architecture. Changing them keeps a
 # warm start (models/training/warm_start.py).
 WEIGHT_NEUTRAL_SETTINGS = {
-    "lstm": frozenset({"dropout", "layers", "heads", "feedforward_dim"}),
-    "transformer": frozenset({"dropout", "embedding_dim", "attention", "bidirectional"}),
+    "lstm": frozenset({"dropout", "layers", "heads", "feedforward_dim",
+                       "project_inputs_once", "fused_qkv"}),
+    "transformer": frozenset({"dropout", "embedding_dim", "attention", "bidirectional",
+                              "project_inputs_once", "fused_qkv"}),
 }
 
 
@@ -53,6 +55,14 @@ class ModelConfig:
     # Use the target embedding matrix as the output projection (an LSTM needs
     # embedding_dim == units).
     tie_embeddings: bool = False
+    # LSTM only: multiply the inputs of all time steps by the input kernel in one matmul
+    # before the recurrence (lstm.ProjectedLSTM) rather than step by step as
+    # keras.layers.LSTM does without cuDNN. Same weights and math.
+    project_inputs_once: bool = False
+    # Transformer only: self-attention's query, key and value projections as one matmul
+    # of their three kernels side by side (transformer.Attention.self_attend). Same
+    # weights and math.
+    fused_qkv: bool = False
 
     def __post_init__(self) -> None:
         """A bad setting fails when the config is made, before any component runs."""
@@ -106,6 +116,10 @@ class TrainingConfig:
     weight_averaging: float = 0.0
     # "float32", or "mixed_bfloat16": bfloat16 computations on float32 weights.
     precision: str = "float32"
+    # Compile the training step with XLA (Keras's jit_compile; its "auto" leaves XLA off
+    # on a machine without a GPU). Same math, fused into fewer kernels. Only on one
+    # device: under a tf.distribute strategy it stays off, as Keras's "auto" has it.
+    jit_compile: bool = False
     # Stop after this many epochs without a lower dev loss and keep the weights of the
     # best epoch (0 trains every epoch and keeps the last).
     early_stopping_patience: int = 2

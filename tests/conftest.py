@@ -89,8 +89,9 @@ def transform_output_dir(tmp_path_factory) -> str:
 
 
 def _fit_to_tiny_pairs(transform_output_dir: str, model_config, learning_rate: float,
-                       epochs: int):
-    """A model of `model_config` fitted to TINY_PAIRS until it reproduces them."""
+                       epochs: int, **training):
+    """A model of `model_config` fitted to TINY_PAIRS until it reproduces them (`training`:
+    other TrainingConfig fields)."""
     import keras
     import tensorflow as tf
     import tensorflow_transform as tft
@@ -106,7 +107,7 @@ def _fit_to_tiny_pairs(transform_output_dir: str, model_config, learning_rate: f
         features.TARGET_KEY: tf.constant([ja for _, ja in TINY_PAIRS])[:, None]})
     target = transformed[features.TARGET_IDS_KEY]
     model = registry.build(model_config, *transform.vocabulary_sizes(output))
-    seq2seq.compile_model(model.trainer, TrainingConfig(learning_rate=learning_rate))
+    seq2seq.compile_model(model.trainer, TrainingConfig(learning_rate=learning_rate, **training))
     model.trainer.fit({seq2seq.SOURCE_INPUT: transformed[features.SOURCE_IDS_KEY],
                        seq2seq.TARGET_INPUT: target[:, :-1]}, target[:, 1:],
                       epochs=epochs, batch_size=len(TINY_PAIRS), verbose=0)

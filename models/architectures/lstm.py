@@ -12,11 +12,48 @@ from typing import Any
 import keras
 import tensorflow as tf
 from keras import layers, ops
+from keras.src import backend as keras_backend  # its `rnn`, the loop keras.layers.LSTM runs
 
 from enja.models.architectures import seq2seq
 from enja.models.config import ModelConfig
 
 _ATTENTION_LAYERS = {"luong": layers.Attention, "bahdanau": layers.AdditiveAttention}
+
+
+@keras.saving.register_keras_serializable(package="enja")
+class ProjectedLSTM(layers.LSTM):
+    """keras.layers.LSTM that multiplies the inputs of all time steps by the input kernel
+    in one matmul before the recurrence, so that each step multiplies only h by the
+    recurrent kernel. Keras's LSTM on a CPU (no cuDNN) multiplies each step's input apart,
+    [B, E] by [E, 4U] once per step, and again in the gradient. Same weights (the cell's
+    kernel, recurrent kernel and bias), same math, in another order of additions; the
+    masking and the direction are keras's own loop's (`backend.rnn`). Without dropout
+    inside the cell only (dropout here acts on the embeddings)."""
+
+    def inner_loop(self, sequences, initial_state, mask, training=False):
+        cell = self.cell
+        if cell.dropout or cell.recurrent_dropout:
+            return super().inner_loop(sequences, initial_state, mask, training=training)
+        if isinstance(mask, (list, tuple)):
+            mask = mask[0]
+        shape = ops.shape(sequences)
+        projected = ops.matmul(ops.reshape(sequences, (-1, sequences.shape[-1])), cell.kernel)
+        if cell.use_bias:
+            projected = projected + cell.bias
+        projected = ops.reshape(projected, (shape[0], shape[1], 4 * cell.units))
+
+        def step(inputs, states):
+            h, c = states
+            z = ops.split(inputs + ops.matmul(h, cell.recurrent_kernel), 4, axis=-1)
+            c, o = cell._compute_carry_and_output_fused(z, c)
+            h = o * cell.activation(c)
+            return h, [h, c]
+
+        return keras_backend.rnn(
+            step, projected, list(initial_state), go_backwards=self.go_backwards, mask=mask,
+            unroll=self.unroll, input_length=sequences.shape[1],
+            zero_output_for_mask=self.zero_output_for_mask,
+            return_all_outputs=self.return_sequences)
 
 
 class LstmEncoderDecoder(seq2seq.EncoderDecoder):
@@ -50,16 +87,17 @@ def build(config: ModelConfig, source_vocab_size: int, target_vocab_size: int
     """Builds the encoder–decoder for the given vocabulary sizes (reserved ids included)."""
     source_embedding = layers.Embedding(
         source_vocab_size, config.embedding_dim, mask_zero=True, name="source_embedding")
+    lstm_layer = ProjectedLSTM if config.project_inputs_once else layers.LSTM
     if config.bidirectional:
         # Two half-width directions: outputs and states keep the decoder's width.
-        encoder_lstm = layers.Bidirectional(layers.LSTM(
+        encoder_lstm = layers.Bidirectional(lstm_layer(
             config.units // 2, return_sequences=True, return_state=True), name="encoder_lstm")
     else:
-        encoder_lstm = layers.LSTM(
+        encoder_lstm = lstm_layer(
             config.units, return_sequences=True, return_state=True, name="encoder_lstm")
     target_embedding = layers.Embedding(
         target_vocab_size, config.embedding_dim, mask_zero=True, name="target_embedding")
-    decoder_lstm = layers.LSTM(
+    decoder_lstm = lstm_layer(
         config.units, return_sequences=True, return_state=True, name="decoder_lstm")
     attention = (_ATTENTION_LAYERS[config.attention](name="attention")
                  if config.attention != "none" else None)

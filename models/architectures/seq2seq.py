@@ -181,4 +181,5 @@ def compile_model(model: keras.Model, config: TrainingConfig) -> None:
         optimizer=keras.optimizers.Adam(config.learning_rate, beta_2=config.adam_beta_2,
                                         clipnorm=config.clipnorm or None, **averaging),
         loss=TokenCrossentropy(config.label_smoothing),
-        metrics=[TokenAccuracy()])
+        metrics=[TokenAccuracy()],
+        jit_compile=config.jit_compile and not tf.distribute.has_strategy())

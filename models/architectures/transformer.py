@@ -78,7 +78,24 @@ class Attention(layers.Layer):
                training: Any = None) -> tuple[Any, Any]:
         """Output [B, T, U] and weights [B, heads, T, S]; `visible` [B or 1, T or 1, S] says
         which keys each query may see (all when None)."""
-        queries = self._split_heads(self.query(inputs))
+        return self._attend_projected(self.query(inputs), keys, values, visible, training)
+
+    def self_attend(self, inputs: Any, visible: Any = None, training: Any = None
+                    ) -> tuple[Any, Any]:
+        """`call(inputs, inputs, …)` with the query, key and value projections as one matmul
+        of their kernels side by side (model.fused_qkv): the same weights and math."""
+        dense = (self.query, self.key, self.value)
+        kernel = ops.concatenate([d.kernel for d in dense], axis=1)
+        bias = ops.concatenate([d.bias for d in dense], axis=0)
+        shape = ops.shape(inputs)
+        flat = ops.matmul(ops.reshape(inputs, (-1, self.units)), kernel) + bias
+        queries, keys, values = ops.split(
+            ops.reshape(flat, (shape[0], shape[1], 3 * self.units)), 3, axis=-1)
+        return self._attend_projected(queries, keys, values, visible, training)
+
+    def _attend_projected(self, queries: Any, keys: Any, values: Any, visible: Any,
+                          training: Any) -> tuple[Any, Any]:
+        queries = self._split_heads(queries)
         scores = ops.matmul(queries, ops.transpose(self._split_heads(keys), (0, 1, 3, 2)))
         scores = scores / math.sqrt(self.units // self.heads)
         if visible is not None:
@@ -141,6 +158,11 @@ class _Block(layers.Layer):
     def _attentions(self) -> list[Attention]:
         return []
 
+    def _self_attention(self, normed: Any, visible: Any, training: Any) -> tuple[Any, Any]:
+        if self.config.fused_qkv:
+            return self.self_attention.self_attend(normed, visible, training=training)
+        return self.self_attention(normed, normed, visible, training=training)
+
     def _add(self, x: Any, update: Any, training: Any) -> Any:
         return x + self.residual_dropout(update, training=training)
 
@@ -160,8 +182,7 @@ class EncoderBlock(_Block):
 
     def call(self, x: Any, source_visible: Any, training: Any = None) -> Any:
         normed = self.norms["self_attention"](x)
-        attended, _ = self.self_attention(normed, normed, source_visible[:, None, :],
-                                          training=training)
+        attended, _ = self._self_attention(normed, source_visible[:, None, :], training)
         return self._feedforward(self._add(x, attended, training), training)
 
 
@@ -192,7 +213,7 @@ class DecoderBlock(_Block):
         normed = self.norms["self_attention"](x)
         length = ops.shape(x)[1]
         causal = (ops.arange(length)[:, None] >= ops.arange(length)[None, :])[None]
-        attended, _ = self.self_attention(normed, normed, causal, training=training)
+        attended, _ = self._self_attention(normed, causal, training)
         return self._cross_and_feedforward(self._add(x, attended, training),
                                            *self.cross_attention.keys_values(memory),
                                            source_visible, training)
