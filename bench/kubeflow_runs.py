@@ -5,7 +5,7 @@
 
 `enja kubeflow` compiles the smoke preset to YAML, reading a landing folder where spans
 arrive and a model config file that our model server polls. Each run creates a run in
-tests/kfp_launcher.py (the open-source backend's rules: container executors only, no
+tests/support/kfp_launcher.py (the open-source backend's rules: container executors only, no
 `preCacheCheck`, untyped inputs, converted metadata) and runs every task in DAG order,
 each as a subprocess through exactly the spec's command (our container entrypoint):
   run 1  span 0: a cold start, pushed (version A), and the server answers with A;
@@ -36,13 +36,13 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
 import grpc  # noqa: E402
 from tensorflow_serving.apis import prediction_service_pb2_grpc  # noqa: E402
 
-import kfp_launcher  # noqa: E402  (tests/)
-from corpus_spans import BAD_SPANS, real_pairs, write_dev, write_span  # noqa: E402  (tests/)
 from enja.components import names  # noqa: E402
 from enja.models.training import training_summary  # noqa: E402
 from enja.pipeline import cli, configs, pipeline
 from enja.serving import model_config, warmup  # noqa: E402
 from enja.serving.server import ModelServer, ServerOptions  # noqa: E402
+from support import kfp_launcher  # noqa: E402  (tests/support/)
+from support.corpus import BAD_SPANS, real_pairs, write_dev, write_span  # noqa: E402  (tests/support/)
 
 SMOKE = configs.PRESETS["smoke"]
 PAIRS = 300

@@ -11,7 +11,6 @@ import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from conftest import TINY_PAIRS
 from enja.models.architectures import registry, decoding, seq2seq
 from enja.models.evaluation import saved_model_bleu
 from enja.models.export import translator
@@ -19,6 +18,7 @@ from enja.serving import contract
 from enja.pipeline import cli
 from enja.models.config import DecodingConfig, ModelConfig
 from enja.preprocessing import features
+from support.corpus import TINY_PAIRS
 
 SOURCE_VOCAB, TARGET_VOCAB = 12, 15
 # Four sentences of 5, 3, 1 and 4 tokens, 0-padded.

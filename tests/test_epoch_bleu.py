@@ -5,10 +5,10 @@ import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from conftest import TINY_PAIRS
 from enja.models.training import epoch_bleu
 from enja.models.architectures import seq2seq
 from enja.preprocessing import features
+from support.corpus import TINY_PAIRS
 
 
 def test_detokenize_stops_at_the_end_and_keeps_unknown_words():

@@ -21,10 +21,10 @@ import pytest
 import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from conftest import TINY_PAIRS, tfrecord_data_accessor, write_transformed
 from enja.models.export import reexport
 from enja.models.training import trainer, training_summary, warm_start_state
 from enja.models.config import ModelConfig, TrainingConfig
+from support.corpus import TINY_PAIRS, tfrecord_data_accessor, write_transformed
 
 WORKERS = 2
 # 5 global batches of 8 examples, 4 on each worker's replica.

@@ -11,8 +11,6 @@ import io
 import os
 import shutil
 import socket
-import sys
-import threading
 import time
 
 import grpc
@@ -25,47 +23,41 @@ from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
     model_service_pb2_grpc,
-    predict_pb2,
     prediction_log_pb2,
     prediction_service_pb2_grpc,
 )
 
-from enja.serving import contract
 from enja.pipeline.cli import arguments
-from enja.serving.config import ServingConfig
-from enja.serving import client, errors, ops, warmup
+from enja.serving import client, contract, errors, ops, warmup
 from enja.serving.batching_config import BatchOptions
-from enja.serving.config import RequestLimits
 from enja.serving.server import ModelServer, ServerOptions
+from support.serving import (
+    AVAILABLE,
+    END,
+    LIMITS,
+    MODEL,
+    SENTENCES,
+    Hammer,
+    copy_version,
+    newest_version,
+    options_request,
+    served_version,
+    status_code,
+    text_request,
+    wait_for_status,
+)
 
 # Which fixture provides the base path holding <model_name>/<version>/: switch to "pushed_model_base"
 # (tests/conftest.py) to run the suite on the model the pipeline pushed.
 MODEL_BASE_FIXTURE = "pushed_model_base"
 
-MODEL = ServingConfig.model_name
 REMOTE = os.environ.get("TF_SERVING_ADDRESS")
 local_only = pytest.mark.skipif(bool(REMOTE), reason="needs the local server (TF_SERVING_ADDRESS is set)")
-SENTENCES = ["hello", "thank you", "good morning"]
-AVAILABLE = get_model_status_pb2.ModelVersionStatus.State.AVAILABLE
-END = get_model_status_pb2.ModelVersionStatus.State.END
-LIMITS = RequestLimits(max_batch_size=64, max_chars=200)
 
 
 @pytest.fixture(scope="session")
 def model_base(request) -> str:
     return request.getfixturevalue(MODEL_BASE_FIXTURE)
-
-
-def newest_version(base: str) -> int:
-    return max(int(name) for name in os.listdir(os.path.join(base, MODEL)) if name.isdigit())
-
-
-def copy_version(model_dir: str, version: int, new_version: int) -> str:
-    """Copy a version the way a careful pusher does: to a temporary name, then rename."""
-    staging = os.path.join(model_dir, f".tmp-{new_version}")
-    shutil.copytree(os.path.join(model_dir, str(version)), staging)
-    os.rename(staging, os.path.join(model_dir, str(new_version)))
-    return os.path.join(model_dir, str(new_version))
 
 
 def start_local_server(model_base: str, tmp_path, **options) -> ModelServer:
@@ -108,36 +100,6 @@ def predictions(channel):
 @pytest.fixture(scope="module")
 def model_service(channel):
     return model_service_pb2_grpc.ModelServiceStub(channel)
-
-
-def text_request(sentences, **spec) -> predict_pb2.PredictRequest:
-    request = warmup.predict_request(sentences, MODEL)
-    for field, value in spec.items():
-        if field == "version":
-            request.model_spec.version.value = value
-        else:
-            setattr(request.model_spec, field, value)
-    return request
-
-
-def options_request(sentences, beam_width: int) -> predict_pb2.PredictRequest:
-    request = text_request(sentences, signature_name=contract.OPTIONS_SIGNATURE)
-    request.inputs[contract.BEAM_WIDTH_INPUT].CopyFrom(tf.make_tensor_proto(beam_width, dtype=tf.int32))
-    return request
-
-
-def status_code(call, request) -> grpc.StatusCode:
-    with pytest.raises(grpc.RpcError) as raised:
-        call(request, timeout=30)
-    assert raised.value.details(), "errors must say what is wrong"
-    return raised.value.code()
-
-
-def served_version(model_service) -> int:
-    request = get_model_status_pb2.GetModelStatusRequest()
-    request.model_spec.name = MODEL
-    response = model_service.GetModelStatus(request, timeout=10)
-    return max(s.version for s in response.model_version_status if s.state == AVAILABLE)
 
 
 # --- the model itself -------------------------------------------------------------------------
@@ -375,72 +337,6 @@ def test_server_answers_what_the_saved_model_answers(predictions, local_server):
     response = predictions.Predict(text_request(SENTENCES), timeout=30)
     for key in (contract.TRANSLATIONS_OUTPUT, contract.SCORES_OUTPUT):
         np.testing.assert_array_equal(tf.make_ndarray(response.outputs[key]), expected[key].numpy())
-
-
-class Hammer:
-    """Client threads sending Predict calls until stopped, recording answers and failures."""
-
-    def __init__(self, stub, threads: int = 8):
-        self.stub, self.failures = stub, []
-        self.answers: list[tuple[float, int]] = []  # (time.monotonic() a call was sent, version that answered)
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._loop) for _ in range(threads)]
-
-    def _loop(self):
-        while not self._stop.is_set():
-            sent = time.monotonic()
-            try:
-                response = self.stub.Predict(text_request(SENTENCES), timeout=30)
-                self.answers.append((sent, response.model_spec.version.value))
-            except grpc.RpcError as error:
-                self.failures.append(f"{error.code()}: {error.details()}")
-
-    def __enter__(self):
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        for thread in self._threads:
-            thread.join()
-
-    @property
-    def versions(self) -> list[int]:
-        """The versions that answered, in the order the answers came."""
-        return [version for _, version in self.answers]
-
-    def wait_for_version(self, version: int, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while version not in self.versions[-8:]:
-            assert time.monotonic() < deadline, f"version {version} never served"
-            time.sleep(0.05)
-
-    def versions_for_calls_sent_after(self, moment: float, calls: int = 20, timeout: float = 60.0) -> set[int]:
-        """The versions that answered calls sent after `moment` (a time.monotonic() value), once `calls` of
-        them have: what serves new calls. The last answers to come back may, on a loaded machine, be to
-        calls sent long before."""
-        deadline = time.monotonic() + timeout
-        while len(versions := [version for sent, version in self.answers if sent > moment]) < calls:
-            assert time.monotonic() < deadline, f"fewer than {calls} calls sent after the moment were answered"
-            time.sleep(0.05)
-        return set(versions)
-
-
-def wait_for_status(model_service, version: int, state, timeout: float = 60.0):
-    request = get_model_status_pb2.GetModelStatusRequest()
-    request.model_spec.name = MODEL
-    request.model_spec.version.value = version
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            status = model_service.GetModelStatus(request, timeout=10).model_version_status[0]
-            if status.state == state:
-                return status
-        except grpc.RpcError as error:
-            assert error.code() == grpc.StatusCode.NOT_FOUND  # not discovered yet
-        time.sleep(0.05)
-    raise AssertionError(f"version {version} never reached state {state}")
 
 
 @contextlib.contextmanager

@@ -12,18 +12,17 @@ from tfx import v1 as tfx
 from tfx.types import standard_artifacts
 from tfx.utils import path_utils
 
-from conftest import TINY_PAIRS
 from enja.components import serving_export
 from enja.components.serving_export import ServingExport
 from enja.models.training import warm_start_state
 from enja.serving import contract
-from enja.models.config import DecodingConfig, ModelConfig
+from enja.models.config import DecodingConfig
 from enja.models.training.warm_start_state import Vocabularies
 from enja.serving import warmup
 from enja.serving.config import ServingConfig
+from support.corpus import TINY_PAIRS
+from support.tiny_models import TINY_LSTM
 
-# The settings of conftest's `tiny_model`.
-TINY_MODEL_CONFIG = ModelConfig(embedding_dim=16, units=32)
 SENTENCES = [en for en, _ in TINY_PAIRS]
 
 
@@ -32,7 +31,7 @@ def trainer_model(tmp_path, model, vocabularies: Vocabularies) -> standard_artif
     artifact = standard_artifacts.Model()
     artifact.uri = str(tmp_path / "trainer_model")
     warm_start_state.save(warm_start_state.state_dir(path_utils.serving_model_dir(artifact.uri)),
-                          model.trainer, TINY_MODEL_CONFIG, vocabularies)
+                          model.trainer, TINY_LSTM, vocabularies)
     return artifact
 
 

@@ -22,8 +22,8 @@ from enja.serving import batching_config
 from enja.serving.batching_config import BatchOptions
 from enja.serving.config import RequestLimits
 from enja.serving.server import ListenError, ModelServer, ServerOptions
-from test_serving_contract import MODEL, SENTENCES
-from test_serving_deploy import DEPLOY, compose, k8s  # noqa: F401 (fixtures)
+from support.deploy import DEPLOY
+from support.serving import MODEL, SENTENCES, STANDIN_TRANSLATIONS
 
 
 def parse(*argv: str):
@@ -150,7 +150,7 @@ def test_enja_serve_answers_on_tf_servings_command_line_and_stops_on_sigterm(sta
         try:
             address = next(match.group(1) for line in process.stderr
                            if (match := re.search(r"serving .* on (\S+:\d+)", line)))
-            assert client.translate(SENTENCES, server=address) == ["こんにちは", "ありがとう", "おはよう"]
+            assert client.translate(SENTENCES, server=address) == [STANDIN_TRANSLATIONS[s] for s in SENTENCES]
             process.send_signal(signal.SIGTERM)
             assert process.wait(timeout=60) == 0
             assert "shutting down" in process.stderr.read()
@@ -197,7 +197,7 @@ def test_stopping_lets_calls_in_flight_on_both_ports_finish_and_refuses_new_ones
         probing = pool.submit(grpc_outcomes_until_closed, server.address)
         with pytest.raises(OSError):
             urllib.request.urlopen(rest_url, body, 5)
-        assert [call.result() for call in calls] == [["こんにちは"]] * 6
+        assert [call.result() for call in calls] == [[STANDIN_TRANSLATIONS[SENTENCES[0]]]] * 6
         stopping.result()
         outcomes = probing.result()
     phases = [phase for i, phase in enumerate(outcomes) if i == 0 or outcomes[i - 1] != phase]

@@ -32,8 +32,7 @@ from enja.serving import contract
 from enja.serving import client
 from enja.serving.batching_config import BatchOptions
 from enja.serving.server import METRICS_PATH, ModelServer, ServerOptions
-from test_serving_contract import LIMITS, MODEL, text_request
-from test_serving_model_config import config_text, eventually, message, model_entry
+from support.serving import LIMITS, MODEL, config_text, eventually, message, model_entry, text_request
 
 OPTIONS = ServerOptions(port=0, rest_api_port=0, poll_interval_s=0.1, limits=LIMITS, max_load_retries=0)
 SERVING = health_pb2.HealthCheckResponse.SERVING

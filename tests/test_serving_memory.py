@@ -13,8 +13,7 @@ import grpc
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from enja.serving.server import ModelServer, ServerOptions
-from test_serving_contract import LIMITS, MODEL, SENTENCES, copy_version, text_request
-from test_serving_model_config import eventually
+from support.serving import LIMITS, MODEL, SENTENCES, copy_version, eventually, text_request
 
 OPTIONS = ServerOptions(port=0, poll_interval_s=0.1, limits=LIMITS)
 

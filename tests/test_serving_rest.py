@@ -33,8 +33,18 @@ from enja.serving import warmup
 from enja.serving import errors
 from enja.serving.http_server import READ_TIMEOUT_S, HttpServer, Request, Response, Route
 from enja.serving.server import METRICS_PATH, ModelServer, ServerOptions
-from test_serving_contract import LIMITS, MODEL, SENTENCES, newest_version, options_request, text_request
-from test_serving_model_config import config_text, eventually, message, model_entry
+from support.serving import (
+    LIMITS,
+    MODEL,
+    SENTENCES,
+    config_text,
+    eventually,
+    message,
+    model_entry,
+    newest_version,
+    options_request,
+    text_request,
+)
 
 LABEL = "stable"
 SIGNATURES = {contract.SERVING_SIGNATURE, contract.OPTIONS_SIGNATURE, contract.ATTENTION_SIGNATURE,
