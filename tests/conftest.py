@@ -8,7 +8,7 @@ import pytest
 
 from support.corpus import BEAM_ARGS, TINY_PAIRS, tfrecord_data_accessor, tiny_vocab_config
 from support.deploy import compose_service, kubernetes_objects
-from support.serving import MODEL, STANDIN_TRANSLATIONS
+from support.serving import MODEL, STANDIN_TRANSLATIONS, BatchedCalls
 from support.tiny_models import TINY_LSTM, TINY_TRANSFORMER, fit_to_tiny_pairs
 
 
@@ -140,3 +140,18 @@ def compose() -> dict:
 def k8s() -> dict[str, dict]:
     """serving/deploy/k8s.yaml's objects by kind."""
     return kubernetes_objects()
+
+
+@pytest.fixture
+def batched_calls(monkeypatch) -> BatchedCalls:
+    """Counts the calls that reach a batcher in this process, from now on."""
+    from enja.serving.batcher import Batcher
+
+    calls, run = BatchedCalls(), Batcher.run
+
+    def counted_run(self, *args, **kwargs):
+        calls.arrived()
+        return run(self, *args, **kwargs)
+
+    monkeypatch.setattr(Batcher, "run", counted_run)
+    return calls

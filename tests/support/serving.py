@@ -107,6 +107,27 @@ def eventually(predicate, timeout: float = 30.0, what: str = "condition"):
     return result
 
 
+class BatchedCalls:
+    """Counts the calls that have reached a batcher of a server in this process (conftest's
+    `batched_calls` fixture wraps Batcher.run): a test that must stop a server with calls in flight
+    waits for them to be there rather than sleeping and hoping."""
+
+    def __init__(self):
+        self.count = 0
+        self._arrived = threading.Condition()
+
+    def arrived(self) -> None:
+        with self._arrived:
+            self.count += 1
+            self._arrived.notify_all()
+
+    def wait_for(self, count: int, timeout: float = 30.0) -> None:
+        """Returns once `count` calls in all have reached a batcher."""
+        with self._arrived:
+            assert self._arrived.wait_for(lambda: self.count >= count, timeout), \
+                f"{self.count} of {count} calls reached the batcher within {timeout} s"
+
+
 # --- model config files ---------------------------------------------------------------------
 
 def model_entry(base_path: str, policy: str = "", labels: dict[str, int] | None = None, name: str = MODEL,
