@@ -9,7 +9,7 @@ bench/serving_faults.py and the other serving benches take as --model-base-path.
 
 `enja kubeflow` compiles the smoke preset to YAML, reading a landing folder where spans
 arrive and a model config file that our model server polls. Each run creates a run in
-tests/kfp_launcher.py (the open-source backend's rules: container executors only, no
+tests/support/kfp_launcher.py (the open-source backend's rules: container executors only, no
 `preCacheCheck`, untyped inputs, converted metadata) and runs every task in DAG order,
 each as a subprocess through exactly the spec's command (our container entrypoint):
   run 1  span 0: a cold start, pushed (version A), and the server answers with A;
@@ -40,13 +40,13 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
 import grpc
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-import kfp_launcher
-from corpus_spans import BAD_SPANS, real_pairs, write_dev, write_span
 from enja.components import names
 from enja.models.training import training_summary
 from enja.pipeline import cli, configs, pipeline
 from enja.serving import model_config, warmup
 from enja.serving.server import ModelServer, ServerOptions
+from support import kfp_launcher
+from support.corpus import BAD_SPANS, real_pairs, write_dev, write_span
 
 SMOKE = configs.PRESETS["smoke"]
 PAIRS = 300

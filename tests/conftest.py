@@ -1,60 +1,15 @@
-"""Shared fixtures: a real tf.Transform output on tiny data, and one smoke pipeline run."""
+"""Shared fixtures: a real tf.Transform output on tiny data, tiny models fitted to it and their export,
+one smoke pipeline run, a stand-in SavedModel for the server, the deploy recipes. Their helpers: support/."""
 from __future__ import annotations
 
 import os
-import pathlib
 
 import pytest
 
-# Made-up pairs, tokenized like the corpus (the corpus itself stays out of the repo).
-TINY_PAIRS = [
-    ("i like cats .", "私 は 猫 が 好き で す 。"),
-    ("i like dogs .", "私 は 犬 が 好き で す 。"),
-    ("he likes cats .", "彼 は 猫 が 好き で す 。"),
-    ("she has a dog .", "彼女 は 犬 を 飼 っ て い ま す 。"),
-    ("this is a pen .", "これ は ペン で す 。"),
-    ("that is my cat .", "あれ は 私 の 猫 で す 。"),
-    ("it is raining today .", "今日 は 雨 が 降 っ て い ま す 。"),
-    ("i read a book .", "私 は 本 を 読 み ま し た 。"),
-]
-BEAM_ARGS = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
-REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
-
-
-def tiny_vocab_config(max_source_length: int = 6, max_target_length: int = 12) -> dict:
-    return {"vocab": {"source_vocab_size": 0, "target_vocab_size": 0, "min_frequency": 1,
-                      "max_source_length": max_source_length,
-                      "max_target_length": max_target_length}}
-
-
-def tfrecord_data_accessor():
-    """Reads tf.Example TFRecords with tfx_bsl, as TFX's accessor does for Transform's output."""
-    from tfx import v1 as tfx
-    from tfx_bsl.public import tfxio
-
-    def tf_dataset_factory(files, options, schema):
-        return tfxio.TFExampleRecord(file_pattern=files, schema=schema).TensorFlowDataset(options)
-    return tfx.components.DataAccessor(tf_dataset_factory=tf_dataset_factory,
-                                       record_batch_factory=None, data_view_decode_fn=None)
-
-
-def write_transformed(transform_output_dir: str, pairs: list[tuple[str, str]], path: str) -> str:
-    """`pairs` through the Transform graph, as Transform's output TFRecords."""
-    import tensorflow as tf
-    import tensorflow_transform as tft
-
-    from enja.preprocessing import features
-
-    transformed = tft.TFTransformOutput(transform_output_dir).transform_features_layer()({
-        features.SOURCE_KEY: tf.constant([en for en, _ in pairs])[:, None],
-        features.TARGET_KEY: tf.constant([ja for _, ja in pairs])[:, None]})
-    with tf.io.TFRecordWriter(path, options="GZIP") as writer:
-        for row in range(len(pairs)):
-            example = tf.train.Example()
-            for key in (features.SOURCE_IDS_KEY, features.TARGET_IDS_KEY):
-                example.features.feature[key].int64_list.value.extend(transformed[key][row].numpy())
-            writer.write(example.SerializeToString())
-    return path
+from support.corpus import BEAM_ARGS, TINY_PAIRS, tfrecord_data_accessor, tiny_vocab_config
+from support.deploy import compose_service, kubernetes_objects
+from support.serving import MODEL, STANDIN_TRANSLATIONS, BatchedCalls
+from support.tiny_models import TINY_LSTM, TINY_TRANSFORMER, fit_to_tiny_pairs
 
 
 @pytest.fixture(scope="session")
@@ -88,49 +43,16 @@ def transform_output_dir(tmp_path_factory) -> str:
     return output_dir
 
 
-def _fit_to_tiny_pairs(transform_output_dir: str, model_config, learning_rate: float,
-                       epochs: int, **training):
-    """A model of `model_config` fitted to TINY_PAIRS until it reproduces them (`training`:
-    other TrainingConfig fields)."""
-    import keras
-    import tensorflow as tf
-    import tensorflow_transform as tft
-
-    from enja.models.architectures import registry, seq2seq
-    from enja.models.config import TrainingConfig
-    from enja.preprocessing import features, transform
-
-    keras.utils.set_random_seed(0)
-    output = tft.TFTransformOutput(transform_output_dir)
-    transformed = output.transform_features_layer()({
-        features.SOURCE_KEY: tf.constant([en for en, _ in TINY_PAIRS])[:, None],
-        features.TARGET_KEY: tf.constant([ja for _, ja in TINY_PAIRS])[:, None]})
-    target = transformed[features.TARGET_IDS_KEY]
-    model = registry.build(model_config, *transform.vocabulary_sizes(output))
-    seq2seq.compile_model(model.trainer, TrainingConfig(learning_rate=learning_rate, **training))
-    model.trainer.fit({seq2seq.SOURCE_INPUT: transformed[features.SOURCE_IDS_KEY],
-                       seq2seq.TARGET_INPUT: target[:, :-1]}, target[:, 1:],
-                      epochs=epochs, batch_size=len(TINY_PAIRS), verbose=0)
-    return model
-
-
 @pytest.fixture(scope="session")
 def tiny_model(transform_output_dir):
     """A tiny LSTM attention model fitted to TINY_PAIRS until it reproduces them."""
-    from enja.models.config import ModelConfig
-
-    return _fit_to_tiny_pairs(transform_output_dir, ModelConfig(embedding_dim=16, units=32),
-                              learning_rate=2e-2, epochs=60)
+    return fit_to_tiny_pairs(transform_output_dir, TINY_LSTM, learning_rate=2e-2, epochs=60)
 
 
 @pytest.fixture(scope="session")
 def tiny_transformer(transform_output_dir):
     """A tiny Transformer fitted to TINY_PAIRS until it reproduces them."""
-    from enja.models.config import ModelConfig
-
-    config = ModelConfig(architecture="transformer", units=32, layers=1, heads=2,
-                         feedforward_dim=64, dropout=0.0)
-    return _fit_to_tiny_pairs(transform_output_dir, config, learning_rate=1e-2, epochs=60)
+    return fit_to_tiny_pairs(transform_output_dir, TINY_TRANSFORMER, learning_rate=1e-2, epochs=60)
 
 
 @pytest.fixture(scope="session")
@@ -183,7 +105,6 @@ def standin_model_base(tmp_path_factory) -> str:
     import tensorflow as tf
 
     from enja.serving import contract
-    from enja.serving.config import ServingConfig
 
     class StandIn(tf.Module):
         def __init__(self, pairs_file: str):
@@ -201,9 +122,36 @@ def standin_model_base(tmp_path_factory) -> str:
 
     root = tmp_path_factory.mktemp("standin")
     pairs = root / "pairs.tsv"
-    pairs.write_text("hello\tこんにちは\nthank you\tありがとう\ngood morning\tおはよう\n", encoding="utf-8")
+    pairs.write_text("".join(f"{en}\t{ja}\n" for en, ja in STANDIN_TRANSLATIONS.items()), encoding="utf-8")
     module = StandIn(str(pairs))
     base = root / "serving_model"
-    tf.saved_model.save(module, str(base / ServingConfig.model_name / "1"),
+    tf.saved_model.save(module, str(base / MODEL / "1"),
                         signatures={contract.SERVING_SIGNATURE: module.serve})
     return str(base)
+
+
+@pytest.fixture(scope="session")
+def compose() -> dict:
+    """The model's service in serving/deploy/docker-compose.yaml."""
+    return compose_service()
+
+
+@pytest.fixture(scope="session")
+def k8s() -> dict[str, dict]:
+    """serving/deploy/k8s.yaml's objects by kind."""
+    return kubernetes_objects()
+
+
+@pytest.fixture
+def batched_calls(monkeypatch) -> BatchedCalls:
+    """Counts the calls that reach a batcher in this process, from now on."""
+    from enja.serving.batcher import Batcher
+
+    calls, run = BatchedCalls(), Batcher.run
+
+    def counted_run(self, *args, **kwargs):
+        calls.arrived()
+        return run(self, *args, **kwargs)
+
+    monkeypatch.setattr(Batcher, "run", counted_run)
+    return calls

@@ -8,8 +8,8 @@ import re
 
 import pytest
 
-from corpus_spans import real_pairs, write_dev, write_span
 from enja.pipeline import beam, configs
+from support.corpus import real_pairs, write_dev, write_span
 
 # Each choice with its settings, and the Beam arguments it must give.
 CHOICES = [

@@ -13,12 +13,12 @@ import time
 import grpc
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from corpus_spans import BAD_SPANS, real_pairs, write_dev, write_span
 from enja.components import production_model
 from enja.pipeline import cli, configs, local_runner
 from enja.serving import model_config
 from enja.serving.server import ModelServer, ServerOptions
-from test_serving_contract import Hammer, text_request
+from support.corpus import BAD_SPANS, real_pairs, write_dev, write_span
+from support.serving import Hammer, text_request
 
 SMOKE = configs.PRESETS["smoke"]
 # Above the floor, clearly below a baseline: trained from scratch for one epoch only.

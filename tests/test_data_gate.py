@@ -12,10 +12,10 @@ from tfx.components.statistics_gen import executor as statistics_executor
 from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils, standard_artifacts
 
-from conftest import BEAM_ARGS, REPO_ROOT
-from corpus_spans import BAD_SPANS, real_pairs, write_dev, write_span
 from enja.components import data_gate, example_gen, names
 from enja.components.spans import SpanWindow
+from support.corpus import BAD_SPANS, BEAM_ARGS, real_pairs, write_dev, write_span
+from support.paths import REPO_ROOT
 
 SCHEMA_FILE = REPO_ROOT / "pipeline" / "schema.pbtxt"
 PAIRS = 300  # the smoke preset's sample of each span

@@ -11,7 +11,6 @@ import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from conftest import TINY_PAIRS
 from enja.models.architectures import registry, decoding, seq2seq
 from enja.models.evaluation import saved_model_bleu
 from enja.models.export import translator
@@ -19,6 +18,7 @@ from enja.serving import contract
 from enja.pipeline import cli
 from enja.models.config import DecodingConfig, ModelConfig
 from enja.preprocessing import features
+from support.corpus import TINY_PAIRS
 
 SOURCE_VOCAB, TARGET_VOCAB = 12, 15
 # Four sentences of 5, 3, 1 and 4 tokens, 0-padded.
@@ -99,6 +99,48 @@ def test_length_penalty_is_gnmts():
     np.testing.assert_allclose(decoding.length_penalty(tf.constant([1, 7]), 0.0), [1.0, 1.0])
 
 
+A, B = features.NUM_RESERVED, features.NUM_RESERVED + 1  # the two tokens of ChainModel's vocabulary
+# ChainModel's next-token probabilities after each token: <s> → </s> 0.4, A 0.6; A → </s> 0.62,
+# B 0.38; B → </s>. So [</s>] has log-probability ln 0.4 = -0.92, [A </s>] ln 0.6 + ln 0.62 = -0.99:
+# lower, yet above it once divided by GNMT's penalty for its 2 steps, (7/6) ** alpha at alpha 1.
+CHAIN = {features.START_ID: {features.END_ID: 0.4, A: 0.6}, A: {features.END_ID: 0.62, B: 0.38},
+         B: {features.END_ID: 1.0}}
+
+
+class ChainModel(seq2seq.EncoderDecoder):
+    """A decoder whose next token depends only on the last one, with CHAIN's probabilities: which
+    finished hypothesis beam search picks is known by hand."""
+
+    def __init__(self):  # no Keras model: `encode` and `step` are all decoding calls
+        logits = np.full((B + 1, B + 1), -30.0, np.float32)
+        for token, following in CHAIN.items():
+            for next_token, probability in following.items():
+                logits[token, next_token] = np.log(probability)
+        self._logits = tf.constant(logits)
+
+    @property
+    def target_vocab_size(self) -> int:
+        return B + 1
+
+    def encode(self, source_ids):
+        return tf.cast(source_ids, tf.float32), tf.zeros([tf.shape(source_ids)[0], 1], tf.int64)
+
+    def step(self, token, state, memory):
+        return tf.gather(self._logits, token[:, 0]), token, tf.zeros_like(memory)
+
+
+@pytest.mark.parametrize("alpha, best, log_probability", [
+    (0.0, [features.END_ID], np.log(0.4)),
+    (1.0, [A, features.END_ID], np.log(0.6 * 0.62)),
+    (2.0, [A, features.END_ID], np.log(0.6 * 0.62)),
+])
+def test_the_length_penalty_decides_which_finished_hypothesis_wins(alpha, best, log_probability):
+    """Without the penalty the shorter hypothesis wins on log-probability; with GNMT's the longer one."""
+    ids, scores = decoding.beam_search_decode(ChainModel(), tf.constant([[A]], tf.int64), 2, 5, alpha)
+    assert [i for i in ids.numpy()[0].tolist() if i != features.PAD_ID] == best
+    np.testing.assert_allclose(scores.numpy(), [log_probability], rtol=1e-5)
+
+
 def test_relative_cap_limits_each_sentence(untrained, source_ids):
     limits = decoding.output_length_limits(source_ids, 6, ratio=1.5, offset=1).numpy()
     np.testing.assert_array_equal(limits, [6, 5, 2, 6])  # min(6, floor(1.5 * n + 1))
@@ -171,6 +213,24 @@ def test_exported_model_translates_with_any_beam_width(loaded):
                                greedy[contract.TARGET_IDS_OUTPUT].numpy())]
     default = loaded.signatures[contract.SERVING_SIGNATURE](**{contract.TEXT_INPUT: tf.constant(UNSEEN)})
     assert by_width[2] == [t.decode() for t in default[contract.TRANSLATIONS_OUTPUT].numpy()]
+
+
+def test_the_exported_length_penalty_decides_between_finished_translations(loaded, tiny_model,
+                                                                           transform_output_dir):
+    """The export's length penalty (DecodingConfig's 1.0) reaches its beam search: without it, the
+    same model at the same width picks other translations of some unseen sentences, each more likely
+    and no longer (the penalty favours length)."""
+    unpenalised_module = translator.Translator(tiny_model, tft.TFTransformOutput(transform_output_dir),
+                                               DecodingConfig(beam_width=2, length_penalty=0.0))
+    penalised, penalised_scores = _translate(loaded, UNSEEN, 4)
+    outputs = unpenalised_module.translate_with_options(tf.constant(UNSEEN), tf.constant(4))
+    unpenalised = [t.decode() for t in outputs[contract.TRANSLATIONS_OUTPUT].numpy()]
+    unpenalised_scores = outputs[contract.SCORES_OUTPUT].numpy()
+    differ = [i for i, (p, u) in enumerate(zip(penalised, unpenalised)) if p != u]
+    assert differ, "the length penalty changed no translation"
+    for i in differ:
+        assert unpenalised_scores[i] > penalised_scores[i], (UNSEEN[i], penalised[i], unpenalised[i])
+        assert len(unpenalised[i].split()) <= len(penalised[i].split()), (UNSEEN[i], penalised[i], unpenalised[i])
 
 
 def test_exported_model_rejects_width_zero(loaded):

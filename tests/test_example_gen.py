@@ -22,8 +22,8 @@ from enja.components import example_gen, names
 from enja.components import pair_features
 from enja.components import parallel_corpus
 from enja.components.spans import SpanError, SpanWindow
+from support.corpus import BEAM_ARGS
 
-BEAM_ARGS = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 DEV = (["good morning .", "thank you ."], ["おはよう 。", "ありがとう 。"])
 
 

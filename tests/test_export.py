@@ -13,14 +13,14 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tensorflow.core.protobuf import saved_model_pb2
 
-from conftest import TINY_PAIRS
 from enja.models.export import translator
 from enja.serving import contract
 from enja.models.config import DecodingConfig
 from enja.preprocessing import features
 from enja.serving import ops
+from support.corpus import TINY_PAIRS
+from support.paths import LOADER_SCRIPT
 
-LOADER_SCRIPT = pathlib.Path(__file__).with_name("load_exported_model.py")
 SIGNATURES = (contract.SERVING_SIGNATURE, contract.EXAMPLES_SIGNATURE,
               contract.OPTIONS_SIGNATURE, contract.ATTENTION_SIGNATURE)
 

@@ -20,12 +20,12 @@ from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_entrypoint_utils
 from tfx.types import standard_artifacts, standard_component_specs
 from tfx.utils import path_utils, proto_utils
 
-from conftest import TINY_PAIRS
 from enja.components import infra_check, names
 from enja.components.infra_check import InfraCheck
 from enja.serving import contract
 from enja.serving import warmup
 from enja.serving.config import ServingConfig
+from support.corpus import TINY_PAIRS
 
 MODEL_NAME = ServingConfig.model_name
 SENTENCES = [en for en, _ in TINY_PAIRS[:3]]

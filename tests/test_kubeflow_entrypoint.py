@@ -10,8 +10,7 @@ from tfx.types import standard_artifacts
 
 from enja.components import data_gate, example_gen, names
 from enja.pipeline import kubeflow_entrypoint
-
-import kfp_launcher  # tests/, on pytest's path
+from support import kfp_launcher
 
 FILE_PAIRS = [{"split": "train", "span": 3, "source": "/c/train.en.003", "target": "/c/train.ja.003",
                "pairs": 300, "dropped_empty": 0, "empty_source": 0, "empty_target": 0}]

@@ -3,7 +3,7 @@
 The spec is compiled with `enja kubeflow` (smoke preset, the real corpus) and parsed with
 kfp's own protos. Then every task runs here in DAG order through exactly the commands and
 arguments the spec gives, fed the executor input the open-source backend builds
-(tests/kfp_launcher.py: no resolver executors, no `preCacheCheck` hook, untyped inputs,
+(tests/support/kfp_launcher.py: no resolver executors, no `preCacheCheck` hook, untyped inputs,
 converted metadata), in the background while the local run of the same preset goes on (the
 `smoke_run` fixture). Its ExampleGen and Transform outputs must equal the local run's, and
 the model it pushes must be served by our model server. Later runs (warm start, a bad span,
@@ -34,8 +34,7 @@ from enja.pipeline.operations import lineage
 
 from enja.serving import versions, warmup
 from enja.serving.server import ModelServer, ServerOptions
-
-import kfp_launcher  # tests/, on pytest's path
+from support import kfp_launcher
 
 IMAGE = "registry.example/enja-nmt:test"
 RUN_EXECUTOR = ["python", "-m", "enja.pipeline.kubeflow_entrypoint"]

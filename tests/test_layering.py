@@ -9,7 +9,7 @@ import re
 import pytest
 import setuptools
 
-from conftest import REPO_ROOT
+from support.paths import REPO_ROOT
 
 ARCHITECTURE = REPO_ROOT / "docs" / "architecture.md"
 # A row of the table: | `package` | what it holds | the packages it may import, or — |

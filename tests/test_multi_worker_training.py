@@ -1,7 +1,7 @@
 """run_fn on two workers under MultiWorkerMirroredStrategy, against run_fn on one device.
 
 Each worker is this file run as a script by the venv's Python, with a TF_CONFIG that names
-both workers on 127.0.0.1: a real FnArgs, Transform's real output on conftest's tiny
+both workers on 127.0.0.1: a real FnArgs, Transform's real output on support.corpus's tiny
 pairs, the Trainer's real code from strategy to saved state. In TFX every worker gets the same
 output paths; here the second worker gets paths of its own, so that anything it wrote
 there would show, and a temporary folder of its own, which must be empty at the end.
@@ -21,10 +21,10 @@ import pytest
 import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from conftest import TINY_PAIRS, tfrecord_data_accessor, write_transformed
 from enja.models.export import reexport
 from enja.models.training import trainer, training_summary, warm_start_state
 from enja.models.config import ModelConfig, TrainingConfig
+from support.corpus import TINY_PAIRS, tfrecord_data_accessor, write_transformed
 
 WORKERS = 2
 # 5 global batches of 8 examples, 4 on each worker's replica.

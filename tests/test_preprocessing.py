@@ -5,8 +5,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from conftest import TINY_PAIRS
 from enja.preprocessing import features
+from support.corpus import TINY_PAIRS
 
 
 def _transform(transform_output_dir: str, en: list[str], ja: list[str]) -> dict[str, np.ndarray]:

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from matplotlib import image
 
-from conftest import TINY_PAIRS
 from enja.pipeline import cli, data
 from enja.pipeline.operations import report
 from enja.pipeline.operations.history import Rollback, RunRecord
 from enja.serving.config import ServingConfig
 from enja.serving.served import Served
+from support.corpus import TINY_PAIRS
 
 CHROMIUM = shutil.which("chromium")
 HEADLESS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

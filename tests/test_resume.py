@@ -1,6 +1,7 @@
 """A run killed during training, started again, completes on the finished components' outputs."""
 from __future__ import annotations
 
+import glob
 import os
 import signal
 import subprocess
@@ -28,6 +29,12 @@ def _trainer_running(layout: local_runner.OutputLayout) -> bool:
     return trainer is not None and trainer.execution.last_known_state == Execution.RUNNING
 
 
+def _training_began(layout: local_runner.OutputLayout) -> bool:
+    """Keras's TensorBoard callback has opened the first epoch's event file: fit is under way."""
+    return bool(glob.glob(os.path.join(layout.pipeline_root, "Trainer", "model_run", "*", "train",
+                                       "events.out.tfevents.*")))
+
+
 def test_a_run_killed_in_training_completes_when_started_again(tmp_path):
     layout = local_runner.OutputLayout(str(tmp_path / "output"), SMOKE)
     pipeline = subprocess.Popen(  # pylint: disable=consider-using-with
@@ -36,11 +43,10 @@ def test_a_run_killed_in_training_completes_when_started_again(tmp_path):
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 600
-        while not _trainer_running(layout):
+        while not (_trainer_running(layout) and _training_began(layout)):  # into the first epoch
             assert pipeline.poll() is None, "the pipeline ended before training started"
             assert time.monotonic() < deadline, "training never started"
-            time.sleep(0.5)
-        time.sleep(2)  # into the first epochs
+            time.sleep(0.2)
     finally:
         os.killpg(pipeline.pid, signal.SIGKILL)
         pipeline.wait()

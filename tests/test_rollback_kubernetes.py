@@ -28,11 +28,10 @@ import yaml
 from google.protobuf import text_format
 
 from enja.pipeline import cli
-from enja.serving import batching_config, model_config
+from enja.serving import model_config
+from support.deploy import DEPLOY, KUBERNETES_VERSION, kubernetes_objects
 
-DEPLOY = os.path.join(os.path.dirname(batching_config.__file__), "deploy")
 RECIPE_FILES = ("kustomization.yaml", "k8s.yaml", "models.config", "batching_parameters.txt")
-KUBERNETES_VERSION = "1.30"  # as tests/test_serving_deploy.py
 MODEL = "enja"
 NAMESPACE = "enja"
 CONFIGMAP = "enja-serving-config"
@@ -198,8 +197,7 @@ def test_the_manifest_validates_holds_the_pin_and_every_file_the_deployment_moun
     manifest = yaml.safe_load(read(manifest_path))
     kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
     # The ConfigMap the Deployment mounts, with every key: `kubectl apply -f` drops none.
-    deployment = next(document for document in yaml.safe_load_all(read(os.path.join(DEPLOY, "k8s.yaml")))
-                      if document["kind"] == "Deployment")
+    deployment = kubernetes_objects()["Deployment"]
     volumes = [volume["configMap"]["name"] for volume in deployment["spec"]["template"]["spec"]["volumes"]
                if "configMap" in volume]
     assert volumes == [manifest["metadata"]["name"]] == [CONFIGMAP]

@@ -8,18 +8,10 @@ import yaml
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from enja.serving.config import ServingConfig
 from enja.serving import batching_config
+from support.deploy import DEPLOY, KUBERNETES_VERSION, MODEL, flags
 
-DEPLOY = pathlib.Path(batching_config.__file__).parent / "deploy"
-# The Kubernetes API version whose schemas the manifests must satisfy (strict: no unknown fields).
-KUBERNETES_VERSION = "1.30"
-MODEL = ServingConfig.model_name
 MODEL_BASE_PATH = f"/models/{MODEL}"
-
-
-def flags(args: list[str]) -> dict[str, str]:
-    return dict(arg.removeprefix("--").split("=", 1) for arg in args)
 
 
 @pytest.fixture(scope="module")
@@ -27,17 +19,6 @@ def model_config():
     config = model_server_config_pb2.ModelServerConfig()
     text_format.Parse((DEPLOY / "models.config").read_text(), config)
     return config
-
-
-@pytest.fixture(scope="module")
-def compose():
-    return yaml.safe_load((DEPLOY / "docker-compose.yaml").read_text())["services"][MODEL]
-
-
-@pytest.fixture(scope="module")
-def k8s():
-    documents = list(yaml.safe_load_all((DEPLOY / "k8s.yaml").read_text()))
-    return {document["kind"]: document for document in documents}
 
 
 def test_model_config_serves_the_pipeline_model(model_config):

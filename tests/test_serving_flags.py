@@ -5,6 +5,7 @@ import json
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -12,18 +13,19 @@ import urllib.request
 
 import grpc
 import pytest
-from tensorflow_serving.apis.prediction_service_pb2_grpc import PredictionServiceStub
+from tensorflow_serving.apis import get_model_status_pb2
+from tensorflow_serving.apis.model_service_pb2_grpc import ModelServiceStub
 
 from enja.serving import contract
 from enja.pipeline import cli
 from enja.pipeline.cli import arguments
-from enja.serving import client, flags, warmup
+from enja.serving import client, flags
 from enja.serving import batching_config
 from enja.serving.batching_config import BatchOptions
 from enja.serving.config import RequestLimits
 from enja.serving.server import ListenError, ModelServer, ServerOptions
-from test_serving_contract import MODEL, SENTENCES
-from test_serving_deploy import DEPLOY, compose, k8s  # noqa: F401 (fixtures)
+from support.deploy import DEPLOY
+from support.serving import MODEL, SENTENCES, STANDIN_TRANSLATIONS, eventually
 
 
 def parse(*argv: str):
@@ -150,7 +152,7 @@ def test_enja_serve_answers_on_tf_servings_command_line_and_stops_on_sigterm(sta
         try:
             address = next(match.group(1) for line in process.stderr
                            if (match := re.search(r"serving .* on (\S+:\d+)", line)))
-            assert client.translate(SENTENCES, server=address) == ["こんにちは", "ありがとう", "おはよう"]
+            assert client.translate(SENTENCES, server=address) == [STANDIN_TRANSLATIONS[s] for s in SENTENCES]
             process.send_signal(signal.SIGTERM)
             assert process.wait(timeout=60) == 0
             assert "shutting down" in process.stderr.read()
@@ -160,24 +162,39 @@ def test_enja_serve_answers_on_tf_servings_command_line_and_stops_on_sigterm(sta
 
 
 def grpc_outcomes_until_closed(address: str) -> list[str]:
-    """A Predict every 50 ms until the port is closed: "OK", "refused" (the server's UNAVAILABLE saying it is
-    shutting down), "closed" (the port's), or any other status by name."""
+    """A GetModelStatus call every 50 ms until the port is closed: "OK", "refused" (the server's UNAVAILABLE
+    saying it is shutting down), "closed" (the port's, or CANCELLED as it closes), or any other status by
+    name. Not Predict, which waits for its batch (a second here): an answer that late could miss the
+    refusing phase."""
     outcomes = []
     with grpc.insecure_channel(address) as channel:
-        stub = PredictionServiceStub(channel)
+        stub = ModelServiceStub(channel)
         while not outcomes or outcomes[-1] != "closed":
             try:
-                stub.Predict(warmup.predict_request(SENTENCES[:1], MODEL), timeout=10)
+                request = get_model_status_pb2.GetModelStatusRequest()
+                request.model_spec.name = MODEL
+                stub.GetModelStatus(request, timeout=10)
                 outcomes.append("OK")
             except grpc.RpcError as error:
                 refused = error.code() == grpc.StatusCode.UNAVAILABLE and "shutting down" in error.details()
-                closed = error.code() == grpc.StatusCode.UNAVAILABLE and not refused
+                # A call gRPC takes in as it stops is CANCELLED: the port closing, seen a moment early.
+                closed = error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED) and not refused
                 outcomes.append("refused" if refused else "closed" if closed else error.code().name)
             time.sleep(0.05)
     return outcomes
 
 
-def test_stopping_lets_calls_in_flight_on_both_ports_finish_and_refuses_new_ones(standin_model_base):
+def refuses_connections(address: str) -> bool:
+    host, port = address.rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError:
+        return True
+    return False
+
+
+def test_stopping_lets_calls_in_flight_on_both_ports_finish_and_refuses_new_ones(standin_model_base,
+                                                                                  batched_calls):
     """What SIGTERM starts: each call waits a second in the batcher, so it is in flight when the stop begins.
     New REST connections are refused at once; gRPC serves new calls a moment longer (those gRPC has received
     but not yet handed over would be cancelled when it stops), then refuses them, then closes its port."""
@@ -191,17 +208,15 @@ def test_stopping_lets_calls_in_flight_on_both_ports_finish_and_refuses_new_ones
         calls += [pool.submit(lambda: [row[contract.TRANSLATIONS_OUTPUT] for row in
                                        json.load(urllib.request.urlopen(rest_url, body, 30))["predictions"]])
                   for _ in range(3)]
-        time.sleep(0.3)
+        batched_calls.wait_for(6)  # each waits for its batch
         stopping = pool.submit(server.stop)
-        time.sleep(0.2)
-        probing = pool.submit(grpc_outcomes_until_closed, server.address)
-        with pytest.raises(OSError):
-            urllib.request.urlopen(rest_url, body, 5)
-        assert [call.result() for call in calls] == [["こんにちは"]] * 6
+        eventually(lambda: refuses_connections(server.rest_api_address), what="REST refusing connections")
+        probing = pool.submit(grpc_outcomes_until_closed, server.address)  # the stop has begun
+        assert [call.result() for call in calls] == [[STANDIN_TRANSLATIONS[SENTENCES[0]]]] * 6
         stopping.result()
         outcomes = probing.result()
     phases = [phase for i, phase in enumerate(outcomes) if i == 0 or outcomes[i - 1] != phase]
-    assert phases == ["OK", "refused", "closed"], outcomes
+    assert phases == ["OK", "refused", "closed"], " ".join(phases)
 
 
 # The kernel may hand a process-directed SIGTERM to any thread that does not block it (TF's and

@@ -32,8 +32,7 @@ from enja.serving import contract
 from enja.serving import client
 from enja.serving.batching_config import BatchOptions
 from enja.serving.server import METRICS_PATH, ModelServer, ServerOptions
-from test_serving_contract import LIMITS, MODEL, text_request
-from test_serving_model_config import config_text, eventually, message, model_entry
+from support.serving import LIMITS, MODEL, config_text, eventually, message, model_entry, text_request
 
 OPTIONS = ServerOptions(port=0, rest_api_port=0, poll_interval_s=0.1, limits=LIMITS, max_load_retries=0)
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -231,31 +230,38 @@ def test_a_predict_past_its_deadline_is_counted_and_never_run(standin_model_base
             with pytest.raises(grpc.RpcError) as raised:
                 stub.Predict(text_request(["hello"]), timeout=0.3)
             assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-            time.sleep(1.5)  # past the batch timeout: a batch holding the request would have run
-            after = scrape(server)
+            after = _after_a_later_call(server)
     _counted_expired_and_never_run(after, "Predict")
+
+
+def _after_a_later_call(server: ModelServer) -> dict:
+    """The metrics once a later call has been answered: a batch holding the expired request would have
+    run by then (with the later one, or before it), so waiting for it replaces guessing a time."""
+    with grpc.insecure_channel(server.address) as channel:
+        prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(text_request(["hello"]), timeout=30)
+    return scrape(server)
 
 
 def _counted_expired_and_never_run(after: dict, api: str) -> None:
     expired = frozenset({"api": api, "model": MODEL, "version": "1",
                          "signature": contract.SERVING_SIGNATURE, "status": "DEADLINE_EXCEEDED"}.items())
     assert after[("enja_serving_requests_total", expired)] == 1
-    assert not [key for key, value in after.items() if key[0] == "enja_serving_batch_size_count" and value]
+    rows = sum(value for (name, _), value in after.items() if name == "enja_serving_batch_size_sum")
+    assert rows == 1, "the expired request ran in a batch"  # the later call's row alone
 
 
-def test_calls_over_the_concurrency_cap_are_refused_at_once(standin_model_base, tmp_path):
+def test_calls_over_the_concurrency_cap_are_refused_at_once(standin_model_base, tmp_path, batched_calls):
     base = shutil.copytree(standin_model_base, tmp_path / "base")
     options = dataclasses.replace(OPTIONS, batching=SLOW_BATCHES, max_concurrent_rpcs=1)
     with running(ModelServer(str(base), MODEL, options)) as server:
         with grpc.insecure_channel(server.address) as channel:
             stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
             first = stub.Predict.future(text_request(["hello"]), timeout=10)
-            time.sleep(0.2)  # the first call now waits for its batch
-            start = time.monotonic()
+            batched_calls.wait_for(1)  # the first call now waits a second for its batch
             with pytest.raises(grpc.RpcError) as raised:
                 stub.Predict(text_request(["hello"]), timeout=10)
             assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-            assert time.monotonic() - start < 0.5
+            assert not first.done(), "the second call waited for the first instead of being refused"
             assert first.result().outputs
 
 
@@ -269,6 +275,5 @@ def test_a_rest_predict_past_the_servers_timeout_is_answered_504_and_never_run(s
         with pytest.raises(urllib.error.HTTPError) as raised:
             urllib.request.urlopen(request, timeout=10)
         assert raised.value.code == 504 and time.monotonic() - start < 0.9
-        time.sleep(1.5)  # past the batch timeout: a batch holding the request would have run
-        after = scrape(server)
+        after = _after_a_later_call(server)
     _counted_expired_and_never_run(after, "rest:Predict")

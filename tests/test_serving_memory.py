@@ -1,6 +1,6 @@
 """A swapped-out version is let go, so that its memory can go back to the operating system.
 
-The memory itself is measured by bench/serving_load.py (resident size over 20 swaps, with a
+The memory itself is measured by bench/serving_swap_memory.py (resident size over 20 swaps, with a
 threshold); here a real server swaps versions under real requests, and the old version's
 LoadedModel must be gone afterwards: anything that kept a reference (the batcher, the metrics,
 a request) would hold its graph and session for good.
@@ -13,8 +13,7 @@ import grpc
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from enja.serving.server import ModelServer, ServerOptions
-from test_serving_contract import LIMITS, MODEL, SENTENCES, copy_version, text_request
-from test_serving_model_config import eventually
+from support.serving import LIMITS, MODEL, SENTENCES, copy_version, eventually, text_request
 
 OPTIONS = ServerOptions(port=0, poll_interval_s=0.1, limits=LIMITS)
 

@@ -13,7 +13,6 @@ import time
 
 import grpc
 import pytest
-from google.protobuf import text_format
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
@@ -26,14 +25,18 @@ from enja.pipeline import cli
 from enja.serving import model_config, versions, warmup
 from enja.serving.model_config import ModelConfigError, ModelServerConfig
 from enja.serving.server import ModelServer, ServerOptions
-from test_serving_contract import (
+from support.serving import (
     AVAILABLE,
     END,
     LIMITS,
     MODEL,
     SENTENCES,
     Hammer,
+    config_text,
     copy_version,
+    eventually,
+    message,
+    model_entry,
     status_code,
     text_request,
     wait_for_status,
@@ -51,34 +54,9 @@ def set_policy(path: str, model_name: str, policy: model_config.VersionPolicy) -
     return config
 
 
-def model_entry(base_path: str, policy: str = "", labels: dict[str, int] | None = None, name: str = MODEL,
-                platform: str = "tensorflow") -> str:
-    """One `config { ... }` of a model_config_list, in protobuf text format."""
-    label_text = " ".join(f'version_labels {{ key: "{k}" value: {v} }}' for k, v in (labels or {}).items())
-    return (f'config {{ name: "{name}" base_path: "{base_path}" model_platform: "{platform}" '
-            f'{policy} {label_text} }}')
-
-
-def config_text(*entries: str) -> str:
-    return "model_config_list {\n  " + "\n  ".join(entries) + "\n}\n"
-
-
-def message(text: str) -> ModelServerConfig:
-    """A config message as a client would send it: parsed, not checked."""
-    return text_format.Parse(text, ModelServerConfig())
-
-
 def write(path, text: str) -> str:
     path.write_text(text, encoding="utf-8")
     return str(path)
-
-
-def eventually(predicate, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while not (result := predicate()):
-        assert time.monotonic() < deadline, f"{what} not reached within {timeout} s"
-        time.sleep(0.02)
-    return result
 
 
 @pytest.fixture

@@ -33,8 +33,18 @@ from enja.serving import warmup
 from enja.serving import errors
 from enja.serving.http_server import READ_TIMEOUT_S, HttpServer, Request, Response, Route
 from enja.serving.server import METRICS_PATH, ModelServer, ServerOptions
-from test_serving_contract import LIMITS, MODEL, SENTENCES, newest_version, options_request, text_request
-from test_serving_model_config import config_text, eventually, message, model_entry
+from support.serving import (
+    LIMITS,
+    MODEL,
+    SENTENCES,
+    config_text,
+    eventually,
+    message,
+    model_entry,
+    newest_version,
+    options_request,
+    text_request,
+)
 
 LABEL = "stable"
 SIGNATURES = {contract.SERVING_SIGNATURE, contract.OPTIONS_SIGNATURE, contract.ATTENTION_SIGNATURE,
@@ -150,11 +160,25 @@ def test_every_prefix_predicts(server, version):
     assert answers == answers[:1] * len(answers)
 
 
+# Sentences of 1 to 13 tokens: even the smoke model, whose answers follow the length, translates some
+# of them differently at widths 1 and 8.
+WIDTH_SENTENCES = [*SENTENCES, "i like cats .", "where is the station ?", "he gave me a book yesterday .",
+                   "he lived a hard life in the city for many years .", "what time is it now ?",
+                   "she was afraid of the big black dog that lived next door ."]
+
+
 def test_translate_with_options_takes_columnar_inputs(server, predictions):
-    expected = grpc_outputs(predictions, options_request(SENTENCES, beam_width=1))
-    answer = predict(server, {"signature_name": contract.OPTIONS_SIGNATURE,
-                              "inputs": {contract.TEXT_INPUT: SENTENCES, contract.BEAM_WIDTH_INPUT: 1}})
-    assert answer["outputs"]["translations"] == [t.decode() for t in expected["translations"]]
+    """Each width answers what gRPC answers at that width, and widths 1 and 8 answer differently: a
+    beam width lost on the way in would show."""
+    answers = {}
+    for width in (1, 8):
+        expected = grpc_outputs(predictions, options_request(WIDTH_SENTENCES, beam_width=width))
+        answer = predict(server, {"signature_name": contract.OPTIONS_SIGNATURE,
+                                  "inputs": {contract.TEXT_INPUT: WIDTH_SENTENCES, contract.BEAM_WIDTH_INPUT: width}})
+        assert answer["outputs"]["translations"] == [t.decode() for t in expected["translations"]]
+        assert np.array_equal(np.float32(answer["outputs"]["scores"]), expected["scores"])
+        answers[width] = answer["outputs"]["translations"]
+    assert answers[1] != answers[8], "widths 1 and 8 answer the same: these sentences cannot show a lost width"
 
 
 def test_base64_strings_are_binary_inputs(server):

@@ -21,6 +21,9 @@ from enja.models.architectures import registry, lstm, seq2seq
 from enja.models.training import trainer
 from enja.models.config import ModelConfig, TrainingConfig
 from enja.preprocessing import features
+from support.corpus import TINY_PAIRS
+from support.paths import LOADER_SCRIPT
+from support.tiny_models import fit_to_tiny_pairs
 
 SOURCE_VOCAB, TARGET_VOCAB = 16, 20
 SOURCE_LENGTH, TARGET_LENGTH = 7, 8
@@ -195,14 +198,12 @@ def test_a_model_with_the_speed_settings_exports_and_translates_in_both_loaders(
 
     import tensorflow_transform as tft
 
-    from conftest import TINY_PAIRS, _fit_to_tiny_pairs
     from enja.models.export import translator
     from enja.models.config import DecodingConfig
     from enja.serving import contract
-    from test_export import LOADER_SCRIPT
 
     config = ModelConfig(embedding_dim=16, units=32, project_inputs_once=True)
-    model = _fit_to_tiny_pairs(transform_output_dir, config, learning_rate=2e-2, epochs=60,
+    model = fit_to_tiny_pairs(transform_output_dir, config, learning_rate=2e-2, epochs=60,
                                jit_compile=True)
     assert model.trainer.jit_compile
     module = translator.Translator(model, tft.TFTransformOutput(transform_output_dir),

@@ -9,11 +9,11 @@ import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from conftest import tfrecord_data_accessor
 from enja.models.architectures import seq2seq
 from enja.models.training import trainer
 from enja.models.config import TrainingConfig
 from enja.preprocessing import features
+from support.corpus import tfrecord_data_accessor
 
 NUM_EXAMPLES = 40
 BATCH_SIZE = 16

@@ -14,7 +14,6 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tfx import v1 as tfx
 
-from conftest import TINY_PAIRS, write_transformed
 from enja.components import serving_export
 from enja.models.architectures import registry, seq2seq
 from enja.models.training import trainer, training_summary, warm_start, warm_start_state
@@ -23,6 +22,8 @@ from enja.models.config import DecodingConfig, ModelConfig, TrainingConfig
 from enja.models.training.warm_start_state import Vocabularies
 from enja.preprocessing import features
 from enja.serving.config import ServingConfig
+from support.corpus import TINY_PAIRS, write_transformed
+from support.tiny_models import TINY_LSTM
 
 R = features.NUM_RESERVED
 OLD = Vocabularies(source=[b"a", b"b", b"c", b"d", b"e"], target=[b"p", b"q", b"r", b"s"])
@@ -34,8 +35,6 @@ CONFIGS = [
                 tie_embeddings=True),
 ]
 CONFIG_IDS = ["bidirectional-luong", "one-way-bahdanau-tied"]
-# The settings of conftest's `tiny_model`, which reproduces TINY_PAIRS.
-TINY_MODEL_CONFIG = ModelConfig(embedding_dim=16, units=32)
 
 
 def _build(config: ModelConfig, vocabularies: Vocabularies, seed: int) -> seq2seq.EncoderDecoder:
@@ -323,7 +322,7 @@ def test_run_fn_warm_starts_keeps_a_state_and_a_run_on_the_same_inputs_trains_no
     vocabularies = Vocabularies.of(output)
     base_dir = str(tmp_path / "base" / "Format-Serving")
     warm_start_state.save(warm_start_state.exported_state_dir(base_dir), tiny_model.trainer,
-                          TINY_MODEL_CONFIG, vocabularies)
+                          TINY_LSTM, vocabularies)
     serving_dir = str(tmp_path / "model" / "Format-Serving")
     model_run_dir = str(tmp_path / "model_run")
     training = TrainingConfig(batch_size=4, epochs=5, warm_start_epochs=1,
@@ -334,7 +333,7 @@ def test_run_fn_warm_starts_keeps_a_state_and_a_run_on_the_same_inputs_trains_no
             train_files=[transformed_tiny_pairs], eval_files=[transformed_tiny_pairs],
             transform_output=transform_output_dir, serving_model_dir=serving_model_dir,
             model_run_dir=model_run_dir, base_model=base_model, data_accessor=data_accessor,
-            custom_config={"model": dataclasses.asdict(TINY_MODEL_CONFIG),
+            custom_config={"model": dataclasses.asdict(TINY_LSTM),
                            "training": dataclasses.asdict(training)}))
 
     run_fn(base_dir, serving_dir, model_run_dir)
@@ -351,7 +350,7 @@ def test_run_fn_warm_starts_keeps_a_state_and_a_run_on_the_same_inputs_trains_no
     assert os.listdir(serving_dir) == []  # TFX wants it; the SavedModel is ServingExport's
     state = warm_start_state.load(warm_start_state.state_dir(serving_dir))
     assert state.vocabularies == vocabularies
-    assert state.model_config == dataclasses.asdict(TINY_MODEL_CONFIG)
+    assert state.model_config == dataclasses.asdict(TINY_LSTM)
     exported = str(tmp_path / "exported")
     serving_export.export_model(str(tmp_path / "model"), transform_output_dir, exported,
                                 DecodingConfig(max_output_length=12), ServingConfig())
