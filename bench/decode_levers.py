@@ -21,15 +21,15 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import keras
+import numpy as np
+import tensorflow as tf
 
-from enja.models.architectures import registry, decoding  # noqa: E402
-from enja.models.config import DecodingConfig  # noqa: E402
-from enja.pipeline import configs  # noqa: E402
-from enja.preprocessing import features  # noqa: E402
-from step_levers import TRANSFORMER  # noqa: E402
+from enja.models.architectures import decoding, registry
+from enja.models.config import DecodingConfig
+from enja.pipeline import configs
+from enja.preprocessing import features
+from step_levers import TRANSFORMER
 
 SOURCE_VOCAB, TARGET_VOCAB, SOURCE_LENGTH = 4109, 4906, 16
 
@@ -75,8 +75,8 @@ def main() -> None:
     # Traces and warms up, and compares each variant's decodes and scores with the plain
     # model's: random weights leave near-ties between hypotheses, which another order of
     # float additions may break the other way, so the ids may differ where the scores agree.
-    same = {name: 0 for name in functions}
-    worst = {name: 0.0 for name in functions}
+    same = dict.fromkeys(functions, 0)
+    worst = dict.fromkeys(functions, 0.0)
     for sentence in sentences:
         outputs = {name: [t.numpy() for t in f(sentence)] for name, f in functions.items()}
         for name, (ids, scores) in outputs.items():

@@ -22,18 +22,18 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from tensorflow_transform.tf_metadata import schema_utils  # noqa: E402
-from tfx import v1 as tfx  # noqa: E402
-from tfx_bsl.public import tfxio  # noqa: E402
+import keras
+import numpy as np
+import tensorflow as tf
+from tensorflow_transform.tf_metadata import schema_utils
+from tfx import v1 as tfx
+from tfx_bsl.public import tfxio
 
 from enja.models.architectures import registry, seq2seq
-from enja.models.training import trainer  # noqa: E402
+from enja.models.training import trainer
 from enja.pipeline import configs
-from enja.pipeline.cli import arguments  # noqa: E402
-from enja.preprocessing import features  # noqa: E402
+from enja.pipeline.cli import arguments
+from enja.preprocessing import features
 
 SOURCE_LENGTH, TARGET_LENGTH = 16, 18
 SOURCE_VOCAB, TARGET_VOCAB = 4109, 4906

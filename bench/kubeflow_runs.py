@@ -55,7 +55,7 @@ PAIRS = 300
 @dataclasses.dataclass
 class Run:
     launcher: kfp_launcher.Launcher
-    failure: kfp_launcher.TaskFailed | None = None
+    failure: kfp_launcher.TaskFailedError | None = None
 
 
 class Scenario:
@@ -97,7 +97,7 @@ class Scenario:
             task_start = time.monotonic()
             try:
                 run.launcher.run(task)
-            except kfp_launcher.TaskFailed as failure:
+            except kfp_launcher.TaskFailedError as failure:
                 run.failure = failure
             print(f"  {task:<26} {'failed after ' if run.failure else ''}"
                   f"{time.monotonic() - task_start:5.1f} s", flush=True)

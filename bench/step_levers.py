@@ -333,12 +333,14 @@ def main() -> None:
     parser.add_argument("--list", action="store_true", help="list the variants and exit")
     args = parser.parse_args()
     if args.peak_worker:
-        return peak_worker()
+        peak_worker()
+        return
     if args.worker:
         fields = json.loads(args.worker)
         fields["settings"] = tuple(fields["settings"])
         fields["env"] = tuple(tuple(pair) for pair in fields["env"])
-        return worker(Variant(**fields), args.kernels)
+        worker(Variant(**fields), args.kernels)
+        return
     results = {}
     for group in args.group:
         chosen = [v for v in variants(group) if not args.only or v.name in args.only]

@@ -20,13 +20,13 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from tfx.components.trainer.fn_args_utils import FnArgs  # noqa: E402
+from tfx.components.trainer.fn_args_utils import FnArgs
 
-from enja.models.training import trainer, training_summary  # noqa: E402
-from enja.pipeline import configs  # noqa: E402
-from enja.pipeline.cli import arguments  # noqa: E402
-from pipeline_runs import latest_output  # noqa: E402
-from train_speed import example_data_accessor  # noqa: E402
+from enja.models.training import trainer, training_summary
+from enja.pipeline import configs
+from enja.pipeline.cli import arguments
+from pipeline_runs import latest_output
+from train_speed import example_data_accessor
 
 
 def candidate(text: str) -> tuple[str, list[str]]:

@@ -60,8 +60,8 @@ def exported_model_dir(tiny_model, transform_output_dir, tmp_path_factory) -> st
     """The tiny model exported as ServingExport exports it: SavedModel plus warm-up requests."""
     import tensorflow_transform as tft
 
-    from enja.models.export import translator
     from enja.models.config import DecodingConfig
+    from enja.models.export import translator
     from enja.serving import warmup
     from enja.serving.config import ServingConfig
 

@@ -32,12 +32,12 @@ CHOICES = [
 ]
 
 
-@pytest.mark.parametrize("settings, expected", CHOICES)
+@pytest.mark.parametrize(("settings", "expected"), CHOICES)
 def test_each_runner_choice_gives_its_beam_arguments(settings, expected):
     assert beam.pipeline_args(configs.BeamConfig(**settings)) == expected
 
 
-@pytest.mark.parametrize("settings, _", CHOICES)
+@pytest.mark.parametrize(("settings", "_"), CHOICES)
 def test_beam_knows_every_argument_it_is_given(settings, _):
     from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -45,7 +45,7 @@ def test_beam_knows_every_argument_it_is_given(settings, _):
     assert options.get_all_options(retain_unknown_options=True) == options.get_all_options()
 
 
-@pytest.mark.parametrize("settings, message", [
+@pytest.mark.parametrize(("settings", "message"), [
     ({"runner": "gpu"}, "beam.runner is 'gpu'; choose one of in_memory, multi_process, dataflow, "
                         "flink, spark"),
     ({"runner": "dask"}, "beam.runner is 'dask'"),

@@ -13,8 +13,8 @@ import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis.metrics import metric_types
 
 from enja.models.evaluation import bleu, bleu_metric
-from enja.serving import contract
 from enja.preprocessing import features
+from enja.serving import contract
 
 # English sources, Japanese references, and what the stand-in models answer.
 SOURCES = [
@@ -86,7 +86,8 @@ def test_seed_bleu_penalises_brevity_and_clips_counts() -> None:
 # --- The TFMA metric ---------------------------------------------------------------
 
 
-def _inputs(hypothesis: str, reference: str, prediction_shape: tuple[int, ...]) -> metric_types.StandardMetricInputs:
+def _inputs(hypothesis: str, reference: str,
+            prediction_shape: tuple[int, ...]) -> metric_types.StandardMetricInputs:
     """One example as TFMA hands it to a combiner: label from the `ja` feature, shape (1,)."""
     return metric_types.StandardMetricInputs(
         labels=np.array([reference.encode()], dtype=object),
@@ -157,7 +158,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 def examples(tmp_path_factory: pytest.TempPathFactory) -> str:
     path = str(tmp_path_factory.mktemp("examples") / "examples.tfrecord")
     with tf.io.TFRecordWriter(path) as writer:
-        for en, ja in zip(SOURCES, REFERENCES):
+        for en, ja in zip(SOURCES, REFERENCES, strict=True):
             feature = {
                 features.SOURCE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[en.encode()])),
                 features.TARGET_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[ja.encode()])),
@@ -179,7 +180,8 @@ def _model_spec(name: str, is_baseline: bool = False) -> tfma.ModelSpec:
 def _corpus_bleu_config(name: str, threshold: tfma.MetricThreshold) -> tfma.MetricConfig:
     """CorpusBleu referenced the way the pipeline's EvalConfig does: by module and class name."""
     return tfma.MetricConfig(
-        class_name="CorpusBleu", module="enja.models.evaluation.bleu_metric", config=f'"name": "{name}"', threshold=threshold
+        class_name="CorpusBleu", module="enja.models.evaluation.bleu_metric", config=f'"name": "{name}"',
+        threshold=threshold
     )
 
 
@@ -206,7 +208,8 @@ def test_tfma_evaluation_computes_and_thresholds_bleu(
                             ),
                         ),
                     ),
-                    _corpus_bleu_config("bleu_high_bar", tfma.MetricThreshold(value_threshold=_lower_bound(90.0))),
+                    _corpus_bleu_config("bleu_high_bar",
+                                        tfma.MetricThreshold(value_threshold=_lower_bound(90.0))),
                 ]
             )
         ],
@@ -243,6 +246,7 @@ def test_tfma_evaluation_computes_and_thresholds_bleu(
     validation = tfma.load_validation_result(str(tmp_path))
     assert not validation.validation_ok
     failed = {
-        failure.metric_key.name for per_slice in validation.metric_validations_per_slice for failure in per_slice.failures
+        failure.metric_key.name for per_slice in validation.metric_validations_per_slice
+        for failure in per_slice.failures
     }
     assert failed == {"bleu_high_bar"}

@@ -24,7 +24,7 @@ def enja(*args: str, python_flags: tuple[str, ...] = ()) -> subprocess.Completed
     """`enja ARGS` in a new process, with none of the quieting variables set by the caller."""
     env = {name: value for name, value in os.environ.items() if name not in terminal.QUIET_ENVIRONMENT}
     return subprocess.run([sys.executable, *python_flags, "-m", "enja.pipeline.cli", *args],
-                          env=env, capture_output=True, text=True, timeout=300)
+                          env=env, capture_output=True, text=True, timeout=300, check=False)
 
 
 def sentences(path, *lines: str) -> str:
@@ -36,7 +36,8 @@ def test_tensorflow_start_up_lines_show_only_with_verbose(tmp_path):
     """`enja evaluate` imports TensorFlow before it finds no model: the start-up lines (the CUDA
     factories, oneDNN, CPU features) come with --verbose only, and the error line either way."""
     model = str(tmp_path / "no_model")
-    files = ["--src", sentences(tmp_path / "src.en", "hello ."), "--ref", sentences(tmp_path / "ref.ja", "やあ 。")]
+    files = ["--src", sentences(tmp_path / "src.en", "hello ."),
+             "--ref", sentences(tmp_path / "ref.ja", "やあ 。")]
     error = f"enja evaluate: SavedModel file does not exist at: {model}/"
 
     quiet = enja("evaluate", "--model", model, *files)
@@ -72,7 +73,7 @@ def imported(stderr: str, module: str) -> bool:
     return re.search(rf"\|\s+{re.escape(module)}$", stderr, re.MULTILINE) is not None
 
 
-@pytest.mark.parametrize("command, unloaded", [
+@pytest.mark.parametrize(("command", "unloaded"), [
     ("rollback", ("tensorflow", "tfx")),
     ("history", ("tensorflow", "tfx")),
 ])
@@ -118,7 +119,8 @@ MISTAKES = {
         ["evaluate", "--model", "{tmp}/model", "--src", "{tmp}/src.en", "--ref", "{tmp}/src.en.twice"],
         "enja evaluate: Source and reference files differ in length"),
     "evaluate, a beam of 0": (
-        ["evaluate", "--model", "{tmp}/model", "--src", "{tmp}/src.en", "--ref", "{tmp}/ref.ja", "--beam", "0"],
+        ["evaluate", "--model", "{tmp}/model", "--src", "{tmp}/src.en", "--ref", "{tmp}/ref.ja",
+         "--beam", "0"],
         "enja evaluate: error: argument --beam: 0 is not at least 1"),
     "attention, no SavedModel": (
         ["attention", "--model", "{tmp}/model", "--out", "{tmp}/a.png", "hello ."],
@@ -152,4 +154,4 @@ def test_a_mistake_is_one_line_and_a_failure(mistake, tmp_path, capsys):
     lines = capsys.readouterr().err.splitlines()
     assert code != 0
     assert lines and lines[-1].startswith(expected.format(tmp=tmp)), lines
-    assert all(line.startswith("usage: ") or line.startswith(" ") for line in lines[:-1]), lines
+    assert all(line.startswith(("usage: ", " ")) for line in lines[:-1]), lines

@@ -5,8 +5,8 @@ import math
 
 import pytest
 
-from enja.models.training import trainer
 from enja.models.config import TrainingConfig
+from enja.models.training import trainer
 from enja.pipeline import configs
 
 
@@ -20,7 +20,7 @@ def test_overrides_change_only_the_named_settings():
     assert config.model.units == base.model.units and config.vocab == base.vocab
 
 
-@pytest.mark.parametrize("setting, message", [
+@pytest.mark.parametrize(("setting", "message"), [
     ("epochs=2", "group.field=value"),
     ("optimizer.epochs=2", "group.field=value"),
     ("training.epoch=2", "no setting 'epoch'"),
@@ -48,7 +48,7 @@ def test_cosine_schedule_falls_from_the_base_rate_towards_zero():
     assert trainer.learning_rate(constant, 3) == 0.5
 
 
-@pytest.mark.parametrize("setting, message", [
+@pytest.mark.parametrize(("setting", "message"), [
     ("training.epoch=2", "training has no setting 'epoch'"),
     ("model.attention=dot", "model.attention is 'dot'; choose one of none, luong, bahdanau"),
     ("model.architecture=rnn", "model.architecture is 'rnn'; choose one of lstm, transformer"),

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import os
-import re
 import pathlib
+import re
 import shutil
 
 import apache_beam as beam
@@ -104,7 +104,8 @@ BAD_SPAN_PROBLEMS = {
                 r"train span {span}: en_script: The Linfty distance"],
     "long": [r"train span {span}: en_tokens: Unexpectedly large value",
              r"train span {span}: en_tokens: .*Jensen-Shannon"],
-    "mostly_empty_ja": [r"train span {span}: 270 of 300 lines of train\.ja\.00{span} are empty; at most 1% may be"],
+    "mostly_empty_ja": [r"train span {span}: 270 of 300 lines of train\.ja\.00{span} are empty; at most 1% "
+                        r"may be"],
 }
 
 

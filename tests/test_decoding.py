@@ -11,13 +11,13 @@ import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from enja.models.architectures import registry, decoding, seq2seq
+from enja.models.architectures import decoding, registry, seq2seq
+from enja.models.config import DecodingConfig, ModelConfig
 from enja.models.evaluation import saved_model_bleu
 from enja.models.export import translator
-from enja.serving import contract
 from enja.pipeline import cli
-from enja.models.config import DecodingConfig, ModelConfig
 from enja.preprocessing import features
+from enja.serving import contract
 from support.corpus import TINY_PAIRS
 
 SOURCE_VOCAB, TARGET_VOCAB = 12, 15
@@ -129,7 +129,7 @@ class ChainModel(seq2seq.EncoderDecoder):
         return tf.gather(self._logits, token[:, 0]), token, tf.zeros_like(memory)
 
 
-@pytest.mark.parametrize("alpha, best, log_probability", [
+@pytest.mark.parametrize(("alpha", "best", "log_probability"), [
     (0.0, [features.END_ID], np.log(0.4)),
     (1.0, [A, features.END_ID], np.log(0.6 * 0.62)),
     (2.0, [A, features.END_ID], np.log(0.6 * 0.62)),
@@ -208,9 +208,10 @@ def test_exported_model_translates_with_any_beam_width(loaded):
 
     greedy = loaded.signatures[contract.ATTENTION_SIGNATURE](**{contract.TEXT_INPUT: tf.constant(UNSEEN)})
     assert by_width[1] == [
-        " ".join(t.decode() for t, i in zip(tokens, ids) if i not in (features.PAD_ID, features.END_ID))
+        " ".join(t.decode() for t, i in zip(tokens, ids, strict=True)
+                 if i not in (features.PAD_ID, features.END_ID))
         for tokens, ids in zip(greedy[contract.TARGET_TOKENS_OUTPUT].numpy(),
-                               greedy[contract.TARGET_IDS_OUTPUT].numpy())]
+                               greedy[contract.TARGET_IDS_OUTPUT].numpy(), strict=True)]
     default = loaded.signatures[contract.SERVING_SIGNATURE](**{contract.TEXT_INPUT: tf.constant(UNSEEN)})
     assert by_width[2] == [t.decode() for t in default[contract.TRANSLATIONS_OUTPUT].numpy()]
 
@@ -226,11 +227,12 @@ def test_the_exported_length_penalty_decides_between_finished_translations(loade
     outputs = unpenalised_module.translate_with_options(tf.constant(UNSEEN), tf.constant(4))
     unpenalised = [t.decode() for t in outputs[contract.TRANSLATIONS_OUTPUT].numpy()]
     unpenalised_scores = outputs[contract.SCORES_OUTPUT].numpy()
-    differ = [i for i, (p, u) in enumerate(zip(penalised, unpenalised)) if p != u]
+    differ = [i for i, (p, u) in enumerate(zip(penalised, unpenalised, strict=True)) if p != u]
     assert differ, "the length penalty changed no translation"
     for i in differ:
         assert unpenalised_scores[i] > penalised_scores[i], (UNSEEN[i], penalised[i], unpenalised[i])
-        assert len(unpenalised[i].split()) <= len(penalised[i].split()), (UNSEEN[i], penalised[i], unpenalised[i])
+        assert len(unpenalised[i].split()) <= len(penalised[i].split()), (UNSEEN[i], penalised[i],
+                                                                          unpenalised[i])
 
 
 def test_exported_model_rejects_width_zero(loaded):

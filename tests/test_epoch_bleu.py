@@ -6,8 +6,8 @@ import sacrebleu
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from enja.models.training import epoch_bleu
 from enja.models.architectures import seq2seq
+from enja.models.training import epoch_bleu
 from enja.preprocessing import features
 from support.corpus import TINY_PAIRS
 
@@ -20,7 +20,8 @@ def test_detokenize_stops_at_the_end_and_keeps_unknown_words():
 
 
 @pytest.mark.parametrize("shift", [0, 1], ids=["own-references", "the-next-pairs-references"])
-def test_the_tiny_model_is_scored_with_corpus_bleu_against_the_dev_references(tiny_model, transform_output_dir,
+def test_the_tiny_model_is_scored_with_corpus_bleu_against_the_dev_references(tiny_model,
+                                                                              transform_output_dir,
                                                                              shift):
     """The fixture model reproduces its training pairs: against their own references it scores 100, and
     against each next pair's it scores what sacreBLEU gives its translations there, so a callback that

@@ -11,7 +11,8 @@ import tensorflow as tf
 from enja.models.evaluation import bleu, saved_model_bleu
 from enja.serving import contract
 
-SOURCES = ["i have a pen .", "he lived a hard life .", "show your own business .", "where is the station ?", "hello ."]
+SOURCES = ["i have a pen .", "he lived a hard life .", "show your own business .", "where is the station ?",
+           "hello ."]
 REFERENCES = [
     "私 は ペン を 持 っ て い る 。",
     "彼 は つら い 人生 を 送 っ た 。",

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import apache_beam as beam
 import pytest
@@ -14,13 +15,10 @@ from tfx.orchestration import metadata
 from tfx.orchestration import pipeline as tfx_pipeline
 from tfx.orchestration.local import local_dag_runner
 from tfx.proto import example_gen_pb2
-from tfx.types import artifact_utils
-from tfx.types import standard_artifacts
+from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import proto_utils
 
-from enja.components import example_gen, names
-from enja.components import pair_features
-from enja.components import parallel_corpus
+from enja.components import example_gen, names, pair_features, parallel_corpus
 from enja.components.spans import SpanError, SpanWindow
 from support.corpus import BEAM_ARGS
 
@@ -71,7 +69,8 @@ def _resolve(exec_properties: dict[str, Any]) -> dict[str, Any]:
 def _run(
     tmp_path,
     exec_properties: dict[str, Any],
-    make_executor: Callable[[base_beam_executor.BaseBeamExecutor.Context], example_gen.Executor] = example_gen.Executor,
+    make_executor: Callable[[base_beam_executor.BaseBeamExecutor.Context],
+                            example_gen.Executor] = example_gen.Executor,
 ) -> standard_artifacts.Examples:
     examples = standard_artifacts.Examples()
     examples.uri = str(tmp_path / "examples")
@@ -108,7 +107,7 @@ def _files_under(path: str) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    "source, target",
+    ("source", "target"),
     [("train.en", "train.ja"), ("d/train.en.003", "d/train.ja.003"), ("en.d/dev.en", "en.d/dev.ja")],
 )
 def test_target_path_swaps_the_language_code_in_the_file_name(source, target):
@@ -138,7 +137,7 @@ def _write_bytes(directory: os.PathLike, name: str, content: bytes) -> str:
 
 # Both sides: empty lines fall on chunk boundaries of 1, 2 and 3 lines, a pair is empty
 # on both sides, and the last line has no trailing newline (on the English side only).
-CHUNKED_EN = "a .\n\nc .\n\ne .\nf .\n\nh .\ni .".encode()
+CHUNKED_EN = b"a .\n\nc .\n\ne .\nf .\n\nh .\ni ."
 CHUNKED_JA = "あ\nい\n\n\nお\nか\n  \nく\nけ\n".encode()
 
 
@@ -159,7 +158,7 @@ def test_chunks_yield_exactly_the_pairs_of_the_whole_file_reader(tmp_path, chunk
     last = scan.chunks[-1]
     assert (last.source_range[1], last.target_range[1]) == (
         (len(CHUNKED_EN), len(CHUNKED_JA)) if not max_pairs else
-        (len("a .\n\nc .\n\ne .\n".encode()), len("あ\nい\n\n\nお\n".encode())))
+        (len(b"a .\n\nc .\n\ne .\n"), len("あ\nい\n\n\nお\n".encode())))
 
 
 def test_a_chunk_names_the_file_and_line_of_invalid_utf8(tmp_path):
@@ -192,8 +191,9 @@ def test_writes_en_ja_examples_to_train_and_eval(tmp_path, corpus, monkeypatch, 
     examples = _run(tmp_path, _exec_properties(corpus))
 
     assert artifact_utils.decode_split_names(examples.split_names) == ["train", "eval"]
-    assert _read(examples, "train") == [("he runs .", "彼 は 走 る 。"), ("i am a cat .", "吾輩 は 猫 で あ る 。")]
-    assert _read(examples, "eval") == sorted(zip(*DEV))
+    assert _read(examples, "train") == [("he runs .", "彼 は 走 る 。"),
+                                        ("i am a cat .", "吾輩 は 猫 で あ る 。")]
+    assert _read(examples, "eval") == sorted(zip(*DEV, strict=True))
     assert examples.get_int_custom_property(names.DROPPED_EMPTY_PAIRS) == 1
 
 
@@ -202,7 +202,7 @@ def test_max_pairs_keeps_the_first_line_pairs_of_each_split(tmp_path, corpus):
 
     # The second train pair is blank on one side: dropped, not replaced by the third.
     assert _read(examples, "train") == [("i am a cat .", "吾輩 は 猫 で あ る 。")]
-    assert _read(examples, "eval") == sorted(zip(*DEV))
+    assert _read(examples, "eval") == sorted(zip(*DEV, strict=True))
     assert examples.get_int_custom_property(names.DROPPED_EMPTY_PAIRS) == 1
 
 
@@ -258,7 +258,8 @@ def test_failure_inside_beam_removes_every_split(tmp_path, corpus):
     partial_shard = str(tmp_path / "examples" / "Split-eval" / "data_tfrecord-00000-of-00001.gz")
 
     with pytest.raises(RuntimeError, match="eval write failed"):
-        _run(tmp_path, _exec_properties(corpus), lambda context: _EvalWriteFailsExecutor(context, partial_shard))
+        _run(tmp_path, _exec_properties(corpus), lambda context: _EvalWriteFailsExecutor(context,
+                                                                                         partial_shard))
     assert not _files_under(str(tmp_path / "examples"))
 
 
@@ -269,7 +270,7 @@ def _train_spans(examples: standard_artifacts.Examples) -> list[int]:
     return examples.get_json_value_custom_property(names.SPANS)
 
 
-@pytest.mark.parametrize("window, expected", [
+@pytest.mark.parametrize(("window", "expected"), [
     (SpanWindow(), [0, 1, 2]), (SpanWindow(spans=1), [2]), (SpanWindow(spans=2), [1, 2]),
     (SpanWindow(spans=1, end_span=1), [1]), (SpanWindow(end_span=1), [0, 1])])
 def test_a_window_of_spans_is_read_next_to_the_unspanned_eval_split(tmp_path, spanned_corpus,
@@ -279,7 +280,7 @@ def test_a_window_of_spans_is_read_next_to_the_unspanned_eval_split(tmp_path, sp
 
     assert _read(examples, "train") == sorted((f"span {span} .", f"スパン {span} 。")
                                               for span in expected)
-    assert _read(examples, "eval") == sorted(zip(*DEV))
+    assert _read(examples, "eval") == sorted(zip(*DEV, strict=True))
     assert _train_spans(examples) == expected and examples.span == expected[-1]
     file_pairs = examples.get_json_value_custom_property(names.FILE_PAIRS)
     assert [(pair["split"], pair["span"], pair["pairs"]) for pair in file_pairs] == [
@@ -335,4 +336,4 @@ def test_local_dag_runner_records_the_spans_on_the_output(tmp_path, spanned_corp
     assert examples.get_int_custom_property("span") == 2 and _train_spans(examples) == [2]
     assert examples.get_int_custom_property(names.DROPPED_EMPTY_PAIRS) == 0
     assert _read(examples, "train") == [("span 2 .", "スパン 2 。")]
-    assert _read(examples, "eval") == sorted(zip(*DEV))
+    assert _read(examples, "eval") == sorted(zip(*DEV, strict=True))

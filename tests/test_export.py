@@ -13,11 +13,10 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tensorflow.core.protobuf import saved_model_pb2
 
-from enja.models.export import translator
-from enja.serving import contract
 from enja.models.config import DecodingConfig
+from enja.models.export import translator
 from enja.preprocessing import features
-from enja.serving import ops
+from enja.serving import contract, ops
 from support.corpus import TINY_PAIRS
 from support.paths import LOADER_SCRIPT
 
@@ -87,7 +86,7 @@ def test_export_translates_without_project_code_in_both_loaders(trained_translat
     translator.save(trained_translator, export_dir)
     sentences = [TINY_PAIRS[0][0], TINY_PAIRS[4][0], "unknown words only"]
     result = subprocess.run([sys.executable, str(LOADER_SCRIPT), export_dir, *sentences],
-                            capture_output=True, text=True, timeout=300)
+                            capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     loaded = json.loads(result.stdout.strip().splitlines()[-1])
     assert loaded["tf2"][:2] == [TINY_PAIRS[0][1], TINY_PAIRS[4][1]]

@@ -22,8 +22,7 @@ from tfx.utils import path_utils, proto_utils
 
 from enja.components import infra_check, names
 from enja.components.infra_check import InfraCheck
-from enja.serving import contract
-from enja.serving import warmup
+from enja.serving import contract, warmup
 from enja.serving.config import ServingConfig
 from support.corpus import TINY_PAIRS
 
@@ -81,7 +80,8 @@ def push(model: standard_artifacts.Model, blessing: standard_artifacts.InfraBles
     destination = tfx.proto.PushDestination(
         filesystem=tfx.proto.PushDestination.Filesystem(base_directory=str(tmp_path / "serving_model")))
     pusher_executor.Executor().Do(
-        {standard_component_specs.MODEL_KEY: [model], standard_component_specs.INFRA_BLESSING_KEY: [blessing]},
+        {standard_component_specs.MODEL_KEY: [model],
+         standard_component_specs.INFRA_BLESSING_KEY: [blessing]},
         {standard_component_specs.PUSHED_MODEL_KEY: [pushed]},
         {standard_component_specs.PUSH_DESTINATION_KEY: proto_utils.proto_to_json(destination)})
     return bool(pushed.get_int_custom_property("pushed"))
@@ -121,7 +121,7 @@ def _wrong_input_warmup(path: str) -> None:
         writer.write(log.SerializeToString())
 
 
-@pytest.mark.parametrize("translation, score, spoil, expected", [
+@pytest.mark.parametrize(("translation", "score", "spoil", "expected"), [
     ("", -1.0, None, r"empty translation of 'i like cats \.'"),
     ("猫", 0.5, None, r"score 0\.5 of 'i like cats \.' is not a finite log-probability"),
     ("猫", -1.0, _wrong_input_warmup, r"a stored warm-up request failed: .*'sentences'"),
@@ -156,7 +156,7 @@ def _no_graph(path: str) -> None:
     os.remove(os.path.join(path, "saved_model.pb"))
 
 
-@pytest.mark.parametrize("spoil, expected", [
+@pytest.mark.parametrize(("spoil", "expected"), [
     (_add_custom_op, "uses ops stock TF Serving lacks: WhitespaceTokenizeWithOffsets"),
     (_corrupt_graph, "not a SavedModel: saved_model.pb in"),
     (_no_graph, "not a SavedModel: no saved_model.pb in"),
@@ -222,9 +222,10 @@ def test_runs_in_the_kubeflow_v2_container_entrypoint(kubeflow_v2_spec, tmp_path
             "artifacts": {"blessing": {"artifacts": [
                 {"uri": str(tmp_path / "blessing"), "type": blessing_type}]}},
             "outputFile": str(output_file)}}
-    # The container's own arguments, with the placeholder KFP fills in; in-process, to skip a second TFX import.
+    # The container's own arguments, with the placeholder KFP fills in; in-process (through TFX's
+    # own flag parser), to skip a second TFX import.
     args = [json.dumps(executor_input) if arg == "{{$}}" else arg for arg in container["args"]]
-    kubeflow_v2_run_executor.main(kubeflow_v2_run_executor._parse_flags(args))  # pylint: disable=protected-access
+    kubeflow_v2_run_executor.main(kubeflow_v2_run_executor._parse_flags(args))
 
     written = json.loads(output_file.read_text())["artifacts"]["blessing"]["artifacts"][0]
     downstream = {"uri": written["uri"], "type": blessing_type, "metadata": written["metadata"]}

@@ -69,7 +69,7 @@ def test_a_whole_executor_input_passes_unchanged():
 class GateExecutor(base_executor.BaseExecutor):
     """Stops the run as the data gate does when an output's URI says so."""
 
-    def Do(self, input_dict, output_dict, exec_properties):  # noqa: N802 (TFX's name)
+    def Do(self, input_dict, output_dict, exec_properties):
         [report] = output_dict["report"]
         if report.uri.endswith("bad"):
             return data_gate.stopped(["train span 2: en_script: out of range"])
@@ -86,7 +86,7 @@ def test_a_failed_execution_result_fails_the_task(tmp_path, outcome):
     arguments = ["--executor_class_path", f"{__name__}.GateExecutor",
                  "--json_serialized_invocation_args", json_format.MessageToJson(executor_input)]
     if outcome == "bad":
-        with pytest.raises(kubeflow_entrypoint.ExecutionStoppedError, match="^train span 2: en_script"):
+        with pytest.raises(kubeflow_entrypoint.ExecutionStoppedError, match=r"^train span 2: en_script"):
             kubeflow_entrypoint.main(arguments)
         assert not (tmp_path / "executor_output.json").exists()
     else:

@@ -20,19 +20,17 @@ import pytest
 import tensorflow as tf
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2 as pb
-from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_entrypoint_utils
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 from tfx import v1 as tfx
+from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_entrypoint_utils
 from tfx.types import Artifact, standard_artifacts
 
 from enja.components import data_gate, example_gen, names, production_model
 from enja.components.data_gate import AcceptedStatistics
 from enja.models.training import training_summary
-from enja.serving import contract
 from enja.pipeline import beam, cli, configs, data, kubeflow_entrypoint, kubeflow_v2_runner, pipeline
 from enja.pipeline.operations import lineage
-
-from enja.serving import versions, warmup
+from enja.serving import contract, versions, warmup
 from enja.serving.server import ModelServer, ServerOptions
 from support import kfp_launcher
 
@@ -86,7 +84,8 @@ def test_the_spec_has_every_task_in_order_and_every_container_as_deployed(compil
     assert "Trainer" not in tasks["Evaluator"].dependent_tasks
     assert {"Evaluator", "InfraCheck"} <= set(tasks["Pusher"].dependent_tasks)
     # The model in production is the Trainer's warm start and the Evaluator's baseline.
-    assert {"ProductionModel"} <= set(tasks["Trainer"].dependent_tasks) & set(tasks["Evaluator"].dependent_tasks)
+    both = set(tasks["Trainer"].dependent_tasks) & set(tasks["Evaluator"].dependent_tasks)
+    assert "ProductionModel" in both
     assert spec.default_pipeline_root == compiled["pipeline_root"]
     # Tasks that read state outside their inputs are never cached; the others are.
     assert {task for task in tasks if tasks[task].caching_options.enable_cache} == (
@@ -132,7 +131,7 @@ def _tfx_spec(tmp_path, resolver: bool, use_pipeline_spec_2_1: bool) -> pb.Pipel
     return json_format.ParseDict(job["pipelineSpec"], pb.PipelineSpec())
 
 
-@pytest.mark.parametrize("resolver, use_pipeline_spec_2_1, message", [
+@pytest.mark.parametrize(("resolver", "use_pipeline_spec_2_1", "message"), [
     (True, True, "non-container and non-importer executor not implemented"),
     (False, False, "unsupported runtime value"),
 ], ids=["resolver-executor", "constantValue"])
@@ -140,7 +139,7 @@ def test_the_launcher_refuses_what_the_backend_refuses(tmp_path, resolver, use_p
                                                        message):
     """The pipeline before issue #21 had resolver nodes and pre-2.1 `constantValue`s."""
     spec = _tfx_spec(tmp_path, resolver, use_pipeline_spec_2_1)
-    with pytest.raises(kfp_launcher.Refused, match=message):
+    with pytest.raises(kfp_launcher.RefusedError, match=message):
         kfp_launcher.Launcher(spec, str(tmp_path))
     kfp_launcher.Launcher(_tfx_spec(tmp_path, False, True), str(tmp_path))  # what we compile
 
@@ -159,7 +158,7 @@ def test_a_json_file_gets_the_pipeline_job_with_its_root(tmp_path):
                       "ImportSchemaGen", "schema_file") == kubeflow_v2_runner.IMAGE_SCHEMA_FILE
 
 
-@pytest.mark.parametrize("arguments, message", [
+@pytest.mark.parametrize(("arguments", "message"), [
     (["--set", "nope.epochs=2"], "enja kubeflow: --set: expected group.field=value"),
     ([], "enja kubeflow: give --data-root URI"),
 ])
@@ -187,7 +186,8 @@ def _vocabularies(transform_graph_uri: str) -> dict[str, bytes]:
 
 
 def _local_artifacts(smoke_run: dict) -> tuple[Artifact, str]:
-    """The local run's ExampleGen Examples (the ones with a dropped-pair count) and its vocabularies' graph."""
+    """The local run's ExampleGen Examples (the ones with a dropped-pair count) and its vocabularies'
+    graph."""
     store = lineage.Lineage(smoke_run["layout"].metadata_connection())
     examples = standard_artifacts.Examples()
     examples.set_mlmd_artifact(next(

@@ -66,12 +66,12 @@ def test_the_page_lists_every_package_and_no_cycle():
     visiting, done = set(), set()
 
     def visit(package: str, path: tuple[str, ...]) -> None:
-        assert package not in visiting, f"the table allows a cycle: {' → '.join(path + (package,))}"
+        assert package not in visiting, f"the table allows a cycle: {' → '.join((*path, package))}"
         if package in done:
             return
         visiting.add(package)
         for imported in allowed[package]:
-            visit(imported, path + (package,))
+            visit(imported, (*path, package))
         visiting.discard(package)
         done.add(package)
 

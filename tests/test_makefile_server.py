@@ -11,7 +11,8 @@ DRAINING = 'trap "sleep 1; exit 0" TERM; while :; do sleep 0.1; done'
 
 def _make_stop(output_dir: pathlib.Path) -> subprocess.CompletedProcess:
     return subprocess.run(["make", "--no-print-directory", "-C", str(REPO), "stop",
-                           f"OUTPUT_DIR={output_dir}"], capture_output=True, text=True, timeout=60, check=False)
+                           f"OUTPUT_DIR={output_dir}"],
+                          capture_output=True, text=True, timeout=60, check=False)
 
 
 def test_a_stale_pid_file_never_signals_another_process(tmp_path):

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from enja.models.architectures import registry, lstm, seq2seq
+from enja.models.architectures import lstm, registry, seq2seq
 from enja.models.config import ModelConfig, TrainingConfig
 from enja.preprocessing import features
 
@@ -85,7 +85,7 @@ def test_tied_logits_project_with_the_target_embedding():
                                rtol=1e-5, atol=1e-6)  # the bias starts at zero
 
 
-@pytest.mark.parametrize("fields, message", [
+@pytest.mark.parametrize(("fields", "message"), [
     ({"units": 7, "bidirectional": True}, "even"),
     ({"embedding_dim": 8, "units": 6, "tie_embeddings": True}, "embedding_dim == model.units"),
     ({"attention": "dot"}, "model.attention is 'dot'; choose one of none, luong, bahdanau"),

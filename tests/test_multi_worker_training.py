@@ -21,9 +21,9 @@ import pytest
 import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
 
+from enja.models.config import ModelConfig, TrainingConfig
 from enja.models.export import reexport
 from enja.models.training import trainer, training_summary, warm_start_state
-from enja.models.config import ModelConfig, TrainingConfig
 from support.corpus import TINY_PAIRS, tfrecord_data_accessor, write_transformed
 
 WORKERS = 2
@@ -79,7 +79,8 @@ def _wait(workers: list[subprocess.Popen], logs: list[pathlib.Path]) -> None:
         time.sleep(0.5)
     failures = [f"worker {index} (exit code {worker.returncode}; None: still running):\n"
                 + log.read_text()[-5000:]
-                for index, (worker, log) in enumerate(zip(workers, logs)) if worker.returncode != 0]
+                for index, (worker, log) in enumerate(zip(workers, logs, strict=True))
+                if worker.returncode != 0]
     assert not failures, "\n".join(failures)
 
 

@@ -30,7 +30,7 @@ def test_properties_are_the_ones_tfx_writes_and_reads():
                                                      pusher_executor._PUSHED_VERSION_KEY)
     assert names.PUSHED_MODEL_TYPE == standard_artifacts.PushedModel.TYPE_NAME
     assert names.EXECUTION_RESULT == execution_lib._EXECUTION_RESULT
-    assert names.DATA_GATE_STOPPED_CODE == grpc.StatusCode.FAILED_PRECONDITION.value[0]
+    assert grpc.StatusCode.FAILED_PRECONDITION.value[0] == names.DATA_GATE_STOPPED_CODE
 
 
 def test_the_pipelines_node_ids_are_the_named_ones(tmp_path):

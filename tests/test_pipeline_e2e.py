@@ -13,9 +13,9 @@ from tfx.orchestration.metadata import sqlite_metadata_connection_config
 
 from enja.components import names
 from enja.models.training import training_summary
-from enja.serving import contract
 from enja.pipeline import cli, configs, local_runner
 from enja.pipeline.operations import history, lineage
+from enja.serving import contract
 
 Execution = metadata_store_pb2.Execution
 
@@ -88,8 +88,9 @@ def test_a_silent_transformer_is_not_pushed_and_decoding_changes_push_it_without
     """After the LSTM of `smoke_run`: a Transformer with a decoding that emits nothing, then
     `enja run --set model.architecture=transformer …` with the smoke decoding, which only
     re-exports it (the Trainer is cached), then beam width 2, after that run's push (the
-    Trainer keeps the served model's weights). The Evaluator lets it through whatever its dev BLEU (floor 0, any tolerance
-    against the LSTM's): the point is that a Transformer is pushed and served."""
+    Trainer keeps the served model's weights). The Evaluator lets it through whatever its dev BLEU
+    (floor 0, any tolerance against the LSTM's): the point is that a Transformer is pushed and
+    served."""
     layout = smoke_run["layout"]
     versions_before = sorted(os.listdir(layout.serving_model_dir))
     transformer = configs.with_overrides(configs.PRESETS["smoke"], TRANSFORMER_SETTINGS)
@@ -100,7 +101,8 @@ def test_a_silent_transformer_is_not_pushed_and_decoding_changes_push_it_without
     assert record.pushed_version is None and record.blessed is False
     # The blessed LSTM is the Trainer's base model; its weights cannot start a Transformer.
     assert record.start_mode == "cold" and record.trained_by is None
-    assert record.start_reason == "the base model has architecture='lstm'; this config architecture='transformer'"
+    assert record.start_reason == ("the base model has architecture='lstm'; "
+                                   "this config architecture='transformer'")
     assert "BLEU" in record.not_blessed_reason
     assert sorted(os.listdir(layout.serving_model_dir)) == versions_before
     blessings = _artifacts(layout.metadata_path, "ModelBlessing")

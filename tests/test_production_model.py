@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import pathlib
 
 from tfx.types import standard_artifacts
 
@@ -54,7 +55,7 @@ def test_the_served_version_is_copied_and_a_rollback_changes_it_and_the_cache_ke
     assert production_model.holds_model(latest)
     assert latest.get_int_custom_property(names.SERVED_VERSION) == 2
     served = os.path.join(latest.uri, "Format-Serving")
-    assert open(os.path.join(served, "saved_model.pb"), encoding="utf-8").read() == "version 2"
+    assert pathlib.Path(served, "saved_model.pb").read_text(encoding="utf-8") == "version 2"
     assert os.path.exists(os.path.join(served, "assets.extra", "warm_start", "state.json"))
 
     # A rollback of runs made elsewhere (Kubeflow): no local ML Metadata, only the files.
@@ -74,7 +75,7 @@ def test_a_rollback_without_runs_or_to_a_missing_version_says_so(tmp_path, capsy
     config_file = str(tmp_path / "models.config")
     model_config.write_initial_model_config(config_file, NAME, versions_dir)
     _push(versions_dir, 1)
-    before = open(config_file, encoding="utf-8").read()
+    before = pathlib.Path(config_file).read_text(encoding="utf-8")
     output_dir = ["--output-dir", str(tmp_path / "no_runs_here")]
 
     assert cli.main(["rollback", *output_dir, "--to", "1"]) == 2
@@ -83,4 +84,4 @@ def test_a_rollback_without_runs_or_to_a_missing_version_says_so(tmp_path, capsy
                      "--model-config-file", config_file]) == 2
     error = capsys.readouterr().err
     assert error == f"enja rollback: version 7 is not in {versions_dir}\n"
-    assert open(config_file, encoding="utf-8").read() == before
+    assert pathlib.Path(config_file).read_text(encoding="utf-8") == before

@@ -37,7 +37,7 @@ def _training_began(layout: local_runner.OutputLayout) -> bool:
 
 def test_a_run_killed_in_training_completes_when_started_again(tmp_path):
     layout = local_runner.OutputLayout(str(tmp_path / "output"), SMOKE)
-    pipeline = subprocess.Popen(  # pylint: disable=consider-using-with
+    pipeline = subprocess.Popen(
         [sys.executable, "-m", "enja.pipeline.cli", "run", "--preset", "smoke",
          "--output-dir", layout.output_dir],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -59,7 +59,7 @@ def test_a_run_killed_in_training_completes_when_started_again(tmp_path):
 
     assert record.pushed_version is not None and record.stopped_at is None
     runs = lineage.Lineage(layout.metadata_connection()).runs()
-    assert [run.run_id for run in runs][0] == killed_run.run_id and len(runs) == 2
+    assert runs[0].run_id == killed_run.run_id and len(runs) == 2
     resumed = runs[-1].nodes
     for finished in ("ParallelCorpusExampleGen", "StatisticsGen", "ImportSchemaGen", "Transform"):
         assert resumed[finished].execution.last_known_state == Execution.CACHED, finished

@@ -86,7 +86,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         found, name = self._found()
         if found is None:
-            return self._status(404, "NotFound", f'configmaps "{name}" not found')
+            self._status(404, "NotFound", f'configmaps "{name}" not found')
+            return
         answer = copy.deepcopy(found)
         if self.server.changed_after_get:
             found["data"]["batching_parameters.txt"] = "changed by someone else\n"
@@ -97,16 +98,20 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         found, name = self._found()
         patch = self.server.requests[-1]["body"]
         if found is None:
-            return self._status(404, "NotFound", f'configmaps "{name}" not found')
+            self._status(404, "NotFound", f'configmaps "{name}" not found')
+            return
         if self.server.refuse_patch:
-            return self._status(403, "Forbidden", f'configmaps "{name}" is forbidden: User "ci" cannot '
-                                                  'patch resource "configmaps"')
+            self._status(403, "Forbidden", f'configmaps "{name}" is forbidden: User "ci" cannot '
+                                           'patch resource "configmaps"')
+            return
         if self.server.requests[-1]["content_type"] != "application/strategic-merge-patch+json":
-            return self._status(415, "UnsupportedMediaType", "not a strategic merge patch")
+            self._status(415, "UnsupportedMediaType", "not a strategic merge patch")
+            return
         stale = patch.get("metadata", {}).get("resourceVersion")
         if stale not in (None, found["metadata"]["resourceVersion"]):
-            return self._status(409, "Conflict", f'Operation cannot be fulfilled on configmaps "{name}": '
-                                                 "the object has been modified")
+            self._status(409, "Conflict", f'Operation cannot be fulfilled on configmaps "{name}": '
+                                          "the object has been modified")
+            return
         found["data"].update(patch.get("data", {}))
         found["metadata"]["resourceVersion"] = str(int(found["metadata"]["resourceVersion"]) + 1)
         self._answer(200, found)
@@ -157,7 +162,8 @@ def kubeconfig(tmp_path, server_url: str) -> str:
         "apiVersion": "v1", "kind": "Config", "current-context": "test",
         "clusters": [{"name": "fake", "cluster": {"server": server_url}}],
         "users": [{"name": "ci", "user": {"token": TOKEN}}],
-        "contexts": [{"name": "test", "context": {"cluster": "fake", "user": "ci", "namespace": NAMESPACE}}]}))
+        "contexts": [{"name": "test", "context": {"cluster": "fake", "user": "ci",
+                                                  "namespace": NAMESPACE}}]}))
     return str(path)
 
 
@@ -204,7 +210,8 @@ def test_the_manifest_validates_holds_the_pin_and_every_file_the_deployment_moun
     assert set(manifest["data"]) == {"models.config", "batching_parameters.txt"}
     assert policies(manifest["data"]["models.config"]) == {MODEL: PINNED_2}
     assert manifest["data"]["models.config"] == read(recipe["config_file"])
-    assert manifest["data"]["batching_parameters.txt"] == read(os.path.join(DEPLOY, "batching_parameters.txt"))
+    assert manifest["data"]["batching_parameters.txt"] == read(os.path.join(DEPLOY,
+                                                                            "batching_parameters.txt"))
 
     assert cli.main([*recipe["args"], "--latest", "--configmap-manifest", manifest_path]) == 0
     assert policies(yaml.safe_load(read(manifest_path))["data"]["models.config"]) == {MODEL: LATEST}
@@ -224,7 +231,8 @@ def test_a_failed_manifest_write_keeps_the_old_manifest_and_the_config_file(
     assert "No space left on device" in one_line_error(capsys, caplog)
     assert read(manifest_path) == "the previous manifest\n"
     assert read(recipe["config_file"]) == before
-    assert not [name for name in os.listdir(tmp_path) if name.startswith(".partial-")], "a temporary file is left"
+    left = [name for name in os.listdir(tmp_path) if name.startswith(".partial-")]
+    assert not left, "a temporary file is left"
 
 
 def test_a_config_file_outside_a_kustomization_gets_no_manifest(recipe, tmp_path, capsys, caplog):
@@ -260,13 +268,14 @@ def test_the_api_patch_pins_the_configmap_then_the_file(recipe, api, tmp_path, c
     assert policies(read(recipe["config_file"])) == {MODEL: PINNED_2}
 
     # Undone, in the namespace of the kubeconfig's context.
-    assert cli.main([*recipe["args"], "--latest", "--kubernetes-configmap", CONFIGMAP, "--kubeconfig", config]) == 0
+    assert cli.main([*recipe["args"], "--latest", "--kubernetes-configmap", CONFIGMAP, "--kubeconfig",
+                     config]) == 0
     assert api.requests[-1]["path"].split("?")[0] == path
     assert policies(data["models.config"]) == {MODEL: LATEST, "other": LATEST}
     assert policies(read(recipe["config_file"])) == {MODEL: LATEST}
 
 
-@pytest.mark.parametrize("refusal, status", [("refuse_patch", "403 Forbidden"),
+@pytest.mark.parametrize(("refusal", "status"), [("refuse_patch", "403 Forbidden"),
                                              ("changed_after_get", "409 Conflict")])
 def test_a_refused_patch_leaves_the_config_file_and_the_configmap_as_they_were(
         recipe, api, tmp_path, capsys, caplog, refusal, status):

@@ -30,7 +30,8 @@ class RecordingRun:
         return {"y": inputs["x"] * 2}
 
 
-def _submit(batcher: Batcher, run: RecordingRun, value: int, deadline: float | None, results: dict) -> threading.Thread:
+def _submit(batcher: Batcher, run: RecordingRun, value: int, deadline: float | None,
+            results: dict) -> threading.Thread:
     def call():
         try:
             results[value] = batcher.run(KEY, {"x": np.array([value])}, run, deadline)["y"].tolist()

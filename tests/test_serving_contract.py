@@ -130,7 +130,8 @@ def test_warmup_requests_are_prediction_logs(model_base, tmp_path):
     path = warmup.write_warmup_requests(str(target), SENTENCES, MODEL)
     assert path.endswith(os.path.join("assets.extra", "tf_serving_warmup_requests"))
     logs = list(warmup.read_warmup_requests(str(target)))
-    assert [len(tf.make_ndarray(log.predict_log.request.inputs[contract.TEXT_INPUT])) for log in logs] == [1, 3]
+    assert [len(tf.make_ndarray(log.predict_log.request.inputs[contract.TEXT_INPUT])) for log in logs] == [1,
+                                                                                                           3]
     assert {log.predict_log.request.model_spec.name for log in logs} == {MODEL}
 
 
@@ -268,7 +269,8 @@ def test_server_survives_bad_requests(predictions):
 # --- the local server's own guards and behaviour -----------------------------------------------
 
 @local_only
-@pytest.mark.parametrize("sentences", [[], ["x" * (LIMITS.max_chars + 1)], ["hello"] * (LIMITS.max_batch_size + 1)],
+@pytest.mark.parametrize("sentences", [[], ["x" * (LIMITS.max_chars + 1)],
+                                       ["hello"] * (LIMITS.max_batch_size + 1)],
                          ids=["empty", "too-long", "too-many"])
 def test_oversized_or_empty_is_invalid_argument(predictions, sentences):
     assert status_code(predictions.Predict, text_request(sentences)) == grpc.StatusCode.INVALID_ARGUMENT
@@ -287,7 +289,7 @@ def declared_text(sizes: list[int], values: list[bytes]) -> tensor_pb2.TensorPro
 
 
 @local_only
-@pytest.mark.parametrize("sizes, values", [
+@pytest.mark.parametrize(("sizes", "values"), [
     ([2**28], [b"hello"]), ([2**40], [b"hello"]), ([0, 2**40], [b"hello"]), ([-1], [b"hello"]),
     ([3], [b"hello", b"thanks"]), ([3], [])], ids=["2**28", "2**40", "0x2**40", "negative", "short", "none"])
 def test_a_declared_shape_the_values_do_not_fill_is_refused_before_it_is_built(predictions, sizes, values,
@@ -315,7 +317,8 @@ def test_one_value_fills_the_declared_shape(predictions):
     """As make_tensor_proto("hello", shape=[3]) sends it, and TF Serving takes it."""
     request = text_request(SENTENCES)
     request.inputs[contract.TEXT_INPUT].CopyFrom(declared_text([3], [b"hello"]))
-    translations = tf.make_ndarray(predictions.Predict(request, timeout=30).outputs[contract.TRANSLATIONS_OUTPUT])
+    translations = tf.make_ndarray(predictions.Predict(request,
+                                                       timeout=30).outputs[contract.TRANSLATIONS_OUTPUT])
     assert len(translations) == 3 and len(set(translations.tolist())) == 1
 
 
@@ -331,7 +334,8 @@ def test_beam_width_is_limited(predictions):
 
 @local_only
 def test_a_long_model_name_is_not_found_in_a_short_message(predictions):
-    """Quoted whole, a 10 kB name is over gRPC's 8 KiB soft limit on metadata, and clients drop some answers."""
+    """Quoted whole, a 10 kB name is over gRPC's 8 KiB soft limit on metadata, and clients drop some
+    answers."""
     with pytest.raises(grpc.RpcError) as raised:
         predictions.Predict(text_request(SENTENCES, name="x" * 10_000), timeout=30)
     assert raised.value.code() == grpc.StatusCode.NOT_FOUND

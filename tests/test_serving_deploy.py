@@ -64,7 +64,8 @@ def test_kubernetes_serves_grpc_and_rest_and_probes_the_model(k8s, model_config)
     (container,) = pod["containers"]
     args = flags(container["args"])
     ports = {port["name"]: port["containerPort"] for port in container["ports"]}
-    assert ports == {"grpc": int(args["port"]), "http": int(args["rest_api_port"])} == {"grpc": 8500, "http": 8501}
+    assert ports == {"grpc": int(args["port"]), "http": int(args["rest_api_port"])} == {"grpc": 8500,
+                                                                                        "http": 8501}
     probe = container["readinessProbe"]["httpGet"]
     assert probe["path"].startswith(f"/v1/models/{model_config.model_config_list.config[0].name}")
     assert probe["port"] == "http"

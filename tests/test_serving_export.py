@@ -15,12 +15,11 @@ from tfx.utils import path_utils
 
 from enja.components import serving_export
 from enja.components.serving_export import ServingExport
+from enja.models.config import DecodingConfig
 from enja.models.export import translator
 from enja.models.training import warm_start_state
-from enja.serving import contract
-from enja.models.config import DecodingConfig
 from enja.models.training.warm_start_state import Vocabularies
-from enja.serving import warmup
+from enja.serving import contract, warmup
 from enja.serving.config import ServingConfig
 from support.corpus import TINY_PAIRS
 from support.tiny_models import TINY_LSTM
@@ -82,7 +81,8 @@ def test_the_state_exports_a_model_that_translates_as_the_direct_export_with_its
     exported = _translations(tf.saved_model.load(serving_dir).signatures[contract.SERVING_SIGNATURE],
                              SENTENCES + UNSEEN)
     # The memorised pairs, cut at the 8 steps the limit allows.
-    assert exported[:len(SENTENCES)] == [" ".join(ja.split()[:DECODING.max_output_length]) for _, ja in TINY_PAIRS]
+    assert exported[:len(SENTENCES)] == [" ".join(ja.split()[:DECODING.max_output_length]) for _,
+                                         ja in TINY_PAIRS]
 
     def direct(decoding: DecodingConfig) -> list[str]:
         # Held while it translates: its tf.function refers to it weakly.
@@ -127,7 +127,7 @@ def _other_vocabularies(tmp_path, model, vocabularies: Vocabularies) -> standard
         source=[b"zebra", *vocabularies.source[1:]]))
 
 
-@pytest.mark.parametrize("make_trained, error, message", [
+@pytest.mark.parametrize(("make_trained", "error", "message"), [
     (_no_state, FileNotFoundError, "no warm-start state in .*trainer_model/warm_start"),
     (_a_setting_model_config_lost, ValueError, "settings ModelConfig no longer has: precision"),
     (_other_vocabularies, ValueError, "vocabularies are not the ones the model was trained with"),

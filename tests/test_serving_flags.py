@@ -16,11 +16,9 @@ import pytest
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.apis.model_service_pb2_grpc import ModelServiceStub
 
-from enja.serving import contract
 from enja.pipeline import cli
 from enja.pipeline.cli import arguments
-from enja.serving import client, flags
-from enja.serving import batching_config
+from enja.serving import batching_config, client, contract, flags
 from enja.serving.batching_config import BatchOptions
 from enja.serving.config import RequestLimits
 from enja.serving.server import ListenError, ModelServer, ServerOptions
@@ -41,9 +39,11 @@ def test_defaults_are_tf_servings():
     each flag it has (tensorflow_model_server's main.cc), then what the server runs with."""
     args = parse("--model_base_path", "m")
     tf_serving = {"port": 8500, "rest_api_port": 0, "rest_api_timeout_in_ms": 30_000,
-                  "rest_api_num_threads": 0,  # TF Serving's default is four threads a core, which 0 means here
-                  "enable_batching": False, "batching_parameters_file": None, "file_system_poll_wait_seconds": 1,
-                  "max_num_load_retries": 5, "load_retry_interval_micros": 60_000_000, "enable_model_warmup": True,
+                  # TF Serving's default is four threads a core, which 0 means here
+                  "rest_api_num_threads": 0,
+                  "enable_batching": False, "batching_parameters_file": None,
+                  "file_system_poll_wait_seconds": 1, "max_num_load_retries": 5,
+                  "load_retry_interval_micros": 60_000_000, "enable_model_warmup": True,
                   "tensorflow_intra_op_parallelism": 0, "tensorflow_inter_op_parallelism": 0,
                   "model_config_file_poll_wait_seconds": 0}
     assert {flag: getattr(args, flag) for flag in tf_serving} == tf_serving
@@ -77,7 +77,7 @@ def test_tf_serving_spellings_set_what_they_say(tmp_path):
     assert parse("--model_config_file=c", "--model_config_file_poll_wait_seconds=60").model_config_file == "c"
 
 
-@pytest.mark.parametrize("argv, enabled", [
+@pytest.mark.parametrize(("argv", "enabled"), [
     ([], False), (["--enable_batching"], True), (["--enable_batching=true"], True),
     (["--enable_batching=false"], False), (["--enable-batching"], True), (["--no-enable-batching"], False)])
 def test_enable_batching_takes_tf_servings_values_and_the_old_spellings(argv, enabled):
@@ -178,7 +178,8 @@ def grpc_outcomes_until_closed(address: str) -> list[str]:
             except grpc.RpcError as error:
                 refused = error.code() == grpc.StatusCode.UNAVAILABLE and "shutting down" in error.details()
                 # A call gRPC takes in as it stops is CANCELLED: the port closing, seen a moment early.
-                closed = error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED) and not refused
+                closed = error.code() in (grpc.StatusCode.UNAVAILABLE,
+                                          grpc.StatusCode.CANCELLED) and not refused
                 outcomes.append("refused" if refused else "closed" if closed else error.code().name)
             time.sleep(0.05)
     return outcomes
@@ -271,7 +272,7 @@ def test_a_port_in_use_is_an_error_naming_it(tmp_path, capsys, protocol):
         holder.stop()
 
 
-@pytest.mark.parametrize("parameters, says", [
+@pytest.mark.parametrize(("parameters", "says"), [
     ("num_batch_threads { value: 0 }", "num_batch_threads is 0; it must be at least 1"),
     ("max_batch_size { value: -1 }", "max_batch_size is -1; it must be at least 1"),
     ("max_batch_sise { value: 8 }", "max_batch_sise"),
@@ -292,4 +293,5 @@ def test_reload_flags_set_what_they_say():
     assert (options().enable_reload_config, options().reload_config_roots) == (True, ())
     assert options("--rest_api_timeout_in_ms=1500").rest_api_timeout_s == 1.5
     given = options("--enable_reload_config=false", "--reload_config_roots=/models,gs://bucket/models")
-    assert (given.enable_reload_config, given.reload_config_roots) == (False, ("/models", "gs://bucket/models"))
+    assert (given.enable_reload_config, given.reload_config_roots) == (False, ("/models",
+                                                                               "gs://bucket/models"))

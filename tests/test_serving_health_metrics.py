@@ -28,8 +28,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from enja.serving import contract
-from enja.serving import client
+from enja.serving import client, contract
 from enja.serving.batching_config import BatchOptions
 from enja.serving.server import METRICS_PATH, ModelServer, ServerOptions
 from support.serving import LIMITS, MODEL, config_text, eventually, message, model_entry, text_request
@@ -81,7 +80,8 @@ def test_health_follows_the_models_a_new_config_lists(standin_model_base, tmp_pa
     with running(ModelServer.from_model_config(config, OPTIONS)) as server:
         assert [health(server.address, name) for name in ("", "first", "second")] == [SERVING] * 3
         server.reload_config(message(config_text(model_entry(bases["first"], name="first"))))
-        assert [health(server.address, name) for name in ("", "first", "second")] == [SERVING, SERVING, NOT_SERVING]
+        assert [health(server.address, name) for name in ("", "first", "second")] == [SERVING, SERVING,
+                                                                                      NOT_SERVING]
         served = {labels: value for (name, labels), value in scrape(server).items()
                   if name == "enja_serving_served_version"}
         assert served == {frozenset({"model": "first"}.items()): 1}
@@ -119,9 +119,11 @@ def test_metrics_count_a_predict_request_and_show_the_served_version(metrics_ser
                     "status": "OK"}.items())
     before = scrape(metrics_server)
     with grpc.insecure_channel(metrics_server.address) as channel:
-        prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(text_request(["hello"]), timeout=30)
+        prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(text_request(["hello"]),
+                                                                           timeout=30)
     after = scrape(metrics_server)
-    assert after[("enja_serving_requests_total", ok)] == before.get(("enja_serving_requests_total", ok), 0) + 1
+    assert after[("enja_serving_requests_total", ok)] == before.get(("enja_serving_requests_total", ok),
+                                                                    0) + 1
     assert after[("enja_serving_request_latency_seconds_count", ok)] >= 1
     batch = frozenset({"model": MODEL, "version": "1", "signature": contract.SERVING_SIGNATURE}.items())
     assert after[("enja_serving_batch_size_count", batch)] >= 1
@@ -147,13 +149,16 @@ def test_metrics_count_failures_by_status_and_unknown_models_together(metrics_se
 def test_metrics_count_model_service_calls(metrics_server):
     status_ok = frozenset({"api": "GetModelStatus", "model": MODEL, "version": "", "signature": "",
                            "status": "OK"}.items())
-    reload_refused = frozenset({"api": "HandleReloadConfigRequest", "model": "", "version": "", "signature": "",
+    reload_refused = frozenset({"api": "HandleReloadConfigRequest", "model": "", "version": "",
+                                "signature": "",
                                 "status": "INVALID_ARGUMENT"}.items())
     with grpc.insecure_channel(metrics_server.address) as channel:
         stub = model_service_pb2_grpc.ModelServiceStub(channel)
-        stub.GetModelStatus(get_model_status_pb2.GetModelStatusRequest(model_spec={"name": MODEL}), timeout=30)
+        stub.GetModelStatus(get_model_status_pb2.GetModelStatusRequest(model_spec={"name": MODEL}),
+                            timeout=30)
         with pytest.raises(grpc.RpcError):
-            stub.HandleReloadConfigRequest(model_management_pb2.ReloadConfigRequest(), timeout=30)  # no models
+            # no models
+            stub.HandleReloadConfigRequest(model_management_pb2.ReloadConfigRequest(), timeout=30)
     metrics = scrape(metrics_server)
     assert metrics[("enja_serving_requests_total", status_ok)] == 1
     assert metrics[("enja_serving_requests_total", reload_refused)] == 1
@@ -208,7 +213,8 @@ def test_client_retries_unavailable_until_the_server_answers():
 def test_client_gives_up_at_its_deadline_while_backing_off():
     """Five attempts would back off for up to 1.5 s; a 0.1 s deadline must end them."""
     with flaky_server(failures=1000) as (address, servicer), client.retrying_channel(address) as channel:
-        grpc.channel_ready_future(channel).result(timeout=10)  # so the deadline is spent on attempts, not connecting
+        # so the deadline is spent on attempts, not connecting
+        grpc.channel_ready_future(channel).result(timeout=10)
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         start = time.monotonic()
         with pytest.raises(grpc.RpcError) as raised:
@@ -224,13 +230,14 @@ SLOW_BATCHES = BatchOptions(max_batch_size=8, batch_timeout_s=1.0, num_batch_thr
 
 def test_a_predict_past_its_deadline_is_counted_and_never_run(standin_model_base, tmp_path):
     base = shutil.copytree(standin_model_base, tmp_path / "base")
-    with running(ModelServer(str(base), MODEL, dataclasses.replace(OPTIONS, batching=SLOW_BATCHES))) as server:
-        with grpc.insecure_channel(server.address) as channel:
-            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-            with pytest.raises(grpc.RpcError) as raised:
-                stub.Predict(text_request(["hello"]), timeout=0.3)
-            assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-            after = _after_a_later_call(server)
+    options = dataclasses.replace(OPTIONS, batching=SLOW_BATCHES)
+    with running(ModelServer(str(base), MODEL, options)) as server, \
+            grpc.insecure_channel(server.address) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as raised:
+            stub.Predict(text_request(["hello"]), timeout=0.3)
+        assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        after = _after_a_later_call(server)
     _counted_expired_and_never_run(after, "Predict")
 
 
@@ -238,7 +245,8 @@ def _after_a_later_call(server: ModelServer) -> dict:
     """The metrics once a later call has been answered: a batch holding the expired request would have
     run by then (with the later one, or before it), so waiting for it replaces guessing a time."""
     with grpc.insecure_channel(server.address) as channel:
-        prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(text_request(["hello"]), timeout=30)
+        prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(text_request(["hello"]),
+                                                                           timeout=30)
     return scrape(server)
 
 
@@ -253,16 +261,16 @@ def _counted_expired_and_never_run(after: dict, api: str) -> None:
 def test_calls_over_the_concurrency_cap_are_refused_at_once(standin_model_base, tmp_path, batched_calls):
     base = shutil.copytree(standin_model_base, tmp_path / "base")
     options = dataclasses.replace(OPTIONS, batching=SLOW_BATCHES, max_concurrent_rpcs=1)
-    with running(ModelServer(str(base), MODEL, options)) as server:
-        with grpc.insecure_channel(server.address) as channel:
-            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-            first = stub.Predict.future(text_request(["hello"]), timeout=10)
-            batched_calls.wait_for(1)  # the first call now waits a second for its batch
-            with pytest.raises(grpc.RpcError) as raised:
-                stub.Predict(text_request(["hello"]), timeout=10)
-            assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-            assert not first.done(), "the second call waited for the first instead of being refused"
-            assert first.result().outputs
+    with running(ModelServer(str(base), MODEL, options)) as server, \
+            grpc.insecure_channel(server.address) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        first = stub.Predict.future(text_request(["hello"]), timeout=10)
+        batched_calls.wait_for(1)  # the first call now waits a second for its batch
+        with pytest.raises(grpc.RpcError) as raised:
+            stub.Predict(text_request(["hello"]), timeout=10)
+        assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert not first.done(), "the second call waited for the first instead of being refused"
+        assert first.result().outputs
 
 
 def test_a_rest_predict_past_the_servers_timeout_is_answered_504_and_never_run(standin_model_base, tmp_path):

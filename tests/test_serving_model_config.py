@@ -3,6 +3,7 @@ against a real server on real SavedModels, and the operators' helpers that rewri
 import contextlib
 import dataclasses
 import os
+import pathlib
 import re
 import shutil
 import signal
@@ -101,7 +102,7 @@ def available(models, name: str = MODEL) -> list[int]:
 
 # --- version policies ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("policy, served", [
+@pytest.mark.parametrize(("policy", "served"), [
     ("", [3]),
     ("model_version_policy { latest { num_versions: 2 } }", [2, 3]),
     ("model_version_policy { specific { versions: 1 versions: 3 } }", [1, 3]),
@@ -146,7 +147,8 @@ def test_requests_can_name_a_version_label(versions_dir):
         metadata = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
         metadata.model_spec.name, metadata.model_spec.version_label = MODEL, "canary"
         assert predictions.GetModelMetadata(metadata, timeout=30).model_spec.version.value == 2
-        statuses = models.GetModelStatus(status_request(version_label="stable"), timeout=10).model_version_status
+        statuses = models.GetModelStatus(status_request(version_label="stable"),
+                                         timeout=10).model_version_status
         assert [(s.version, s.state) for s in statuses] == [(1, AVAILABLE)]
 
         metadata.model_spec.version_label = "nope"
@@ -167,7 +169,8 @@ def test_reload_config_request_applies_a_config_and_rejects_a_bad_one(versions_d
     file_text = path.read_text()
     with serving(ModelServer.from_model_config_file(str(path), OPTIONS)) as (predictions, models):
         assert answered_by(predictions) == 3
-        good = message(config_text(model_entry(versions_dir, "model_version_policy { specific { versions: 2 } }",
+        good = message(config_text(model_entry(versions_dir,
+                                               "model_version_policy { specific { versions: 2 } }",
                                                {"stable": 2})))
         response = models.HandleReloadConfigRequest(model_management_pb2.ReloadConfigRequest(config=good),
                                                     timeout=60)
@@ -177,7 +180,8 @@ def test_reload_config_request_applies_a_config_and_rejects_a_bad_one(versions_d
         assert available(models) == [2]
 
         bad_configs = {
-            "label-not-served": config_text(model_entry(versions_dir, "", {"stable": 2})),  # latest 1 serves 3
+            # latest 1 serves 3
+            "label-not-served": config_text(model_entry(versions_dir, "", {"stable": 2})),
             "platform": config_text(model_entry(versions_dir, platform="pytorch")),
             "duplicate": config_text(model_entry(versions_dir), model_entry(versions_dir)),
             "empty": "",
@@ -204,7 +208,7 @@ def test_reload_adds_and_drops_models(versions_dir):
         assert answered_by(predictions) == 3
 
 
-@pytest.mark.parametrize("options, beside_ok, elsewhere_ok", [
+@pytest.mark.parametrize(("options", "beside_ok", "elsewhere_ok"), [
     ({}, True, False),  # by default, only beside the models the server started with
     ({"enable_reload_config": False}, False, False),
     ({"reload_config_roots": ("ELSEWHERE",)}, False, True),
@@ -226,7 +230,8 @@ def test_reloads_over_the_network_load_only_from_allowed_folders(versions_dir, t
                 models.HandleReloadConfigRequest(request, timeout=60)
                 serving_now = version
             else:
-                assert status_code(models.HandleReloadConfigRequest, request) == grpc.StatusCode.PERMISSION_DENIED
+                assert status_code(models.HandleReloadConfigRequest,
+                                   request) == grpc.StatusCode.PERMISSION_DENIED
             assert answered_by(predictions) == serving_now
 
 
@@ -240,18 +245,21 @@ def test_a_file_that_cannot_be_applied_is_logged_and_the_old_config_stays(versio
         for text, problem in (("model_config_list { config { name: ", "not a ModelServerConfig"),
                               (config_text(model_entry(versions_dir, "", {"stable": 1})), "label 'stable'")):
             write(path, text)
-            eventually(lambda: any(problem in r.getMessage() and str(path) in r.getMessage()
-                                   for r in caplog.records), what=f"a logged error about {problem}")
+            eventually(lambda problem=problem: any(problem in r.getMessage() and str(path) in r.getMessage()
+                                                   for r in caplog.records),
+                       what=f"a logged error about {problem}")
             assert answered_by(predictions) == 3 and available(models) == [3]
-        write(path, config_text(model_entry(versions_dir, "model_version_policy { specific { versions: 2 } }")))
+        write(path, config_text(model_entry(versions_dir,
+                                            "model_version_policy { specific { versions: 2 } }")))
         eventually(lambda: answered_by(predictions) == 2, what="the fixed file adopted")
 
 
 # --- start-up and the command line -----------------------------------------------------------
 
-@pytest.mark.parametrize("make_text, problem", [
+@pytest.mark.parametrize(("make_text", "problem"), [
     (lambda base: 'model_config_list { config { name: "enja" base_pth: "x" } }', "not a ModelServerConfig"),
-    (lambda base: config_text(model_entry(base, platform="pytorch")), "model_platform 'pytorch' is not supported"),
+    (lambda base: config_text(model_entry(base, platform="pytorch")),
+     "model_platform 'pytorch' is not supported"),
     (lambda base: config_text(model_entry(base), model_entry(base)), "model 'enja' is listed more than once"),
     (lambda base: config_text(model_entry(base, "", {"stable": 1})),
      "version label 'stable' points at version 1, which its model_version_policy does not serve"),
@@ -264,7 +272,8 @@ def test_a_bad_config_file_stops_enja_serve_at_start_up(versions_dir, tmp_path, 
     assert err.count("\n") == 1, err
 
 
-@pytest.mark.parametrize("args", [[], ["--model-base-path", "a", "--model_config_file", "b"]], ids=["none", "both"])
+@pytest.mark.parametrize("args", [[], ["--model-base-path", "a", "--model_config_file", "b"]], ids=["none",
+                                                                                                    "both"])
 def test_enja_serve_needs_exactly_one_model_source(args, capsys):
     with pytest.raises(SystemExit) as raised:
         cli.main(["serve", *args])
@@ -321,12 +330,12 @@ def test_pin_and_follow_latest_change_only_that_policy(tmp_path):
 
 def test_pin_is_refused_when_it_would_strand_a_label_or_names_no_model(tmp_path):
     path = two_models(tmp_path)
-    text = open(path, encoding="utf-8").read()
+    text = pathlib.Path(path).read_text(encoding="utf-8")
     with pytest.raises(ModelConfigError, match=r"label 'stable' points at version 2"):
         set_policy(path, MODEL, model_config.pinned(3))
     with pytest.raises(ModelConfigError, match=r"no model 'nope'"):
         set_policy(path, "nope", model_config.pinned(1))
-    assert open(path, encoding="utf-8").read() == text
+    assert pathlib.Path(path).read_text(encoding="utf-8") == text
 
 
 def test_a_polling_reader_never_sees_half_a_rewrite(tmp_path):
@@ -357,12 +366,15 @@ def test_initial_config_for_a_local_output_folder(tmp_path, monkeypatch):
     path = str(tmp_path / "models.config")
     assert model_config.write_initial_model_config(path, MODEL, "serving_model/enja")
     (model,) = model_config.read_model_config(path).model_config_list.config
-    assert (model.name, model.base_path, model.model_platform) == (MODEL, str(tmp_path / "serving_model/enja"),
+    assert (model.name, model.base_path, model.model_platform) == (MODEL,
+                                                                   str(tmp_path / "serving_model/enja"),
                                                                   "tensorflow")
     assert model.model_version_policy.latest.num_versions == 1
     set_policy(path, MODEL, model_config.pinned(1))
-    assert not model_config.write_initial_model_config(path, MODEL, "elsewhere"), "an operator's pin must survive"
-    assert model_config.read_model_config(path).model_config_list.config[0].model_version_policy.HasField("specific")
+    assert not model_config.write_initial_model_config(path, MODEL, "elsewhere"), \
+        "an operator's pin must survive"
+    [model] = model_config.read_model_config(path).model_config_list.config
+    assert model.model_version_policy.HasField("specific")
 
 
 def test_only_ascii_digit_folders_are_versions(tmp_path):

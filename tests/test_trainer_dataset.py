@@ -10,8 +10,8 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from enja.models.architectures import seq2seq
-from enja.models.training import trainer
 from enja.models.config import TrainingConfig
+from enja.models.training import trainer
 from enja.preprocessing import features
 from support.corpus import tfrecord_data_accessor
 

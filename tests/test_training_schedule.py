@@ -7,8 +7,8 @@ import pytest
 import tensorflow as tf
 
 from enja.models.architectures import registry, seq2seq
-from enja.models.training import epoch_bleu, trainer, training_clock
 from enja.models.config import ModelConfig, TrainingConfig
+from enja.models.training import epoch_bleu, trainer, training_clock
 from enja.preprocessing import features
 
 SOURCE_VOCAB, TARGET_VOCAB = 12, 15
@@ -68,6 +68,6 @@ def test_averaged_weights_are_validated_and_kept(patience):
     kept = min(history["val_loss"]) if patience else history["val_loss"][-1]
     assert final_loss == pytest.approx(kept, rel=1e-5)
     # The average lags the raw weights, so their losses differ: the check above can fail.
-    plain, plain_history = _fit(TrainingConfig(learning_rate=0.05, epochs=4,
+    _, plain_history = _fit(TrainingConfig(learning_rate=0.05, epochs=4,
                                                early_stopping_patience=0), 4, data)
     assert plain_history["val_loss"][-1] != pytest.approx(history["val_loss"][-1], rel=1e-3)

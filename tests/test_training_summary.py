@@ -19,7 +19,7 @@ def test_counts_batches_and_tokens_leaving_out_padding():
     assert training_clock.count_batches_and_tokens(dataset) == (2, 12)
 
 
-@pytest.mark.parametrize("kept_best, kept_epoch", [(True, 2), (False, 3)])
+@pytest.mark.parametrize(("kept_best", "kept_epoch"), [(True, 2), (False, 3)])
 def test_summary_names_the_epoch_whose_weights_were_kept(kept_best, kept_epoch):
     history = keras.callbacks.History()
     history.history = {"loss": [3.0, 2.0, 1.5], "val_loss": [2.5, 2.2, 2.4]}

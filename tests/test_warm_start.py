@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import pathlib
@@ -16,11 +17,11 @@ from tfx import v1 as tfx
 
 from enja.components import serving_export
 from enja.models.architectures import registry, seq2seq
-from enja.models.training import trainer, training_summary, warm_start, warm_start_state
-from enja.serving import contract
 from enja.models.config import DecodingConfig, ModelConfig, TrainingConfig
+from enja.models.training import trainer, training_summary, warm_start, warm_start_state
 from enja.models.training.warm_start_state import Vocabularies
 from enja.preprocessing import features
+from enja.serving import contract
 from enja.serving.config import ServingConfig
 from support.corpus import TINY_PAIRS, write_transformed
 from support.tiny_models import TINY_LSTM
@@ -98,7 +99,7 @@ def test_rows_carry_over_by_token_and_new_tokens_keep_fresh_rows(tmp_path, confi
             continue
         checked.add(id(weight))
         side, axis = token_axes[id(weight)]
-        by_id = lambda values: np.moveaxis(values, axis, 0)  # noqa: E731
+        by_id = functools.partial(np.moveaxis, source=axis, destination=0)
         for token_id in range(len(getattr(NEW, side)) + R):
             old_id = _old_id(token_id, getattr(OLD, side), getattr(NEW, side))
             expected = (by_id(fresh[key])[token_id] if old_id is None
@@ -139,7 +140,7 @@ def test_warm_model_computes_the_base_models_logits(tmp_path, config, order):
                                rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("change, reason", [
+@pytest.mark.parametrize(("change", "reason"), [
     ({"units": 8}, "the base model has units=6; this config units=8"),
     ({"attention": "none"}, "the base model has attention='luong'; this config attention='none'"),
 ])
@@ -217,7 +218,7 @@ def _weights_of_another_build(tmp_path) -> str:
     return serving_dir
 
 
-@pytest.mark.parametrize("base_model, training, reason", [
+@pytest.mark.parametrize(("base_model", "training", "reason"), [
     (_no_base_model, TrainingConfig(), "no model in production yet"),
     (_base_without_state, TrainingConfig(), "the base model kept no warm-start state"),
     (_half_written_state, TrainingConfig(), "the base model kept no warm-start state"),

@@ -6,7 +6,7 @@ spans are read from $ENJA_DATA_ROOT.
 from __future__ import annotations
 
 import pathlib
-from typing import Callable
+from collections.abc import Callable
 
 from enja.pipeline import data
 

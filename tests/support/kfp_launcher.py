@@ -48,7 +48,7 @@ def schema_title(artifact_type: pb.ArtifactTypeSchema) -> str:
     return artifact_type.schema_title or yaml.safe_load(artifact_type.instance_schema)["title"]
 
 
-class Refused(ValueError):
+class RefusedError(ValueError):
     """A spec the open-source backend refuses when a run is created."""
 
 
@@ -57,16 +57,16 @@ def check_runnable(spec: pb.PipelineSpec) -> None:
     for label, executor in deployment(spec).executors.items():
         # backend/src/v2/compiler/visitor.go (Accept): container and importer executors only.
         if executor.WhichOneof("spec") not in ("container", "importer"):
-            raise Refused(f"{label}: non-container and non-importer executor not implemented")
+            raise RefusedError(f"{label}: non-container and non-importer executor not implemented")
     for task_name, task in spec.root.dag.tasks.items():
         for name, parameter in task.inputs.parameters.items():
             # backend/src/v2/driver/resolve.go: a runtime value must be a `constant`.
             if not parameter.runtime_value.HasField("constant"):
-                raise Refused(f"{task_name}.{name}: resolving input parameter with spec "
+                raise RefusedError(f"{task_name}.{name}: resolving input parameter with spec "
                               f"{json_format.MessageToJson(parameter)}: unsupported runtime value")
 
 
-class TaskFailed(RuntimeError):
+class TaskFailedError(RuntimeError):
     """A task's container exited non-zero; the run stops there, as the backend's does."""
 
     def __init__(self, task_name: str, message: str):
@@ -132,7 +132,7 @@ class Launcher:
         return order
 
     def run_all(self) -> dict[str, float]:
-        """Runs every task in DAG order, stopping at the first that fails (TaskFailed);
+        """Runs every task in DAG order, stopping at the first that fails (TaskFailedError);
         returns the seconds each took."""
         seconds = {}
         for task_name in self.task_order():
@@ -158,7 +158,7 @@ class Launcher:
         done = subprocess.run(resolved, env={**os.environ, "PATH": path}, capture_output=True,
                               text=True, timeout=TIMEOUT_S, check=False)
         if done.returncode:
-            raise TaskFailed(task_name, f"{' '.join(command[:3])} … exited {done.returncode}:\n"
+            raise TaskFailedError(task_name, f"{' '.join(command[:3])} … exited {done.returncode}:\n"
                                         f"{done.stderr[-STDERR_TAIL_CHARS:]}")
 
     def _record(self, task_name: str, executor_input: pb.ExecutorInput) -> None:

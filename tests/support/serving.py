@@ -90,7 +90,8 @@ def wait_for_status(model_service, version: int, state, timeout: float = 60.0):
             if status.state == state:
                 return status
         except grpc.RpcError as error:
-            assert error.code() == grpc.StatusCode.NOT_FOUND  # not discovered yet
+            if error.code() != grpc.StatusCode.NOT_FOUND:  # NOT_FOUND: not discovered yet
+                raise
         time.sleep(0.05)
     raise AssertionError(f"version {version} never reached state {state}")
 
@@ -155,7 +156,8 @@ class Hammer:
 
     def __init__(self, stub, threads: int = 8):
         self.stub, self.failures = stub, []
-        self.answers: list[tuple[float, int]] = []  # (time.monotonic() a call was sent, version that answered)
+        # (time.monotonic() a call was sent, version that answered)
+        self.answers: list[tuple[float, int]] = []
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._loop) for _ in range(threads)]
 
@@ -189,7 +191,8 @@ class Hammer:
         eventually(lambda: any(sent >= start and answered == version for sent, answered in self.answers),
                    timeout, f"version {version} served")
 
-    def versions_for_calls_sent_after(self, moment: float, calls: int = 20, timeout: float = 60.0) -> set[int]:
+    def versions_for_calls_sent_after(self, moment: float, calls: int = 20,
+                                      timeout: float = 60.0) -> set[int]:
         """The versions that answered calls sent after `moment` (a time.monotonic() value), once `calls` of
         them have: what serves new calls. The last answers to come back may, on a loaded machine, be to
         calls sent long before."""

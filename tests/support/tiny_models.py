@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from enja.models.config import ModelConfig
-
 from support.corpus import TINY_PAIRS
 
 # conftest's `tiny_model` and `tiny_transformer`.
