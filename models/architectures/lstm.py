@@ -30,7 +30,8 @@ class ProjectedLSTM(layers.LSTM):
     masking and the direction are keras's own loop's (`backend.rnn`). Without dropout
     inside the cell only (dropout here acts on the embeddings)."""
 
-    def inner_loop(self, sequences, initial_state, mask, training=False):
+    def inner_loop(self, sequences: Any, initial_state: Any, mask: Any, training: bool = False
+                   ) -> tuple[Any, Any, list[Any]]:
         cell = self.cell
         if cell.dropout or cell.recurrent_dropout:
             return super().inner_loop(sequences, initial_state, mask, training=training)
@@ -42,7 +43,7 @@ class ProjectedLSTM(layers.LSTM):
             projected = projected + cell.bias
         projected = ops.reshape(projected, (shape[0], shape[1], 4 * cell.units))
 
-        def step(inputs, states):
+        def step(inputs: Any, states: list[Any]) -> tuple[Any, list[Any]]:
             h, c = states
             z = ops.split(inputs + ops.matmul(h, cell.recurrent_kernel), 4, axis=-1)
             c, o = cell._compute_carry_and_output_fused(z, c)
