@@ -10,6 +10,7 @@ import re
 import select
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import pytest
 import tensorflow as tf
@@ -109,7 +110,17 @@ def test_the_run_shows_each_step_and_the_time_left_from_the_last_run(tmp_path):
     assert logging.getLogger("absl").propagate  # as it was
 
 
-def test_warnings_still_reach_the_terminal_while_the_run_is_followed(caplog):
+@pytest.fixture
+def absl_at_its_default() -> Iterator[None]:
+    """absl's logger at its own default level, WARNING, whatever earlier tests in the process
+    left it at (a TFX run leaves it at INFO)."""
+    saved = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.WARNING)
+    yield
+    absl_logging.set_verbosity(saved)
+
+
+def test_warnings_still_reach_the_terminal_while_the_run_is_followed(caplog, absl_at_its_default):
     """absl's INFO is taken for the progress alone: what the root logger's handlers (here
     pytest's) got before, they get still, and no more."""
     with progress.reporting(["A"], {}, ProgressLine(io.StringIO())):

@@ -1,6 +1,8 @@
 """The Trainer's learning-rate warm-up and weight averaging, on a tiny real model."""
 from __future__ import annotations
 
+import io
+
 import keras
 import numpy as np
 import pytest
@@ -8,7 +10,7 @@ import tensorflow as tf
 
 from enja.models.architectures import registry, seq2seq
 from enja.models.config import ModelConfig, TrainingConfig
-from enja.models.training import epoch_bleu, trainer, training_clock
+from enja.models.training import epoch_bleu, progress, trainer, training_clock
 from enja.preprocessing import features
 
 SOURCE_VOCAB, TARGET_VOCAB = 12, 15
@@ -39,7 +41,8 @@ def _fit(training: TrainingConfig, epochs: int, data: tf.data.Dataset, *extra_ca
     seq2seq.compile_model(model.trainer, training)
     callbacks = trainer._callbacks(
         training, "", training_clock.TrainingClock(),
-        epoch_bleu.EpochBleu(model, data, [str(i).encode() for i in range(TARGET_VOCAB - 4)], 6))
+        epoch_bleu.EpochBleu(model, data, [str(i).encode() for i in range(TARGET_VOCAB - 4)], 6),
+        progress.EpochProgress(epochs, int(data.cardinality()), progress.ProgressLine(io.StringIO())))
     callbacks = [c for c in callbacks if not isinstance(c, keras.callbacks.TensorBoard)]
     history = model.trainer.fit(data, validation_data=data, epochs=epochs, verbose=0,
                                 callbacks=[*callbacks, *extra_callbacks])
