@@ -8,9 +8,13 @@ requests before any version that is no longer aspired is dropped, and the
 version labels move in the same step as the drop, so a new push, a rollback or
 a broken version never leaves the model (or a label) unavailable. A failed load
 is retried, as TF Serving does, up to `max_load_retries` times at least
-`load_retry_interval_s` apart (TFX's Pusher copies straight into the numbered
-folder, so a slow push fails to load until its last file lands); the version
-stays LOADING until it loads or its retries are spent. A dropped version's
+`load_retry_interval_s` apart; the version stays LOADING until it loads or its
+retries are spent. A version folder is not loaded before its graph file
+(saved_model.pb or .pbtxt) is there: TFX's Pusher copies straight into the
+numbered folder and writes saved_model.pb last, as the sign that the version is
+whole, so a push caught half-way waits for the next poll instead of failing a
+load and waiting out a retry interval. Retries cover writers that do not keep
+that order. A dropped version's
 memory goes back to the operating system once the last request holding it ends
 (serving/memory.py).
 """
@@ -32,6 +36,7 @@ from enja.serving.served import aspired_versions, versions_on_disk
 
 State = get_model_status_pb2.ModelVersionStatus.State
 log = logging.getLogger(__name__)
+GRAPH_FILES = ("saved_model.pb", "saved_model.pbtxt")  # a SavedModel holds one of them
 
 
 @dataclasses.dataclass
@@ -103,7 +108,7 @@ class VersionManager:
             with self._lock:
                 status = self._statuses.setdefault(version, VersionStatus())
             if (version not in self._available and status.failures < self._max_failures
-                    and time.monotonic() >= status.retry_at):
+                    and time.monotonic() >= status.retry_at and self._graph_written(version)):
                 self._try_load(version, status)
         with self._lock:
             self._labels = dict(config.version_labels)
@@ -114,6 +119,11 @@ class VersionManager:
                 self._dropped.add(self._available.pop(version))
                 self._statuses[version] = VersionStatus(State.END)
                 log.info("unloaded %s version %d", self.model_dir, version)
+
+    def _graph_written(self, version: int) -> bool:
+        """Whether the version's graph file has landed, the last file TFX's Pusher copies."""
+        path = tf.io.gfile.join(self.model_dir, str(version))
+        return any(tf.io.gfile.exists(tf.io.gfile.join(path, name)) for name in GRAPH_FILES)
 
     def _try_load(self, version: int, status: VersionStatus) -> None:
         with self._lock:

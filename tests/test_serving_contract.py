@@ -399,12 +399,12 @@ def test_hot_swap_and_broken_versions_under_load(model_base, tmp_path):
     assert not {old + 2, old + 3} & set(hammer.versions), "a broken version answered"
 
 
-def _copy_slowly(source: str, destination: str, seconds: float) -> None:
-    """Copies a version file by file over `seconds`, as TFX's Pusher writes straight into the
-    numbered folder: saved_model.pb lands first, the variables last."""
+def _copy_slowly(source: str, destination: str, seconds: float, graph_last: bool) -> None:
+    """Copies a version file by file over `seconds` straight into the numbered folder. TFX's
+    Pusher copies saved_model.pb last (`graph_last`); another writer may copy it first."""
     files = sorted((os.path.relpath(os.path.join(folder, name), source)
                     for folder, _, names in os.walk(source) for name in names),
-                   key=lambda path: (path != "saved_model.pb", path.startswith("variables"), path))
+                   key=lambda path: ((path == "saved_model.pb") == graph_last, path))
     for path in files:
         time.sleep(seconds / len(files))
         os.makedirs(os.path.dirname(os.path.join(destination, path)), exist_ok=True)
@@ -412,12 +412,27 @@ def _copy_slowly(source: str, destination: str, seconds: float) -> None:
 
 
 @local_only
-def test_a_push_copied_over_20_s_is_served_once_complete(model_base, tmp_path):
+def test_a_push_copied_the_way_tfx_copies_is_served_without_a_failed_load(model_base, tmp_path):
+    """saved_model.pb lands last: until then the version is not tried, so it serves at the next poll
+    rather than after a retry interval (60 s here, TF Serving's default)."""
+    with _hammered_server(model_base, tmp_path, threads=2, poll_interval_s=0.1, max_load_retries=5,
+                          load_retry_interval_s=60.0) as (server, _, hammer, old):
+        model_dir = server.versions.model_dir
+        _copy_slowly(os.path.join(model_dir, str(old)), os.path.join(model_dir, str(old + 1)), 5,
+                     graph_last=True)
+        hammer.wait_for_version(old + 1, timeout=30)
+        assert server.versions.statuses()[old + 1].failures == 0
+    assert hammer.failures == []
+
+
+@local_only
+def test_a_push_copied_over_20_s_graph_first_is_served_once_complete(model_base, tmp_path):
     """Loads fail while the copy goes on and are retried TF Serving's way, 5 retries at 5 s."""
     with _hammered_server(model_base, tmp_path, threads=2, poll_interval_s=0.1, max_load_retries=5,
                           load_retry_interval_s=5.0) as (server, _, hammer, old):
         model_dir = server.versions.model_dir
-        _copy_slowly(os.path.join(model_dir, str(old)), os.path.join(model_dir, str(old + 1)), 20)
+        _copy_slowly(os.path.join(model_dir, str(old)), os.path.join(model_dir, str(old + 1)), 20,
+                     graph_last=False)
         hammer.wait_for_version(old + 1, timeout=30)
         assert server.versions.statuses()[old + 1].failures >= 1  # it was tried before it was whole
     assert hammer.failures == []
