@@ -418,7 +418,7 @@ def test_a_push_copied_the_way_tfx_copies_is_served_without_a_failed_load(model_
     with _hammered_server(model_base, tmp_path, threads=2, poll_interval_s=0.1, max_load_retries=5,
                           load_retry_interval_s=60.0) as (server, _, hammer, old):
         model_dir = server.versions.model_dir
-        _copy_slowly(os.path.join(model_dir, str(old)), os.path.join(model_dir, str(old + 1)), 5,
+        _copy_slowly(os.path.join(model_dir, str(old)), os.path.join(model_dir, str(old + 1)), 3,
                      graph_last=True)
         hammer.wait_for_version(old + 1, timeout=30)
         assert server.versions.statuses()[old + 1].failures == 0
@@ -426,12 +426,12 @@ def test_a_push_copied_the_way_tfx_copies_is_served_without_a_failed_load(model_
 
 
 @local_only
-def test_a_push_copied_over_20_s_graph_first_is_served_once_complete(model_base, tmp_path):
-    """Loads fail while the copy goes on and are retried TF Serving's way, 5 retries at 5 s."""
+def test_a_push_copied_over_10_s_graph_first_is_served_once_complete(model_base, tmp_path):
+    """Loads fail while the copy goes on and are retried TF Serving's way, 5 retries at 2.5 s."""
     with _hammered_server(model_base, tmp_path, threads=2, poll_interval_s=0.1, max_load_retries=5,
-                          load_retry_interval_s=5.0) as (server, _, hammer, old):
+                          load_retry_interval_s=2.5) as (server, _, hammer, old):
         model_dir = server.versions.model_dir
-        _copy_slowly(os.path.join(model_dir, str(old)), os.path.join(model_dir, str(old + 1)), 20,
+        _copy_slowly(os.path.join(model_dir, str(old)), os.path.join(model_dir, str(old + 1)), 10,
                      graph_last=False)
         hammer.wait_for_version(old + 1, timeout=30)
         assert server.versions.statuses()[old + 1].failures >= 1  # it was tried before it was whole
