@@ -88,8 +88,9 @@ def main() -> None:
         base = statistics.median(times["keras LSTM"])
         for name, measured in times.items():
             median = statistics.median(measured)
-            print(f"{part} ({positions} positions, {units} units): {name}: {median * 1000:.1f} ms a step "
-                  f"(median of {args.rounds}; best {min(measured) * 1000:.1f}), {base / median:.2f}× keras LSTM")
+            print(f"{part} ({positions} positions, {units} units): {name}: "
+                  f"{median * 1000:.1f} ms a step (median of {args.rounds}; "
+                  f"best {min(measured) * 1000:.1f}), {base / median:.2f}× keras LSTM")
 
 
 if __name__ == "__main__":
