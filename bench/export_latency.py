@@ -58,8 +58,7 @@ def with_settings(state: warm_start_state.State, settings: list[str]
     and the DecodingConfig with the "decoding.field=value" ones."""
     if any(not setting.startswith(("model.", "decoding.")) for setting in settings):
         raise SystemExit(f"--reexport-set takes model and decoding settings only, not {settings}")
-    trained = configs.replace(configs.PipelineConfig(), model=state.model_config,
-                              decoding=dataclasses.asdict(DecodingConfig()))
+    trained = configs.replace(configs.PipelineConfig(), model=state.model_config)
     changed = configs.with_overrides(trained, settings)
     return state._replace(model_config=dataclasses.asdict(changed.model)), changed.decoding
 
